@@ -1,0 +1,126 @@
+//! What the `visage` binary's service subcommands run.
+
+use std::time::Duration;
+
+use crate::configuration::{CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, ServeArgs};
+use crate::domain::Scopes;
+use crate::embedded::{self, EmbeddedPostgres};
+use crate::startup::Application;
+use crate::{auth, db, purge, telemetry};
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down");
+}
+
+/// `visage serve`: migrate, make sure an admin key exists, start the consent purge job and
+/// serve until SIGINT/SIGTERM. Without `DATABASE_URL`, the embedded PostgreSQL is started and,
+/// if no other process uses it, stopped at the end.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    telemetry::init_tracing(args.log_json);
+    let embedded = args.db.database_url.is_none();
+    let url = db::resolve_url(&args.db).await?;
+    let result = serve_on(&args, &url).await;
+    if embedded {
+        tokio::task::spawn_blocking(embedded::release_for_process).await?;
+    }
+    result
+}
+
+async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
+    let pool = db::connect(url, args.db_pool).await?;
+    db::migrate(&pool).await?;
+    if let Some(key) = &args.bootstrap_key {
+        auth::ensure_key(&pool, key, "bootstrap").await?;
+    } else {
+        let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetch_one(&pool).await?;
+        if keys == 0 {
+            let (key, _) = auth::create_key(&pool, "initial-admin", &Scopes::all(), None).await?;
+            eprintln!("No API key existed; created an admin key (shown only this once):\n\n    {key}\n");
+        }
+    }
+    let app = Application::build(args, pool.clone()).await?;
+    let port = app.port();
+    // Load the models in the background; /readyz says when they are in.
+    let warm = crate::pipeline::PipelineService::new(1, Default::default());
+    tokio::spawn(async move {
+        if let Err(e) = warm.get().await {
+            tracing::error!(error = %e, "loading the face models failed");
+        }
+    });
+    let purge = purge::spawn(pool.clone(), Duration::from_secs(args.purge_interval_secs));
+    let host = if args.host.is_unspecified() { "127.0.0.1".to_string() } else { args.host.to_string() };
+    eprintln!("visage listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)");
+    tracing::info!(port, "listening");
+    app.run_until_stopped(shutdown_signal()).await?;
+    purge.abort();
+    pool.close().await;
+    Ok(())
+}
+
+/// `visage migrate`: applies `migrations/`.
+pub async fn migrate(args: DbArgs) -> anyhow::Result<()> {
+    let url = db::resolve_url(&args).await?;
+    let pool = db::connect(&url, 2).await?;
+    db::migrate(&pool).await?;
+    pool.close().await;
+    eprintln!("migrations applied");
+    Ok(())
+}
+
+/// `visage create-key`: stores a new key and prints it once.
+pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
+    let scopes = Scopes::parse(&args.scopes).map_err(anyhow::Error::msg)?;
+    let url = db::resolve_url(&args.db).await?;
+    let pool = db::connect(&url, 2).await?;
+    db::migrate(&pool).await?;
+    let (key, id) = auth::create_key(&pool, &args.name, &scopes, args.rate_per_minute).await?;
+    pool.close().await;
+    eprintln!("created key {id} ({}) with scopes {}; it is shown only this once:", args.name, scopes.names().join(","));
+    println!("{key}");
+    Ok(())
+}
+
+/// `visage db start|stop|status|url`: the embedded PostgreSQL.
+pub async fn db(args: DbCommandArgs) -> anyhow::Result<()> {
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        let pg = EmbeddedPostgres::locate()?;
+        match args.action {
+            DbAction::Start => {
+                pg.start()?;
+                eprintln!("{}", pg.describe()?);
+            }
+            DbAction::Stop => {
+                pg.stop()?;
+                eprintln!("{}", pg.describe()?);
+            }
+            DbAction::Status => println!("{}", pg.describe()?),
+            DbAction::Url => {
+                pg.start()?;
+                println!("{}", pg.url(embedded::APP_DATABASE)?);
+            }
+        }
+        Ok(())
+    })
+    .await??;
+    if args.action == DbAction::Url || args.action == DbAction::Start {
+        // Make sure the application database exists.
+        let pg = tokio::task::spawn_blocking(EmbeddedPostgres::locate).await??;
+        db::create_database_if_missing(&pg.url(embedded::APP_DATABASE)?).await?;
+    }
+    Ok(())
+}

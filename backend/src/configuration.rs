@@ -1,0 +1,110 @@
+//! Settings of every command, from the command line or the environment (`clap`).
+
+use std::net::IpAddr;
+
+use clap::{Args, Subcommand};
+
+/// Where the database is.
+#[derive(Debug, Clone, Args, Default)]
+pub struct DbArgs {
+    /// PostgreSQL URL (with pgvector). Unset: the project-local embedded PostgreSQL is
+    /// provisioned and started (data under `.visage/`).
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+/// `visage serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Address to listen on.
+    #[arg(long, env = "VISAGE_HOST", default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// Port to listen on (0: any free port).
+    #[arg(long, env = "VISAGE_PORT", default_value_t = 8080)]
+    pub port: u16,
+    /// An API key to accept with every scope (created if missing, stored hashed). Without it,
+    /// and with no key in the database, one admin key is generated and printed once.
+    #[arg(long, env = "VISAGE_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<String>,
+    /// Largest request body in bytes (JSON and images).
+    #[arg(long, env = "VISAGE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+    /// Largest decoded image in pixels (width x height).
+    #[arg(long, env = "VISAGE_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    pub max_image_pixels: u64,
+    /// Default per-key rate limit, requests per minute (a key may carry its own).
+    #[arg(long, env = "VISAGE_RATE_PER_MINUTE", default_value_t = 600)]
+    pub rate_per_minute: u32,
+    /// Seconds between runs of the job that purges people whose consent expired.
+    #[arg(long, env = "VISAGE_PURGE_INTERVAL_SECS", default_value_t = 60)]
+    pub purge_interval_secs: u64,
+    /// Threads for the face pipeline (0: one per core).
+    #[arg(long, env = "VISAGE_PIPELINE_THREADS", default_value_t = 0)]
+    pub pipeline_threads: usize,
+    /// Largest connection pool size.
+    #[arg(long, env = "VISAGE_DB_POOL", default_value_t = 16)]
+    pub db_pool: u32,
+    /// HNSW `ef_search` for recognition (higher: better recall, slower).
+    #[arg(long, env = "VISAGE_EF_SEARCH", default_value_t = 100)]
+    pub ef_search: u32,
+    /// Log as JSON lines.
+    #[arg(long, env = "VISAGE_LOG_JSON")]
+    pub log_json: bool,
+}
+
+impl Default for ServeArgs {
+    fn default() -> Self {
+        Self {
+            db: DbArgs::default(),
+            host: IpAddr::from([127, 0, 0, 1]),
+            port: 8080,
+            bootstrap_key: None,
+            max_body_bytes: 10 * 1024 * 1024,
+            max_image_pixels: 40_000_000,
+            rate_per_minute: 600,
+            purge_interval_secs: 60,
+            pipeline_threads: 0,
+            db_pool: 16,
+            ef_search: 100,
+            log_json: false,
+        }
+    }
+}
+
+/// `visage create-key`.
+#[derive(Debug, Clone, Args)]
+pub struct CreateKeyArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// A name for the key (who or what uses it).
+    #[arg(long)]
+    pub name: String,
+    /// Scopes: enroll, recognize, admin (repeat or comma-separate).
+    #[arg(long = "scope", value_delimiter = ',', required = true)]
+    pub scopes: Vec<String>,
+    /// Requests per minute for this key (default: the server's).
+    #[arg(long)]
+    pub rate_per_minute: Option<u32>,
+}
+
+/// `visage db <action>`: the embedded PostgreSQL.
+#[derive(Debug, Clone, Args)]
+pub struct DbCommandArgs {
+    #[command(subcommand)]
+    pub action: DbAction,
+}
+
+/// What to do with the embedded PostgreSQL.
+#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+pub enum DbAction {
+    /// Install (first time), initialise and start it; it keeps running until `visage db stop`.
+    Start,
+    /// Stop it.
+    Stop,
+    /// Say whether it runs, where and on which port.
+    Status,
+    /// Print its connection URL (starting it if needed).
+    Url,
+}

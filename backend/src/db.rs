@@ -1,0 +1,66 @@
+//! Connection pool and migrations.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+
+use crate::configuration::DbArgs;
+use crate::embedded;
+
+/// The migrations of `migrations/`, compiled in.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// The database URL: `DATABASE_URL`, or the embedded server's (started for this process).
+pub async fn resolve_url(args: &DbArgs) -> anyhow::Result<String> {
+    if let Some(url) = &args.database_url {
+        return Ok(url.clone());
+    }
+    let (pg, _) = tokio::task::spawn_blocking(embedded::acquire_for_process).await??;
+    let url = pg.url(embedded::APP_DATABASE)?;
+    create_database_if_missing(&url).await?;
+    Ok(url)
+}
+
+/// Creates the database named in `url` if missing, connecting to the `postgres` database.
+pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
+    let opts = PgConnectOptions::from_str(url)?;
+    let name = opts.get_database().unwrap_or("postgres").to_string();
+    let mut conn = opts.clone().database("postgres").connect().await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(&name)
+        .fetch_one(&mut conn)
+        .await?;
+    if !exists {
+        let q = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+        if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(q)).execute(&mut conn).await {
+            // A concurrent process may have created it.
+            let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+                .bind(&name)
+                .fetch_one(&mut conn)
+                .await?;
+            if !exists {
+                return Err(e.into());
+            }
+        }
+    }
+    conn.close().await?;
+    Ok(())
+}
+
+/// A pool on `url`.
+pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+    let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
+    Ok(PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(opts)
+        .await?)
+}
+
+/// Applies pending migrations.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(pool).await?;
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The one error type of the HTTP API: every failure becomes an `application/problem+json`
+//! response (RFC 9457) with a stable machine-readable `code`.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// A problem details body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type (`urn:visage:problem:<code>`).
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// Short summary of the problem type.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong in this request.
+    pub detail: String,
+    /// Stable machine-readable code.
+    pub code: String,
+    /// Extra structured information (quality issues, face counts, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object)]
+    pub extra: Option<serde_json::Value>,
+}
+
+/// Every way an API request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: malformed input, with a code naming what is wrong.
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String, extra: Option<serde_json::Value> },
+    /// 422: well-formed but unusable input (an image without one usable face, ...).
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String, extra: Option<serde_json::Value> },
+    /// 401: no or bad API key.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// 403: the key lacks a scope.
+    #[error("this API key lacks the {0:?} scope")]
+    Forbidden(&'static str),
+    /// 404: no such record.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// 409: the request conflicts with the record's state (consent no longer active, ...).
+    #[error("{detail}")]
+    Conflict { code: &'static str, detail: String },
+    /// 413: the body is over the limit.
+    #[error("the request body is over the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// 415: wrong content type.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// 429: per-key rate limit.
+    #[error("rate limit exceeded; retry in {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    /// 503: a dependency (database, models) is not available.
+    #[error("{0}")]
+    Unavailable(String),
+    /// 500: a bug or an unexpected failure; details are logged, not returned.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// 400 with a code.
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest { code, detail: detail.into(), extra: None }
+    }
+
+    /// 422 with a code.
+    pub fn unprocessable(code: &'static str, detail: impl Into<String>, extra: Option<serde_json::Value>) -> Self {
+        ApiError::Unprocessable { code, detail: detail.into(), extra }
+    }
+
+    /// HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Stable machine-readable code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    /// The problem body.
+    pub fn problem(&self) -> Problem {
+        let status = self.status();
+        let detail = match self {
+            ApiError::Internal(_) => "an internal error occurred; it has been logged".to_string(),
+            other => other.to_string(),
+        };
+        let extra = match self {
+            ApiError::BadRequest { extra, .. } | ApiError::Unprocessable { extra, .. } => extra.clone(),
+            _ => None,
+        };
+        Problem {
+            type_: format!("urn:visage:problem:{}", self.code()),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
+            status: status.as_u16(),
+            detail,
+            code: self.code().to_string(),
+            extra,
+        }
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+                ApiError::Unavailable("the database is not reachable".into())
+            }
+            _ => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<visage_shared::EmbeddingError> for ApiError {
+    fn from(e: visage_shared::EmbeddingError) -> Self {
+        ApiError::bad_request(e.code(), e.to_string())
+    }
+}
+
+impl From<visage_shared::DecodeError> for ApiError {
+    fn from(e: visage_shared::DecodeError) -> Self {
+        use visage_shared::DecodeError as D;
+        match &e {
+            D::TooManyBytes { max, .. } => ApiError::PayloadTooLarge { limit: *max },
+            D::Empty => ApiError::bad_request(e.code(), e.to_string()),
+            _ => ApiError::unprocessable(e.code(), e.to_string(), None),
+        }
+    }
+}
+
+impl From<visage_shared::PipelineError> for ApiError {
+    fn from(e: visage_shared::PipelineError) -> Self {
+        ApiError::Internal(e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Internal(msg) = &self {
+            tracing::error!(error = %msg, "internal error");
+        }
+        let problem = self.problem();
+        let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
+        let mut resp = (self.status(), body).into_response();
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if let ApiError::RateLimited { retry_after_secs } = self {
+            if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+        }
+        resp
+    }
+}
+
+/// Result type of handlers.
+pub type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,23 @@
+//! # visage-backend: consented enrollment, recognition and erasure over PostgreSQL + pgvector
+//!
+//! Layout (after *Zero to Production in Rust*):
+//! - [`configuration`]: command-line and environment settings of every command;
+//! - [`embedded`]: the project-local PostgreSQL with pgvector used when `DATABASE_URL` is unset;
+//! - [`db`]: connection pool and migrations;
+//! - [`startup`]: builds the axum application; [`routes`]: one module per resource;
+//! - [`domain`]: parse-don't-validate request types; [`error`]: the one API error type;
+//! - [`auth`]: API keys, scopes and rate limits; [`pipeline`]: the face pipeline off the runtime;
+//! - [`telemetry`]: tracing and Prometheus metrics; [`commands`]: what the `visage` binary runs.
+
+pub mod auth;
+pub mod commands;
+pub mod configuration;
+pub mod db;
+pub mod domain;
+pub mod embedded;
+pub mod error;
+pub mod pipeline;
+pub mod purge;
+pub mod routes;
+pub mod startup;
+pub mod telemetry;

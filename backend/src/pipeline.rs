@@ -1,0 +1,85 @@
+//! The face pipeline off the async runtime: models loaded once per process, CPU work on the
+//! blocking pool behind a semaphore sized to the cores.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use tokio::sync::{OnceCell, Semaphore};
+use visage_shared::{AnalyzeOptions, AnalyzedFace, DecodeLimits, Pipeline};
+
+use crate::error::ApiError;
+
+static PIPELINE: OnceCell<Arc<Pipeline>> = OnceCell::const_new();
+
+/// An image analysed by the pipeline.
+pub struct Analysis {
+    pub width: u32,
+    pub height: u32,
+    pub faces: Vec<AnalyzedFace>,
+}
+
+/// Runs the pipeline on a bounded number of blocking threads.
+#[derive(Clone)]
+pub struct PipelineService {
+    permits: Arc<Semaphore>,
+    limits: DecodeLimits,
+}
+
+impl PipelineService {
+    /// `threads` concurrent analyses (0: one per core).
+    pub fn new(threads: usize, limits: DecodeLimits) -> Self {
+        let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { threads };
+        Self { permits: Arc::new(Semaphore::new(n)), limits }
+    }
+
+    /// Whether the models are loaded (for `/readyz`).
+    pub fn is_loaded() -> bool {
+        PIPELINE.initialized()
+    }
+
+    /// The pipeline, loading the models on first use.
+    pub async fn get(&self) -> Result<Arc<Pipeline>, ApiError> {
+        PIPELINE
+            .get_or_try_init(|| async {
+                let t = Instant::now();
+                let p = tokio::task::spawn_blocking(Pipeline::load)
+                    .await
+                    .map_err(|e| ApiError::Internal(format!("loading models: {e}")))?
+                    .map_err(ApiError::from)?;
+                tracing::info!(seconds = t.elapsed().as_secs_f64(), "face models loaded");
+                Ok::<_, ApiError>(Arc::new(p))
+            })
+            .await
+            .cloned()
+    }
+
+    /// Decodes and analyses an image: every face with box, landmarks, quality and embedding.
+    pub async fn analyze(&self, bytes: Bytes) -> Result<Analysis, ApiError> {
+        if bytes.is_empty() {
+            return Err(visage_shared::DecodeError::Empty.into());
+        }
+        let pipeline = self.get().await?;
+        let _permit = self.permits.clone().acquire_owned().await.map_err(|_| ApiError::Unavailable("pipeline closed".into()))?;
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let img = visage_shared::decode::decode_image(&bytes, &limits)?;
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "decode").record(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let dets = pipeline.detect(&img, &AnalyzeOptions::default().detect)?;
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "detect").record(t.elapsed().as_secs_f64());
+            let t = Instant::now();
+            let mut faces = Vec::with_capacity(dets.len());
+            for d in dets {
+                if let Some(f) = pipeline.analyze_detection(&img, d)? {
+                    faces.push(f);
+                }
+            }
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "align_quality_embed").record(t.elapsed().as_secs_f64());
+            Ok(Analysis { width: img.width(), height: img.height(), faces })
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("pipeline task: {e}")))?
+    }
+}

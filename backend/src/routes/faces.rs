@@ -1,0 +1,185 @@
+//! Faces of a person: add by embeddings (computed on the client) or by image, delete.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+use visage_shared::api::FaceReport;
+use visage_shared::{Embedding, QualityGate};
+
+use crate::auth::Caller;
+use crate::domain::{FaceSource, Scope};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::common::{EmbeddingInput, active_consent_sql, audit};
+use crate::routes::extract::{ApiJson, ApiPath, RawBody};
+use crate::startup::AppState;
+
+/// Most faces one person may have.
+pub const MAX_FACES_PER_PERSON: i64 = 50;
+/// Most embeddings in one request.
+pub const MAX_EMBEDDINGS_PER_REQUEST: usize = 10;
+
+/// `POST /v1/people/{id}/faces`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct AddFacesRequest {
+    /// 1..10 embeddings.
+    pub embeddings: Vec<EmbeddingInput>,
+    /// Where they were computed (default `browser`).
+    #[serde(default)]
+    pub source: FaceSource,
+    /// The client's quality measurements, stored as given.
+    #[schema(value_type = Object)]
+    pub quality: Option<serde_json::Value>,
+}
+
+/// Faces stored.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AddedFaces {
+    pub person_id: Uuid,
+    pub face_ids: Vec<Uuid>,
+    /// The person's face count after the insert.
+    pub face_count: i64,
+    /// For image uploads: the face that was found.
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceReport>,
+}
+
+/// Stores faces for a person whose consent is active, in one transaction.
+async fn store_faces(
+    state: &AppState,
+    caller: &Caller,
+    person_id: Uuid,
+    faces: Vec<(Embedding, Option<serde_json::Value>)>,
+    source: FaceSource,
+) -> ApiResult<(Vec<Uuid>, i64)> {
+    let mut tx = state.pool.begin().await?;
+    let row: Option<(Uuid, bool)> =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT p.id, {} FROM people p WHERE p.id = $1 FOR UPDATE", active_consent_sql("p.id"))))
+            .bind(person_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match row {
+        None => return Err(ApiError::NotFound("person")),
+        Some((_, false)) => {
+            return Err(ApiError::Conflict { code: "consent_inactive", detail: "the person's consent has expired or was withdrawn".into() });
+        }
+        Some(_) => {}
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM faces WHERE person_id = $1").bind(person_id).fetch_one(&mut *tx).await?;
+    if count + faces.len() as i64 > MAX_FACES_PER_PERSON {
+        return Err(ApiError::Conflict {
+            code: "too_many_faces",
+            detail: format!("a person may have at most {MAX_FACES_PER_PERSON} faces; they have {count}"),
+        });
+    }
+    let mut ids = Vec::with_capacity(faces.len());
+    for (emb, quality) in faces {
+        let id = Uuid::new_v4();
+        sqlx::query("INSERT INTO faces (id, person_id, model_id, embedding, quality, source) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(id)
+            .bind(person_id)
+            .bind(emb.model())
+            .bind(pgvector::Vector::from(emb.into_vector()))
+            .bind(quality)
+            .bind(source.as_str())
+            .execute(&mut *tx)
+            .await?;
+        ids.push(id);
+    }
+    audit(
+        &mut *tx,
+        &caller.actor(),
+        "add_faces",
+        Some(&person_id.to_string()),
+        "ok",
+        Some(serde_json::json!({ "faces": ids.len(), "source": source.as_str() })),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok((ids.clone(), count + ids.len() as i64))
+}
+
+/// Add faces by embeddings computed on the client (no image leaves the device).
+#[utoipa::path(post, path = "/v1/people/{id}/faces", tag = "faces", params(("id" = Uuid, Path)), request_body = AddFacesRequest,
+    responses((status = 201, body = AddedFaces), (status = 400, body = crate::error::Problem), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("api_key" = ["enroll"])))]
+pub async fn add_faces(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(person_id): ApiPath<Uuid>,
+    ApiJson(req): ApiJson<AddFacesRequest>,
+) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
+    caller.require(Scope::Enroll)?;
+    let embs = EmbeddingInput::parse_all(req.embeddings, MAX_EMBEDDINGS_PER_REQUEST)?;
+    if req.quality.as_ref().is_some_and(|q| q.to_string().len() > 4096) {
+        return Err(ApiError::bad_request("quality_too_large", "quality must be a small JSON object"));
+    }
+    let faces = embs.into_iter().map(|e| (e, req.quality.clone())).collect();
+    let (face_ids, face_count) = store_faces(&state, &caller, person_id, faces, req.source).await?;
+    Ok((StatusCode::CREATED, Json(AddedFaces { person_id, face_ids, face_count, face: None })))
+}
+
+/// Add a face from an uploaded image (JPEG, PNG or WebP as the raw body): exactly one face
+/// must be found and pass the quality gate.
+#[utoipa::path(post, path = "/v1/people/{id}/faces/image", tag = "faces", params(("id" = Uuid, Path)),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses((status = 201, body = AddedFaces), (status = 422, body = crate::error::Problem), (status = 413, body = crate::error::Problem)),
+    security(("api_key" = ["enroll"])))]
+pub async fn add_face_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(person_id): ApiPath<Uuid>,
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
+    caller.require(Scope::Enroll)?;
+    // Fail fast on unknown people before the costly pipeline.
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE id = $1)").bind(person_id).fetch_one(&state.pool).await?;
+    if !exists {
+        return Err(ApiError::NotFound("person"));
+    }
+    let analysis = state.pipeline.analyze(body).await?;
+    let gate = QualityGate::default();
+    let n = analysis.faces.len();
+    if n != 1 {
+        let code = if n == 0 { "no_face" } else { "multiple_faces" };
+        return Err(ApiError::unprocessable(
+            code,
+            format!("enrollment needs exactly one face in the image; found {n}"),
+            Some(serde_json::json!({ "faces_found": n })),
+        ));
+    }
+    let Some(face) = analysis.faces.into_iter().next() else {
+        return Err(ApiError::Internal("face vanished".into()));
+    };
+    let report = FaceReport::new(&face, &gate);
+    if !report.quality_issues.is_empty() {
+        let advice: Vec<String> = report.quality_issues.iter().map(|i| i.advice.clone()).collect();
+        return Err(ApiError::unprocessable(
+            "face_quality",
+            format!("the face is not good enough to enroll: {}", advice.join("; ")),
+            Some(serde_json::json!({ "issues": report.quality_issues })),
+        ));
+    }
+    let quality = serde_json::to_value(face.quality).ok();
+    let (face_ids, face_count) = store_faces(&state, &caller, person_id, vec![(face.embedding, quality)], FaceSource::Upload).await?;
+    Ok((StatusCode::CREATED, Json(AddedFaces { person_id, face_ids, face_count, face: Some(report) })))
+}
+
+/// Delete one face.
+#[utoipa::path(delete, path = "/v1/people/{id}/faces/{face_id}", tag = "faces", params(("id" = Uuid, Path), ("face_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::error::Problem)),
+    security(("api_key" = ["enroll"])))]
+pub async fn delete_face(State(state): State<AppState>, caller: Caller, ApiPath((person_id, face_id)): ApiPath<(Uuid, Uuid)>) -> ApiResult<StatusCode> {
+    caller.require(Scope::Enroll)?;
+    let mut tx = state.pool.begin().await?;
+    let n = sqlx::query("DELETE FROM faces WHERE id = $1 AND person_id = $2").bind(face_id).bind(person_id).execute(&mut *tx).await?.rows_affected();
+    if n == 0 {
+        return Err(ApiError::NotFound("face"));
+    }
+    audit(&mut *tx, &caller.actor(), "delete_face", Some(&face_id.to_string()), "ok", Some(serde_json::json!({ "person_id": person_id }))).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,42 @@
+//! Liveness, readiness and metrics.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::pipeline::PipelineService;
+use crate::startup::AppState;
+
+/// Readiness report.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    pub database: bool,
+    pub models: bool,
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Ready to serve: the database answers and the models are loaded.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
+pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.is_ok();
+    let models = PipelineService::is_loaded();
+    let status = if database && models { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(Readiness { database, models }))
+}
+
+/// Prometheus metrics: requests, latencies, pipeline stage timings, pool use.
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    metrics::gauge!("visage_db_pool_connections").set(f64::from(state.pool.size()));
+    metrics::gauge!("visage_db_pool_idle").set(state.pool.num_idle() as f64);
+    metrics::gauge!("visage_models_loaded").set(if PipelineService::is_loaded() { 1.0 } else { 0.0 });
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+}

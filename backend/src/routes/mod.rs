@@ -1,0 +1,9 @@
+//! HTTP handlers, one module per resource.
+
+pub mod common;
+pub mod detect;
+pub mod extract;
+pub mod faces;
+pub mod health;
+pub mod people;
+pub mod recognize;

@@ -1,0 +1,198 @@
+//! Recognition (1:N) and verification (1:1), by embeddings or by image.
+
+use axum::extract::State;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+use visage_shared::api::FaceReport;
+use visage_shared::{Embedding, QualityGate};
+
+use crate::auth::Caller;
+use crate::domain::Scope;
+use crate::error::{ApiError, ApiResult};
+use crate::routes::common::{Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search};
+use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
+use crate::startup::AppState;
+
+/// Most probe embeddings per request.
+pub const MAX_PROBES: usize = 20;
+
+/// `POST /v1/recognize`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RecognizeRequest {
+    /// 1..20 probe embeddings.
+    pub embeddings: Vec<EmbeddingInput>,
+    /// Candidates per probe, 1..50 (default 5).
+    pub top_k: Option<u32>,
+    /// Match threshold on cosine similarity (default: the model manifest's).
+    pub threshold: Option<f32>,
+}
+
+/// Query of the image endpoints.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct MatchQuery {
+    pub top_k: Option<u32>,
+    pub threshold: Option<f32>,
+}
+
+/// The candidates of one probe face.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProbeResult {
+    /// For images: where the face is and its quality.
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceReport>,
+    /// Best first.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Recognition results, one per probe face.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RecognizeResponse {
+    pub model: String,
+    pub threshold: f32,
+    pub top_k: usize,
+    pub results: Vec<ProbeResult>,
+}
+
+async fn run_search(state: &AppState, caller: &Caller, probes: Vec<(Option<FaceReport>, Embedding)>, p: MatchParams) -> ApiResult<RecognizeResponse> {
+    let mut results = Vec::with_capacity(probes.len());
+    let mut matches: Vec<String> = Vec::new();
+    for (face, emb) in probes {
+        let candidates = search(&state.pool, &emb, p).await?;
+        matches.extend(candidates.iter().filter(|c| c.is_match).map(|c| c.person_id.to_string()));
+        results.push(ProbeResult { face, candidates });
+    }
+    let outcome = if matches.is_empty() { "no_match" } else { "match" };
+    audit(&state.pool, &caller.actor(), "recognize", None, outcome, Some(serde_json::json!({ "probes": results.len(), "matches": matches }))).await?;
+    Ok(RecognizeResponse { model: visage_shared::model::EMBEDDER_ID.to_string(), threshold: p.threshold, top_k: p.top_k, results })
+}
+
+/// Recognize embeddings computed on the client: top-k people for each.
+#[utoipa::path(post, path = "/v1/recognize", tag = "recognize", request_body = RecognizeRequest,
+    responses((status = 200, body = RecognizeResponse), (status = 400, body = crate::error::Problem)),
+    security(("api_key" = ["recognize"])))]
+pub async fn recognize(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<RecognizeRequest>) -> ApiResult<Json<RecognizeResponse>> {
+    caller.require(Scope::Recognize)?;
+    let p = MatchParams::from_request(req.top_k, req.threshold, state.ef_search)?;
+    let embs = EmbeddingInput::parse_all(req.embeddings, MAX_PROBES)?;
+    Ok(Json(run_search(&state, &caller, embs.into_iter().map(|e| (None, e)).collect(), p).await?))
+}
+
+/// Recognize every face in an image (raw JPEG, PNG or WebP body).
+#[utoipa::path(post, path = "/v1/recognize/image", tag = "recognize", params(MatchQuery),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses((status = 200, body = RecognizeResponse), (status = 422, body = crate::error::Problem)),
+    security(("api_key" = ["recognize"])))]
+pub async fn recognize_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<MatchQuery>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<RecognizeResponse>> {
+    caller.require(Scope::Recognize)?;
+    let p = MatchParams::from_request(q.top_k, q.threshold, state.ef_search)?;
+    let analysis = state.pipeline.analyze(body).await?;
+    let gate = QualityGate::default();
+    let probes = analysis.faces.into_iter().take(MAX_PROBES * 2).map(|f| (Some(FaceReport::new(&f, &gate)), f.embedding)).collect();
+    Ok(Json(run_search(&state, &caller, probes, p).await?))
+}
+
+/// `POST /v1/verify`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyRequest {
+    pub person_id: Uuid,
+    pub embedding: EmbeddingInput,
+    pub threshold: Option<f32>,
+}
+
+/// `POST /v1/verify/image` query.
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct VerifyQuery {
+    pub person_id: Uuid,
+    pub threshold: Option<f32>,
+}
+
+/// A 1:1 verdict.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResponse {
+    pub person_id: Uuid,
+    /// Best cosine similarity over the person's faces.
+    pub similarity: f32,
+    #[serde(rename = "match")]
+    pub is_match: bool,
+    pub threshold: f32,
+    pub false_match_rate: Option<f64>,
+    #[schema(value_type = Object)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceReport>,
+}
+
+async fn verify_one(state: &AppState, caller: &Caller, person_id: Uuid, emb: &Embedding, threshold: Option<f32>) -> ApiResult<VerifyResponse> {
+    let p = MatchParams::from_request(Some(1), threshold, state.ef_search)?;
+    let row: Option<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {} FROM people p WHERE p.id = $1", active_consent_sql("p.id"))))
+        .bind(person_id)
+        .fetch_optional(&state.pool)
+        .await?;
+    match row {
+        None => return Err(ApiError::NotFound("person")),
+        Some((false,)) => return Err(ApiError::Conflict { code: "consent_inactive", detail: "the person's consent has expired or was withdrawn".into() }),
+        Some(_) => {}
+    }
+    let best: Option<f64> = sqlx::query_scalar("SELECT max(1 - (embedding <=> $1)) FROM faces WHERE person_id = $2 AND model_id = $3")
+        .bind(pgvector::Vector::from(emb.vector().to_vec()))
+        .bind(person_id)
+        .bind(emb.model())
+        .fetch_one(&state.pool)
+        .await?;
+    let similarity = best.ok_or_else(|| ApiError::Conflict { code: "no_faces", detail: "the person has no enrolled face".into() })? as f32;
+    let is_match = similarity >= p.threshold;
+    audit(&state.pool, &caller.actor(), "verify", Some(&person_id.to_string()), if is_match { "match" } else { "no_match" }, None).await?;
+    Ok(VerifyResponse {
+        person_id,
+        similarity,
+        is_match,
+        threshold: p.threshold,
+        false_match_rate: visage_shared::model::false_match_rate(similarity),
+        face: None,
+    })
+}
+
+/// Verify 1:1: is this embedding the given person?
+#[utoipa::path(post, path = "/v1/verify", tag = "recognize", request_body = VerifyRequest,
+    responses((status = 200, body = VerifyResponse), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
+    security(("api_key" = ["recognize"])))]
+pub async fn verify(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<VerifyRequest>) -> ApiResult<Json<VerifyResponse>> {
+    caller.require(Scope::Recognize)?;
+    let emb = EmbeddingInput::parse_all(vec![req.embedding], 1)?.into_iter().next().ok_or(ApiError::Internal("no embedding".into()))?;
+    Ok(Json(verify_one(&state, &caller, req.person_id, &emb, req.threshold).await?))
+}
+
+/// Verify 1:1 from an image holding exactly one face.
+#[utoipa::path(post, path = "/v1/verify/image", tag = "recognize", params(VerifyQuery),
+    request_body(content = Vec<u8>, content_type = "image/jpeg"),
+    responses((status = 200, body = VerifyResponse), (status = 422, body = crate::error::Problem)),
+    security(("api_key" = ["recognize"])))]
+pub async fn verify_image(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<VerifyQuery>,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<VerifyResponse>> {
+    caller.require(Scope::Recognize)?;
+    let analysis = state.pipeline.analyze(body).await?;
+    let n = analysis.faces.len();
+    if n != 1 {
+        return Err(ApiError::unprocessable(
+            if n == 0 { "no_face" } else { "multiple_faces" },
+            format!("verification needs exactly one face in the image; found {n}"),
+            Some(serde_json::json!({ "faces_found": n })),
+        ));
+    }
+    let Some(face) = analysis.faces.into_iter().next() else { return Err(ApiError::Internal("face vanished".into())) };
+    let report = FaceReport::new(&face, &QualityGate::default());
+    let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, q.threshold).await?;
+    v.face = Some(report);
+    Ok(Json(v))
+}
