@@ -1,0 +1,378 @@
+//! The pipeline subcommands of the `visage` binary: `detect`, `embed`, `compare`, `eval`.
+//! They run the very pipeline the server and the browser run, on files.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::{Rgb, RgbImage};
+use serde_json::json;
+use visage_shared::api::FaceReport;
+use visage_shared::eval::{ScoredPair, calibration_table, verification_report, zero_false_match_threshold};
+use visage_shared::{AnalyzeOptions, AnalyzedFace, DecodeLimits, DetectOptions, Pipeline, QualityGate, model};
+
+/// Detector settings shared by the subcommands.
+#[derive(Args, Debug, Clone)]
+pub struct DetectArgs {
+    /// Longer image side fed to the detector (640 for photos, 320 for webcam frames).
+    #[arg(long, default_value_t = DetectOptions::PHOTO.max_side)]
+    pub max_side: u32,
+    /// Detector score threshold (default: 0.8 at 480 px and above, 0.6 below).
+    #[arg(long)]
+    pub score_threshold: Option<f32>,
+}
+
+impl DetectArgs {
+    pub fn options(&self) -> DetectOptions {
+        let base = if self.max_side >= 480 { DetectOptions::PHOTO } else { DetectOptions::VIDEO };
+        DetectOptions { max_side: self.max_side, score_threshold: self.score_threshold.unwrap_or(base.score_threshold), ..base }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct DetectCmd {
+    pub image: PathBuf,
+    /// Also write the image with boxes and landmarks drawn, as PNG.
+    #[arg(long)]
+    pub annotate: Option<PathBuf>,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedCmd {
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct CompareCmd {
+    pub a: PathBuf,
+    pub b: PathBuf,
+    /// Match threshold (default: the model manifest's).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// How faces are cut out before embedding (for measuring what alignment buys).
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CropMode {
+    /// 5-point similarity transform to the ArcFace template (what the product does).
+    Aligned,
+    /// Plain square crop around the detector box, resized to 112x112.
+    Box,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalCmd {
+    /// CSV with image_a,image_b,same_person (paths relative to --root).
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// CSV with image,faces (paths relative to --root).
+    #[arg(long)]
+    pub groups: Option<PathBuf>,
+    /// A folder of files that must all be rejected with a clear error.
+    #[arg(long)]
+    pub invalid: Option<PathBuf>,
+    /// Folder the CSV paths are relative to (default: the CSV's folder).
+    #[arg(long)]
+    pub root: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = CropMode::Aligned)]
+    pub crop: CropMode,
+    /// Fail (exit 1) if the pairs AUC is below this.
+    #[arg(long)]
+    pub min_auc: Option<f64>,
+    /// Fail (exit 1) if any group count differs from the expected one.
+    #[arg(long)]
+    pub exact_counts: bool,
+    /// Folder of group photos: every two faces in one photo are different people, extra
+    /// impostor pairs for the calibration.
+    #[arg(long)]
+    pub impostor_photos: Option<PathBuf>,
+    /// Write the similarity/false-match-rate calibration (JSON) measured on the pairs here.
+    #[arg(long)]
+    pub calibration_out: Option<PathBuf>,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+fn load(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).with_context(|| format!("decoding {}", path.display()))
+}
+
+fn analyze(p: &Pipeline, path: &Path, d: &DetectArgs) -> Result<(RgbImage, Vec<AnalyzedFace>)> {
+    let img = load(path)?;
+    let faces = p.analyze(&img, &AnalyzeOptions { detect: d.options() })?;
+    Ok((img, faces))
+}
+
+/// The face with the largest box: "the" face of a portrait.
+fn main_face(faces: &[AnalyzedFace]) -> Option<&AnalyzedFace> {
+    faces.iter().max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
+}
+
+pub fn detect(cmd: DetectCmd) -> Result<()> {
+    let p = Pipeline::load()?;
+    let (mut img, faces) = analyze(&p, &cmd.image, &cmd.detect)?;
+    let gate = QualityGate::default();
+    let reports: Vec<FaceReport> = faces.iter().map(|f| FaceReport::new(f, &gate)).collect();
+    println!("{}", serde_json::to_string_pretty(&json!({ "image": cmd.image, "width": img.width(), "height": img.height(), "faces": reports }))?);
+    if let Some(out) = cmd.annotate {
+        for f in &faces {
+            draw_detection(&mut img, &f.detection);
+        }
+        img.save_with_format(&out, image::ImageFormat::Png).with_context(|| format!("writing {}", out.display()))?;
+        eprintln!("annotated image written to {}", out.display());
+    }
+    Ok(())
+}
+
+pub fn embed(cmd: EmbedCmd) -> Result<()> {
+    let p = Pipeline::load()?;
+    let (_, faces) = analyze(&p, &cmd.image, &cmd.detect)?;
+    let out: Vec<_> = faces.iter().map(|f| json!({ "bbox": f.detection.bbox, "score": f.detection.score, "embedding": f.embedding })).collect();
+    println!("{}", serde_json::to_string_pretty(&json!({ "image": cmd.image, "faces": out }))?);
+    Ok(())
+}
+
+pub fn compare(cmd: CompareCmd) -> Result<()> {
+    let p = Pipeline::load()?;
+    let mut embs = Vec::new();
+    for path in [&cmd.a, &cmd.b] {
+        let (_, faces) = analyze(&p, path, &cmd.detect)?;
+        let f = main_face(&faces).with_context(|| format!("no face found in {}", path.display()))?;
+        embs.push(f.embedding.clone());
+    }
+    let sim = embs[0].cosine(&embs[1])?;
+    let threshold = cmd.threshold.unwrap_or_else(model::default_threshold);
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json!({
+            "a": cmd.a, "b": cmd.b, "model": embs[0].model(),
+            "similarity": sim, "threshold": threshold, "match": sim >= threshold,
+            "false_match_rate": model::false_match_rate(sim),
+        }))?
+    );
+    Ok(())
+}
+
+/// Draws a box and landmark dots (green box, red landmarks).
+pub fn draw_detection(img: &mut RgbImage, d: &visage_shared::Detection) {
+    let (w, h) = (img.width() as i64, img.height() as i64);
+    let mut put = |x: i64, y: i64, c: Rgb<u8>| {
+        if x >= 0 && y >= 0 && x < w && y < h {
+            img.put_pixel(x as u32, y as u32, c);
+        }
+    };
+    let b = d.bbox;
+    let (x0, y0, x1, y1) = (b.x as i64, b.y as i64, (b.x + b.width) as i64, (b.y + b.height) as i64);
+    let green = Rgb([0, 255, 0]);
+    for t in 0..2 {
+        for x in x0..=x1 {
+            put(x, y0 + t, green);
+            put(x, y1 - t, green);
+        }
+        for y in y0..=y1 {
+            put(x0 + t, y, green);
+            put(x1 - t, y, green);
+        }
+    }
+    for l in d.landmarks {
+        for dy in -2..=2 {
+            for dx in -2..=2 {
+                put(l.x as i64 + dx, l.y as i64 + dy, Rgb([255, 0, 0]));
+            }
+        }
+    }
+}
+
+fn read_csv(path: &Path) -> Result<Vec<Vec<String>>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split(',').map(|s| s.trim().to_string()).collect()).collect())
+}
+
+/// Square crop around the detector box, resized to 112x112 (the "no alignment" baseline).
+fn box_crop(img: &RgbImage, d: &visage_shared::Detection) -> RgbImage {
+    let b = d.bbox;
+    let side = b.width.max(b.height);
+    let (cx, cy) = (b.x + b.width / 2.0, b.y + b.height / 2.0);
+    let inv = visage_shared::geometry::Similarity { a: (side / 112.0) as f64, b: 0.0, tx: (cx - side / 2.0) as f64, ty: (cy - side / 2.0) as f64 };
+    visage_shared::align::warp(img, &inv, 112)
+}
+
+pub fn eval(cmd: EvalCmd) -> Result<()> {
+    if cmd.pairs.is_none() && cmd.groups.is_none() && cmd.invalid.is_none() {
+        bail!("give --pairs, --groups and/or --invalid");
+    }
+    let p = Pipeline::load()?;
+    let mut failed = false;
+    if let Some(pairs) = &cmd.pairs {
+        failed |= eval_pairs(&p, &cmd, pairs)?;
+    }
+    if let Some(groups) = &cmd.groups {
+        failed |= eval_groups(&p, &cmd, groups)?;
+    }
+    if let Some(dir) = &cmd.invalid {
+        failed |= eval_invalid(&p, dir)?;
+    }
+    if failed {
+        bail!("evaluation gate failed");
+    }
+    Ok(())
+}
+
+fn root_for(cmd: &EvalCmd, csv: &Path) -> PathBuf {
+    cmd.root.clone().unwrap_or_else(|| csv.parent().map(Path::to_path_buf).unwrap_or_default())
+}
+
+fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
+    let root = root_for(cmd, csv);
+    let rows = read_csv(csv)?;
+    let mut cache: HashMap<String, Option<visage_shared::Embedding>> = HashMap::new();
+    let mut failures = Vec::new();
+    let mut scored = Vec::new();
+    for row in &rows {
+        if row.len() < 3 {
+            bail!("bad row in {}: {row:?}", csv.display());
+        }
+        let mut e = Vec::new();
+        for name in &row[..2] {
+            if !cache.contains_key(name) {
+                let emb = match embed_main_face(p, &root.join(name), &cmd.detect, cmd.crop) {
+                    Ok(Some(x)) => Some(x),
+                    Ok(None) => {
+                        failures.push(format!("{name}: no face found"));
+                        None
+                    }
+                    Err(err) => {
+                        failures.push(format!("{name}: {err:#}"));
+                        None
+                    }
+                };
+                cache.insert(name.clone(), emb);
+            }
+            e.push(cache[name].clone());
+        }
+        let same = row[2] == "1";
+        // A pair with a failed image counts as a miss: -1 can never pass a threshold.
+        let score = match (&e[0], &e[1]) {
+            (Some(a), Some(b)) => a.cosine(b)?,
+            _ => -1.0,
+        };
+        scored.push(ScoredPair { score, same });
+    }
+    let r = verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
+    println!("pairs: {} ({} same, {} different), crop: {:?}", scored.len(), r.genuine_pairs, r.impostor_pairs, cmd.crop);
+    println!("  AUC                      {:.5}", r.auc);
+    println!("  best accuracy            {:.2}% at threshold {:.3}", 100.0 * r.best_accuracy, r.best_threshold);
+    println!("  EER                      {:.2}%", 100.0 * r.eer);
+    println!("  TAR @ FAR 1e-3           {:.2}% (threshold {:.3})", 100.0 * r.tar_at_far_1e3, r.threshold_at_far_1e3);
+    let genuine: Vec<f32> = scored.iter().filter(|s| s.same).map(|s| s.score).collect();
+    let mut imp: Vec<f32> = scored.iter().filter(|s| !s.same).map(|s| s.score).collect();
+    let max_imp = imp.iter().cloned().fold(f32::MIN, f32::max);
+    let min_gen = genuine.iter().cloned().fold(f32::MAX, f32::min);
+    println!("  same-person min {min_gen:.3}, different-person max {max_imp:.3}");
+    println!("  recommended threshold    {:.3}", r.best_threshold);
+    println!("  failures                 {}", failures.len());
+    for f in &failures {
+        println!("    {f}");
+    }
+    if let Some(dir) = &cmd.impostor_photos {
+        let extra = in_photo_impostors(p, dir, &cmd.detect)?;
+        println!("  impostor pairs from group photos in {}: {} (max similarity {:.3})", dir.display(), extra.len(), extra.iter().cloned().fold(-1.0f32, f32::max));
+        imp.extend(extra);
+    }
+    let zero_fm = zero_false_match_threshold(&imp);
+    let tar = genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
+    println!("  no-false-match threshold {zero_fm:.2} over {} impostor pairs (true-accept rate there {:.1}%)", imp.len(), 100.0 * tar);
+    if let Some(out) = &cmd.calibration_out {
+        let cal = json!({
+            "best_accuracy_threshold": r.best_threshold,
+            "no_false_match_threshold": zero_fm,
+            "true_accept_rate_at_no_false_match_threshold": tar,
+            "auc": r.auc,
+            "impostor_pairs": imp.len(),
+            "table": calibration_table(&imp),
+        });
+        std::fs::write(out, serde_json::to_string_pretty(&cal)?)?;
+        println!("  calibration written to {}", out.display());
+    }
+    Ok(cmd.min_auc.is_some_and(|min| r.auc < min))
+}
+
+/// Similarities between every two faces found in the same photo, for each photo in `dir`.
+fn in_photo_impostors(p: &Pipeline, dir: &Path, d: &DetectArgs) -> Result<Vec<f32>> {
+    let mut out = Vec::new();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        let Ok((_, faces)) = analyze(p, &f, d) else { continue };
+        for (i, a) in faces.iter().enumerate() {
+            for b in &faces[i + 1..] {
+                out.push(a.embedding.cosine(&b.embedding)?);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn embed_main_face(p: &Pipeline, path: &Path, d: &DetectArgs, crop: CropMode) -> Result<Option<visage_shared::Embedding>> {
+    let img = load(path)?;
+    let dets = p.detect(&img, &d.options())?;
+    let Some(det) = dets.into_iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())) else { return Ok(None) };
+    Ok(Some(match crop {
+        CropMode::Aligned => match p.analyze_detection(&img, det)? {
+            Some(f) => f.embedding,
+            None => return Ok(None),
+        },
+        CropMode::Box => p.embedder.embed(&box_crop(&img, &det))?,
+    }))
+}
+
+fn eval_groups(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
+    let root = root_for(cmd, csv);
+    let opts = cmd.detect.options();
+    println!("groups: max side {}, score threshold {}", opts.max_side, opts.score_threshold);
+    let (mut exact, mut total) = (0, 0);
+    for row in read_csv(csv)? {
+        let expected: usize = row.get(1).and_then(|s| s.parse().ok()).with_context(|| format!("bad row {row:?}"))?;
+        let found = match load(&root.join(&row[0])) {
+            Ok(img) => {
+                let dets = p.detect(&img, &opts)?;
+                let scores: Vec<String> = dets.iter().map(|d| format!("{:.2}", d.score)).collect();
+                (dets.len(), scores.join(" "))
+            }
+            Err(e) => (usize::MAX, format!("{e:#}")),
+        };
+        total += 1;
+        let ok = found.0 == expected;
+        exact += ok as usize;
+        let shown = if found.0 == usize::MAX { "error".to_string() } else { found.0.to_string() };
+        println!("  {:<40} expected {expected:>2} found {shown:>5} {} [{}]", row[0], if ok { "ok" } else { "MISMATCH" }, found.1);
+    }
+    println!("  exact counts: {exact}/{total}");
+    Ok(cmd.exact_counts && exact != total)
+}
+
+fn eval_invalid(p: &Pipeline, dir: &Path) -> Result<bool> {
+    let mut failed = false;
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    entries.sort();
+    println!("invalid inputs in {}:", dir.display());
+    for path in entries {
+        match load(&path) {
+            Err(e) => println!("  {:<40} rejected: {e:#}", path.display()),
+            Ok(img) => {
+                failed = true;
+                let n = p.detect(&img, &DetectOptions::PHOTO)?.len();
+                println!("  {:<40} ACCEPTED ({} faces): expected an error", path.display(), n);
+            }
+        }
+    }
+    Ok(failed)
+}

