@@ -1,7 +1,10 @@
-//! `visage`: the face recognition service and its command line.
+//! `visage`: the face recognition service and its command line. Thin: parses arguments and
+//! calls the library (`visage_backend::commands`) or the pipeline commands (`cli`).
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+use visage_backend::commands;
+use visage_backend::configuration::{CreateKeyArgs, DbArgs, DbCommandArgs, ServeArgs};
 
 mod cli;
 
@@ -14,6 +17,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the HTTP service (embedded PostgreSQL unless DATABASE_URL is set).
+    Serve(Box<ServeArgs>),
+    /// Apply the database migrations.
+    Migrate(DbArgs),
+    /// Create an API key (printed once).
+    CreateKey(CreateKeyArgs),
+    /// Manage the embedded PostgreSQL (start, stop, status, url).
+    Db(DbCommandArgs),
     /// Detect faces in an image: JSON with boxes, landmarks and quality.
     Detect(cli::DetectCmd),
     /// Embed every face in an image: JSON with model id and vector.
@@ -24,12 +35,38 @@ enum Command {
     Eval(cli::EvalCmd),
 }
 
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn cli_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
 fn main() -> Result<()> {
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     match Cli::parse().command {
-        Command::Detect(c) => cli::detect(c),
-        Command::Embed(c) => cli::embed(c),
-        Command::Compare(c) => cli::compare(c),
-        Command::Eval(c) => cli::eval(c),
+        Command::Serve(a) => runtime()?.block_on(commands::serve(*a)),
+        Command::Migrate(a) => runtime()?.block_on(commands::migrate(a)),
+        Command::CreateKey(a) => runtime()?.block_on(commands::create_key(a)),
+        Command::Db(a) => runtime()?.block_on(commands::db(a)),
+        Command::Detect(c) => {
+            cli_tracing();
+            cli::detect(c)
+        }
+        Command::Embed(c) => {
+            cli_tracing();
+            cli::embed(c)
+        }
+        Command::Compare(c) => {
+            cli_tracing();
+            cli::compare(c)
+        }
+        Command::Eval(c) => {
+            cli_tracing();
+            cli::eval(c)
+        }
     }
 }
