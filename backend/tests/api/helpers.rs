@@ -1,0 +1,147 @@
+use std::str::FromStr;
+use std::sync::OnceLock;
+
+use serde_json::{Value, json};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgPool};
+use visage_backend::configuration::ServeArgs;
+use visage_backend::domain::Scopes;
+use visage_backend::startup::Application;
+use visage_backend::{auth, db, embedded};
+
+/// The server's admin URL (database `postgres`) and whether this process is alone on it.
+fn server() -> &'static (String, bool) {
+    static S: OnceLock<(String, bool)> = OnceLock::new();
+    S.get_or_init(|| match std::env::var("DATABASE_URL") {
+        Ok(url) => (url, false),
+        Err(_) => {
+            let (pg, alone) = embedded::acquire_for_process().expect("embedded PostgreSQL starts");
+            (pg.url("postgres").expect("url"), alone)
+        }
+    })
+}
+
+async fn admin_options() -> PgConnectOptions {
+    let (url, alone) = server().clone();
+    let opts = PgConnectOptions::from_str(&url).expect("valid URL").database("postgres");
+    static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    if alone {
+        let o = opts.clone();
+        CLEANED
+            .get_or_init(|| async move {
+                // Nobody else uses the server: drop the databases of earlier test runs.
+                let mut conn = o.connect().await.expect("connect");
+                let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                for n in names {
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"))).execute(&mut conn).await;
+                }
+                let _ = conn.close().await;
+            })
+            .await;
+    }
+    opts
+}
+
+/// A running app on a fresh database with one key per scope.
+pub struct TestApp {
+    pub base: String,
+    pub pool: PgPool,
+    pub client: reqwest::Client,
+    pub admin_key: String,
+    pub enroll_key: String,
+    pub recognize_key: String,
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(ServeArgs { port: 0, rate_per_minute: 1_000_000, ..ServeArgs::default() }).await
+}
+
+pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
+    let admin = admin_options().await;
+    let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = admin.connect().await.expect("connect to the server");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create test database");
+    let _ = conn.close().await;
+    let pool = PgPoolOptions::new().max_connections(20).connect_with(admin.database(&name)).await.expect("pool");
+    db::migrate(&pool).await.expect("migrations");
+    let app = Application::build(&args, pool.clone()).await.expect("app builds");
+    let base = format!("http://127.0.0.1:{}", app.port());
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let (admin_key, _) = auth::create_key(&pool, "admin", &Scopes::all(), None).await.expect("key");
+    let (enroll_key, _) = auth::create_key(&pool, "enroll", &Scopes::parse(&["enroll"]).expect("scope"), None).await.expect("key");
+    let (recognize_key, _) = auth::create_key(&pool, "recognize", &Scopes::parse(&["recognize"]).expect("scope"), None).await.expect("key");
+    TestApp { base, pool, client: reqwest::Client::new(), admin_key, enroll_key, recognize_key }
+}
+
+/// A unit-ish 192-d vector pointing mostly along `axis`, with a little of `noise_axis`.
+pub fn vector(axis: usize, noise_axis: usize, noise: f32) -> Vec<f32> {
+    let mut v = vec![0.0f32; 192];
+    v[axis % 192] = 1.0;
+    v[noise_axis % 192] += noise;
+    v
+}
+
+pub const MODEL: &str = visage_shared::model::EMBEDDER_ID;
+
+pub fn consent() -> Value {
+    json!({
+        "policy_version": "2026-01",
+        "policy_text": "I agree that my face template is stored to let me into the building.",
+        "purpose": "building access",
+        "evidence": { "method": "checkbox", "collected_by": "front-desk-1" }
+    })
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn post_json(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
+        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+    }
+
+    /// Creates a person with consent; returns the id.
+    pub async fn create_person(&self, name: &str, consent: Value) -> uuid::Uuid {
+        let r = self.post_json(&self.enroll_key, "/v1/people", &json!({ "name": name, "consent": consent })).await;
+        assert_eq!(r.status(), 201, "create person: {}", r.text().await.unwrap_or_default());
+        let v: Value = r.json().await.expect("json");
+        v["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    /// Adds embeddings to a person.
+    pub async fn add_faces(&self, person: uuid::Uuid, vectors: &[Vec<f32>]) -> reqwest::Response {
+        let embs: Vec<Value> = vectors.iter().map(|v| json!({ "model": MODEL, "vector": v })).collect();
+        self.post_json(&self.enroll_key, &format!("/v1/people/{person}/faces"), &json!({ "embeddings": embs })).await
+    }
+
+    /// Recognizes one vector; returns the response JSON.
+    pub async fn recognize(&self, v: &[f32]) -> Value {
+        let r = self.post_json(&self.recognize_key, "/v1/recognize", &json!({ "embeddings": [{ "model": MODEL, "vector": v }] })).await;
+        assert_eq!(r.status(), 200);
+        r.json().await.expect("json")
+    }
+
+    /// Row counts of every table.
+    pub async fn counts(&self) -> [i64; 5] {
+        let mut out = [0; 5];
+        for (i, t) in ["people", "consents", "faces", "audit_log", "api_keys"].iter().enumerate() {
+            out[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}"))).fetch_one(&self.pool).await.expect("count");
+        }
+        out
+    }
+}
+
+/// Asserts a problem response with `status` and `code`.
+pub async fn assert_problem(r: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
+    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert_eq!(ct, "application/problem+json");
+    let v: Value = r.json().await.expect("problem json");
+    assert_eq!(v["code"], code, "problem: {v}");
+    assert_eq!(v["status"], status);
+    v
+}

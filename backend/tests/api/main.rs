@@ -1,0 +1,10 @@
+//! Integration tests: the real app on a random port against a fresh database on the embedded
+//! PostgreSQL (or on the server of `DATABASE_URL`).
+
+mod bad_input;
+mod concurrency;
+mod enroll_recognize;
+mod health;
+mod helpers;
+mod images;
+mod people;
