@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# End-to-end test of the browser client: builds it with trunk, starts the visage service
+# (embedded PostgreSQL), makes fake-webcam videos from fixture photos, and runs test.mjs in
+# headless Debian Chromium.
+#
+#   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown)
+#   frontend/e2e/run.sh --bench   speed in the browser, wasm with and without SIMD
+#
+# Needs: trunk 0.21, wasm-bindgen-cli 0.2.130 (the version in Cargo.lock), chromium, ffmpeg,
+# node/npm. Videos and artifacts go to ignored folders (frontend/e2e/work, frontend/e2e/artifacts);
+# no photo is ever committed.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/visage-target}"
+WORK="$HERE/work"
+ART="$HERE/artifacts"
+MODE=flow
+[ "${1:-}" = "--bench" ] && MODE=bench
+mkdir -p "$WORK" "$ART"
+
+need() { command -v "$1" >/dev/null || { echo "e2e: $1 is required ($2)"; exit 1; }; }
+need trunk "cargo install trunk --version '^0.21' --locked"
+need wasm-bindgen "cargo install wasm-bindgen-cli --version 0.2.130"
+need ffmpeg "apt-get install ffmpeg"
+need node "Node.js 20"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+[ -x "$CHROMIUM" ] || { echo "e2e: $CHROMIUM is required (apt-get install chromium chromium-driver)"; exit 1; }
+WB_WANT="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
+wasm-bindgen --version | grep -q " $WB_WANT" || { echo "e2e: wasm-bindgen $WB_WANT is required (Cargo.lock), found $(wasm-bindgen --version)"; exit 1; }
+
+echo "== build the app (trunk, release)"
+(cd "$ROOT" && trunk build --offline --dist frontend/dist)
+if [ "$MODE" = bench ]; then
+  echo "== build the app without SIMD"
+  (cd "$ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-nosimd" RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
+     trunk build --release --offline --dist frontend/dist-nosimd)
+fi
+
+echo "== fixture videos"
+if [ ! -f "$WORK/demo/sample1.jpg" ]; then
+  (cd "$WORK" && npm pack --silent @vladmandic/face-api@1.7.15 >/dev/null && tar xzf vladmandic-face-api-1.7.15.tgz package/demo \
+     && mkdir -p demo && mv package/demo/*.jpg demo/ && rm -rf package vladmandic-face-api-1.7.15.tgz)
+fi
+video() { # name source filter
+  [ -f "$WORK/$1.y4m" ] || ffmpeg -v error -y -loop 1 -i "$2" -vf "$3,format=yuv420p" -t 2 -r 30 "$WORK/$1.y4m"
+}
+# Person A (sample1, second face) in two framings; person B (sample3, first face).
+video A1 "$WORK/demo/sample1.jpg" "crop=560:420:653:329,scale=640:480"
+video A2 "$WORK/demo/sample1.jpg" "crop=800:600:600:260,scale=640:480"
+video B "$WORK/demo/sample3.jpg" "crop=640:480:374:232,scale=640:480"
+FACES="${VISAGE_FACES:-$ROOT/../shared/faces}"
+if [ "$MODE" = flow ] && [ -f "$FACES/people/barack_obama/1.jpg" ]; then
+  # Two different photos of one person, letterboxed to 640x480: the check beside the suite.
+  fit="scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2"
+  video S1 "$FACES/people/barack_obama/1.jpg" "$fit"
+  video S2 "$FACES/people/barack_obama/2.jpg" "$fit"
+fi
+
+echo "== start the visage service"
+(cd "$ROOT" && cargo build -q -p visage-backend --bin visage)
+KEY="vsg_e2e_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+export VISAGE_PG_DIR="${VISAGE_PG_DIR:-/var/tmp/visage-e2e-pg}"
+LOG="$ART/service.log"
+"$CARGO_TARGET_DIR/debug/visage" serve --port 0 --bootstrap-key "$KEY" --rate-per-minute 100000 >"$LOG" 2>&1 &
+SERVICE=$!
+cleanup() { kill -TERM "$SERVICE" 2>/dev/null || true; wait "$SERVICE" 2>/dev/null || true; }
+trap cleanup EXIT
+PORT=""
+for _ in $(seq 1 600); do
+  PORT="$(sed -n 's#.*visage listening on http://127.0.0.1:\([0-9]*\).*#\1#p' "$LOG" | head -1)"
+  [ -n "$PORT" ] && break
+  kill -0 "$SERVICE" 2>/dev/null || { echo "the service exited:"; cat "$LOG"; exit 1; }
+  sleep 0.5
+done
+[ -n "$PORT" ] || { echo "the service did not start:"; tail -20 "$LOG"; exit 1; }
+echo "service on port $PORT"
+
+echo "== browser tests ($MODE)"
+(cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; })
+export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
+if [ "$MODE" = bench ]; then
+  E2E_MODE=bench E2E_BENCH_LABEL=simd E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
+  E2E_MODE=bench E2E_BENCH_LABEL=nosimd E2E_DIST="$ROOT/frontend/dist-nosimd" node "$HERE/test.mjs"
+else
+  E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
+fi

@@ -1,0 +1,291 @@
+// End-to-end test of the visage browser client in headless Debian Chromium.
+//
+// Serves the built app (frontend/dist) with a tiny static server that also forwards /v1/* to
+// the real visage service (so the page talks to its own origin, as when the service serves the
+// app), fakes the webcam with .y4m videos, and drives the page with playwright-core:
+// enroll a person from one video, recognise them in another, "unknown" for a different person,
+// erase, "unknown" again. Every request the page makes is recorded and checked: only static
+// assets and JSON with embedding vectors, never image data.
+//
+// Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY,
+// E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench, E2E_BENCH_LABEL.
+import { chromium } from 'playwright-core';
+import http from 'node:http';
+import fs from 'node:fs';
+import path from 'node:path';
+import os from 'node:os';
+import zlib from 'node:zlib';
+
+const env = process.env;
+const BACKEND = env.VISAGE_BACKEND;
+const KEY = env.VISAGE_KEY;
+const DIST = path.resolve(env.E2E_DIST || new URL('../dist', import.meta.url).pathname);
+const WORK = path.resolve(env.E2E_WORK || new URL('./work', import.meta.url).pathname);
+const ART = path.resolve(env.E2E_ARTIFACTS || new URL('./artifacts', import.meta.url).pathname);
+const MODE = env.E2E_MODE || 'flow';
+fs.mkdirSync(ART, { recursive: true });
+
+const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...a);
+function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
+
+// ---- static server + /v1 forwarder -------------------------------------------------------
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.png': 'image/png', '.ico': 'image/x-icon' };
+const server = http.createServer((req, res) => {
+  if (req.url.startsWith('/v1/')) {
+    const up = new URL(req.url, BACKEND);
+    const p = http.request(up, { method: req.method, headers: { ...req.headers, host: up.host } }, (r) => {
+      res.writeHead(r.statusCode, r.headers);
+      r.pipe(res);
+    });
+    p.on('error', (e) => { res.writeHead(502); res.end(String(e)); });
+    req.pipe(p);
+    return;
+  }
+  let file = path.join(DIST, decodeURIComponent(new URL(req.url, 'http://x').pathname));
+  if (!file.startsWith(DIST) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.join(DIST, 'index.html');
+  res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+  fs.createReadStream(file).pipe(res);
+});
+await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const ORIGIN = `http://127.0.0.1:${server.address().port}`;
+log('app served at', ORIGIN, 'from', DIST, '; service at', BACKEND);
+
+// ---- the service, directly (setup and cleanup only) --------------------------------------
+async function api(method, p, body) {
+  const r = await fetch(new URL(p, BACKEND), { method, headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' }, body: body && JSON.stringify(body) });
+  const text = await r.text();
+  if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+async function eraseEveryone() {
+  const page = await api('GET', '/v1/people?limit=200');
+  for (const p of page.items) await api('DELETE', `/v1/people/${p.id}`);
+  if (page.items.length) log(`erased ${page.items.length} leftover people`);
+}
+
+// ---- browser -----------------------------------------------------------------------------
+const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
+const requests = [];
+const consoleErrors = [];
+const consoleAll = [];
+let browserCount = 0;
+
+async function open(video, { withKey = true } = {}) {
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'visage-e2e-profile-'));
+  const ctx = await chromium.launchPersistentContext(userDataDir, {
+    executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true,
+    args: [...FLAGS, `--use-file-for-fake-video-capture=${video}`], viewport: { width: 1000, height: 1100 },
+    acceptDownloads: true,
+  });
+  const page = ctx.pages()[0] || await ctx.newPage();
+  const n = ++browserCount;
+  page.on('request', (r) => requests.push({ browser: n, url: r.url(), method: r.method(), type: r.resourceType(), headers: r.headers(), body: r.postDataBuffer() }));
+  page.on('websocket', (ws) => requests.push({ browser: n, url: ws.url(), method: 'WEBSOCKET', type: 'websocket', headers: {}, body: null }));
+  page.on('console', (m) => { consoleAll.push(m.text()); if (m.type() === 'error') consoleErrors.push(m.text()); });
+  page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  if (withKey) {
+    await page.addInitScript((key) => {
+      if (!localStorage.getItem('visage.settings')) localStorage.setItem('visage.settings', JSON.stringify({ api_key: key }));
+    }, KEY);
+  }
+  await page.goto(ORIGIN);
+  await page.locator('#models-status', { hasText: 'models ready' }).waitFor({ timeout: 240_000 });
+  return { ctx, page, close: async () => { await ctx.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); } };
+}
+
+async function tab(page, name) { await page.locator('nav button', { hasText: name }).click(); }
+
+/// Waits until the live list shows `text` in a row of class `cls` (known/unknown).
+async function waitLive(page, cls, text, timeout = 120_000) {
+  const loc = text ? page.locator(`#live-faces li.${cls}`, { hasText: text }) : page.locator(`#live-faces li.${cls}`);
+  await loc.first().waitFor({ timeout });
+}
+
+/// For `ms`, no face may be shown as known (a false name must never appear).
+async function neverKnown(page, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const known = await page.locator('#live-faces li.known').allTextContents();
+    assert(known.length === 0, `no face may be recognised, but saw ${JSON.stringify(known)}`);
+    await page.waitForTimeout(200);
+  }
+}
+
+async function stats(page) { return page.evaluate(() => window.__visage); }
+
+async function enroll(video, name, { viaSettings = false } = {}) {
+  const b = await open(video, { withKey: !viaSettings });
+  const { page } = b;
+  if (viaSettings) {
+    await tab(page, 'Settings');
+    await page.fill('#api-key', KEY);
+    await page.click('#settings-save');
+    await page.locator('#settings-status', { hasText: 'saved' }).waitFor();
+  }
+  await tab(page, 'Enroll');
+  await page.locator('#policy-text').waitFor();
+  assert(await page.locator('#consent-continue').isDisabled(), 'capture must not start before consent');
+  await page.fill('#enroll-name', name);
+  assert(await page.locator('#consent-continue').isDisabled(), 'the checkbox is required');
+  await page.check('#consent-check');
+  await page.click('#consent-continue');
+  await page.locator('#enroll-progress').waitFor();
+  await page.locator('#enroll-status', { hasText: 'Enrolled' }).waitFor({ timeout: 180_000 });
+  log('enrolled', name, ':', await page.locator('#enroll-status').textContent());
+  await page.screenshot({ path: path.join(ART, `enroll-${slug(name)}.png`) });
+  await b.close();
+}
+
+const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-');
+
+async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings }) {
+  const name = `${label} ${Date.now() % 100000}`;
+  log(`--- scenario ${label}: enroll from ${path.basename(enrollVideo)}, recognise in ${path.basename(sameVideo)}, unknown ${path.basename(otherVideo)}`);
+  await enroll(enrollVideo, name, { viaSettings });
+
+  let b = await open(sameVideo);
+  await waitLive(b.page, 'known', name);
+  const s = await stats(b.page);
+  log(`recognised ${name} in another video:`, (await b.page.locator('#live-faces li.known').first().textContent()), `(fps ${s.fps.toFixed(1)}, frame ${s.latency_ms_median.toFixed(0)} ms)`);
+  await b.page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-known.png`) });
+  await b.page.screenshot({ path: path.join(ART, `page-${slug(label)}-known.png`) });
+  await b.close();
+
+  b = await open(otherVideo);
+  await waitLive(b.page, 'unknown');
+  await neverKnown(b.page, 4000);
+  log('a different person is unknown');
+  await b.page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-other-unknown.png`) });
+  await b.close();
+
+  b = await open(sameVideo);
+  const { page } = b;
+  await tab(page, 'People');
+  const row = page.locator('#people-list tr', { hasText: name });
+  await row.waitFor({ timeout: 30_000 });
+  // Export downloads the person's data as JSON.
+  const [download] = await Promise.all([page.waitForEvent('download'), row.locator('button.export').click()]);
+  const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
+  assert(exported.person.name === name && exported.faces.length >= 3, 'export holds the person and their faces');
+  assert(exported.faces.every((f) => f.source === 'browser' && f.embedding.length === 192), 'faces came from the browser as 192-d vectors');
+  await row.locator('button.erase').click();
+  await row.locator('button.erase-confirm').click();
+  await page.locator('#people-status', { hasText: 'erased' }).waitFor({ timeout: 30_000 });
+  assert(await page.locator('#people-list tr', { hasText: name }).count() === 0, 'erased person is gone from the list');
+  log('erased', name);
+  await tab(page, 'Live');
+  await waitLive(page, 'unknown');
+  await neverKnown(page, 4000);
+  log('after erasure the person is unknown again');
+  await page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-after-erase.png`) });
+  await b.close();
+}
+
+// ---- privacy check on every request ------------------------------------------------------
+function checkRequests() {
+  const dist = new Set(fs.readdirSync(DIST));
+  let api = 0, vectors = 0;
+  const problems = [];
+  const walk = (v, where) => {
+    if (typeof v === 'string') {
+      if (v.length > 2000) problems.push(`${where}: long string (${v.length} chars)`);
+      if (/^data:|base64,|^\/9j\/|^iVBOR/.test(v)) problems.push(`${where}: looks like encoded image data`);
+    } else if (Array.isArray(v)) {
+      if (v.length > 192) problems.push(`${where}: array of ${v.length} items`);
+      v.forEach((x, i) => walk(x, `${where}[${i}]`));
+    } else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) walk(x, `${where}.${k}`);
+    }
+  };
+  for (const r of requests) {
+    const u = new URL(r.url);
+    if (u.protocol === 'blob:' || u.protocol === 'data:') { assert(r.method === 'GET' && !r.body, 'blob/data URLs only read'); continue; }
+    if (u.origin !== ORIGIN) { problems.push(`request to another origin: ${r.url}`); continue; }
+    if (!u.pathname.startsWith('/v1/')) {
+      if (r.method !== 'GET' || r.body) problems.push(`static request with a body: ${r.method} ${r.url}`);
+      const f = u.pathname.replace(/^\//, '');
+      if (f !== '' && !dist.has(f)) problems.push(`unexpected asset ${u.pathname}`);
+      continue;
+    }
+    api++;
+    if (/\/image$/.test(u.pathname) || u.pathname.startsWith('/v1/detect')) problems.push(`image endpoint called: ${u.pathname}`);
+    if (!r.body) continue;
+    const ct = r.headers['content-type'] || '';
+    if (!ct.startsWith('application/json')) problems.push(`${r.method} ${u.pathname}: content-type ${ct}`);
+    if (r.body.length > 64 * 1024) problems.push(`${r.method} ${u.pathname}: body of ${r.body.length} bytes`);
+    let json;
+    try { json = JSON.parse(r.body.toString('utf8')); } catch { problems.push(`${r.method} ${u.pathname}: body is not JSON`); continue; }
+    walk(json, u.pathname);
+    for (const e of json.embeddings || []) {
+      const keys = Object.keys(e).sort().join(',');
+      if (keys !== 'model,vector' || e.vector.length !== 192 || !e.vector.every(Number.isFinite)) problems.push(`${u.pathname}: embedding is not {model, 192 numbers}`);
+      vectors++;
+    }
+  }
+  assert(problems.length === 0, `requests carry more than vectors:\n  ${problems.join('\n  ')}`);
+  assert(api > 0 && vectors > 0, 'the check saw the API calls it guards');
+  const kinds = {};
+  for (const r of requests) { const u = new URL(r.url); const k = `${r.method} ${u.pathname.replace(/[0-9a-f-]{36}/g, '{id}')}`; kinds[k] = (kinds[k] || 0) + 1; }
+  fs.writeFileSync(path.join(ART, 'requests.json'), JSON.stringify(kinds, null, 2));
+  log(`request check: ${requests.length} requests (${api} API, ${vectors} embeddings), none with image data`, kinds);
+}
+
+// ---- benchmark ---------------------------------------------------------------------------
+function sizes() {
+  const out = {};
+  for (const f of fs.readdirSync(DIST)) {
+    const buf = fs.readFileSync(path.join(DIST, f));
+    out[f] = { bytes: buf.length, gzip: zlib.gzipSync(buf, { level: 9 }).length, brotli: zlib.brotliCompressSync(buf).length };
+  }
+  return out;
+}
+
+async function bench(label) {
+  const b = await open(path.join(WORK, 'A2.y4m'));
+  await waitLive(b.page, 'unknown', null, 120_000).catch(() => {});
+  await b.page.waitForTimeout(3000);
+  const s0 = await stats(b.page);
+  const t0 = Date.now();
+  await b.page.waitForTimeout(20_000);
+  const s1 = await stats(b.page);
+  const secs = (Date.now() - t0) / 1000;
+  const lat = [...s1.latencies_ms].sort((a, b) => a - b);
+  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  const result = {
+    label, frames: s1.frames - s0.frames, seconds: secs, fps: (s1.frames - s0.frames) / secs,
+    frame_ms_p50: q(0.5), frame_ms_p90: q(0.9), capture_to_overlay_ms_p50: s1.capture_to_overlay_ms_median, capture_samples: s1.capture_samples,
+    detect_ms_p50: s1.detect_ms_median, embed_ms_p50: s1.embed_ms_median, faces: s1.faces, sizes: sizes(),
+  };
+  await b.page.locator('#view').screenshot({ path: path.join(ART, `bench-${label}.png`) });
+  await b.close();
+  fs.writeFileSync(path.join(ART, `bench-${label}.json`), JSON.stringify(result, null, 2));
+  log('bench', JSON.stringify(result));
+}
+
+// ---- main --------------------------------------------------------------------------------
+let failed = false;
+try {
+  if (MODE === 'bench') {
+    await bench(env.E2E_BENCH_LABEL || 'simd');
+  } else {
+    await eraseEveryone();
+    await scenario('Fixture A', { enrollVideo: path.join(WORK, 'A1.y4m'), sameVideo: path.join(WORK, 'A2.y4m'), otherVideo: path.join(WORK, 'B.y4m'), viaSettings: true });
+    if (fs.existsSync(path.join(WORK, 'S1.y4m'))) {
+      await scenario('Shared faces', { enrollVideo: path.join(WORK, 'S1.y4m'), sameVideo: path.join(WORK, 'S2.y4m'), otherVideo: path.join(WORK, 'B.y4m') });
+    } else {
+      log('../shared/faces not found: skipping the two-photo check');
+    }
+    checkRequests();
+    const keyLeaks = consoleAll.filter((t) => t.includes(KEY));
+    assert(keyLeaks.length === 0, 'the API key never appears in the console');
+    log('PASS');
+  }
+} catch (e) {
+  failed = true;
+  console.error(e);
+  if (consoleErrors.length) console.error('browser console errors:\n ', consoleErrors.slice(-20).join('\n  '));
+} finally {
+  server.close();
+}
+process.exit(failed ? 1 : 0);
