@@ -61,7 +61,8 @@ echo "== start the visage service"
 (cd "$ROOT" && cargo build -q -p visage-backend --bin visage)
 KEY="vsg_e2e_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export VISAGE_PG_DIR="${VISAGE_PG_DIR:-/var/tmp/visage-e2e-pg}"
-LOG="$ART/service.log"
+LOG="$ART/service-$(date +%s)-$$.log"
+rm -f "$ART"/service-*.log
 "$CARGO_TARGET_DIR/debug/visage" serve --port 0 --bootstrap-key "$KEY" --rate-per-minute 100000 >"$LOG" 2>&1 &
 SERVICE=$!
 cleanup() { kill -TERM "$SERVICE" 2>/dev/null || true; wait "$SERVICE" 2>/dev/null || true; }

@@ -70,6 +70,7 @@ const requests = [];
 const consoleErrors = [];
 const consoleAll = [];
 let browserCount = 0;
+let lastPage = null;
 
 async function open(video, { withKey = true } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'visage-e2e-profile-'));
@@ -80,6 +81,7 @@ async function open(video, { withKey = true } = {}) {
   });
   const page = ctx.pages()[0] || await ctx.newPage();
   const n = ++browserCount;
+  lastPage = page;
   page.on('request', (r) => requests.push({ browser: n, url: r.url(), method: r.method(), type: r.resourceType(), headers: r.headers(), body: r.postDataBuffer() }));
   page.on('websocket', (ws) => requests.push({ browser: n, url: ws.url(), method: 'WEBSOCKET', type: 'websocket', headers: {}, body: null }));
   page.on('console', (m) => { consoleAll.push(m.text()); if (m.type() === 'error') consoleErrors.push(m.text()); });
@@ -284,6 +286,10 @@ try {
 } catch (e) {
   failed = true;
   console.error(e);
+  if (lastPage && !lastPage.isClosed()) {
+    await lastPage.screenshot({ path: path.join(ART, 'failure.png') }).catch(() => {});
+    console.error('page text at failure:', (await lastPage.locator('body').innerText().catch(() => '')).slice(0, 1500));
+  }
   if (consoleErrors.length) console.error('browser console errors:\n ', consoleErrors.slice(-20).join('\n  '));
 } finally {
   server.close();

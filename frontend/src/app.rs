@@ -348,19 +348,20 @@ fn People() -> impl IntoView {
     let people = RwSignal::new(Vec::<PersonSummary>::new());
     let status = RwSignal::new(String::new());
     let confirming = RwSignal::new(None::<String>);
-    let refresh = move || {
+    // `note` (what was just done) is shown before the count.
+    let refresh = move |note: Option<String>| {
         spawn_local(async move {
-            status.set("loading…".into());
             match api::list_people(&ui.settings.get_untracked(), &query.get_untracked()).await {
                 Ok(page) => {
-                    status.set(format!("{} people", page.items.len()));
+                    let count = format!("{} people", page.items.len());
+                    status.set(note.map(|n| format!("{n} · {count}")).unwrap_or(count));
                     people.set(page.items);
                 }
                 Err(e) => status.set(format!("could not list people: {e}")),
             }
         });
     };
-    refresh();
+    refresh(None);
     let erase = move |id: String| {
         spawn_local(async move {
             match api::erase(&ui.settings.get_untracked(), &id).await {
@@ -368,8 +369,7 @@ fn People() -> impl IntoView {
                     confirming.set(None);
                     engine::clear_votes();
                     let faces = v.get("faces_deleted").and_then(|f| f.as_u64()).unwrap_or(0);
-                    status.set(format!("erased: {faces} face(s) and the consent records deleted"));
-                    refresh();
+                    refresh(Some(format!("erased: {faces} face(s) and the consent records deleted")));
                 }
                 Err(e) => status.set(format!("erase failed: {e}")),
             }
@@ -391,7 +391,7 @@ fn People() -> impl IntoView {
     };
     view! {
         <section id="people">
-            <form on:submit=move |ev| { ev.prevent_default(); refresh(); }>
+            <form on:submit=move |ev| { ev.prevent_default(); refresh(None); }>
                 <input type="search" id="people-search" placeholder="search by name" prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev))/>
                 <button type="submit">"Search"</button>
             </form>
