@@ -100,6 +100,16 @@ pub struct EvalCmd {
     pub detect: DetectArgs,
 }
 
+/// Prints JSON to stdout; a closed pipe (`visage detect x | head`) is not an error.
+fn print_json(v: &serde_json::Value) -> Result<()> {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(v)?;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
+    }
+}
+
 fn load(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
     visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).with_context(|| format!("decoding {}", path.display()))
@@ -121,7 +131,7 @@ pub fn detect(cmd: DetectCmd) -> Result<()> {
     let (mut img, faces) = analyze(&p, &cmd.image, &cmd.detect)?;
     let gate = QualityGate::default();
     let reports: Vec<FaceReport> = faces.iter().map(|f| FaceReport::new(f, &gate)).collect();
-    println!("{}", serde_json::to_string_pretty(&json!({ "image": cmd.image, "width": img.width(), "height": img.height(), "faces": reports }))?);
+    print_json(&json!({ "image": cmd.image, "width": img.width(), "height": img.height(), "faces": reports }))?;
     if let Some(out) = cmd.annotate {
         for f in &faces {
             draw_detection(&mut img, &f.detection);
@@ -136,8 +146,7 @@ pub fn embed(cmd: EmbedCmd) -> Result<()> {
     let p = Pipeline::load()?;
     let (_, faces) = analyze(&p, &cmd.image, &cmd.detect)?;
     let out: Vec<_> = faces.iter().map(|f| json!({ "bbox": f.detection.bbox, "score": f.detection.score, "embedding": f.embedding })).collect();
-    println!("{}", serde_json::to_string_pretty(&json!({ "image": cmd.image, "faces": out }))?);
-    Ok(())
+    print_json(&json!({ "image": cmd.image, "faces": out }))
 }
 
 pub fn compare(cmd: CompareCmd) -> Result<()> {
@@ -150,15 +159,11 @@ pub fn compare(cmd: CompareCmd) -> Result<()> {
     }
     let sim = embs[0].cosine(&embs[1])?;
     let threshold = cmd.threshold.unwrap_or_else(model::default_threshold);
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json!({
-            "a": cmd.a, "b": cmd.b, "model": embs[0].model(),
-            "similarity": sim, "threshold": threshold, "match": sim >= threshold,
-            "false_match_rate": model::false_match_rate(sim),
-        }))?
-    );
-    Ok(())
+    print_json(&json!({
+        "a": cmd.a, "b": cmd.b, "model": embs[0].model(),
+        "similarity": sim, "threshold": threshold, "match": sim >= threshold,
+        "false_match_rate": model::false_match_rate(sim),
+    }))
 }
 
 /// Draws a box and landmark dots (green box, red landmarks).

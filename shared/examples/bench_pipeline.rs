@@ -43,6 +43,15 @@ fn main() {
             p.detect(&frame, &opts).expect("detect");
         }).into());
     }
+    if args.iter().any(|a| a == "--sizes") {
+        for (w, h) in [(640u32, 480u32), (480, 640), (640, 512), (512, 640), (640, 640), (320, 256), (256, 320)] {
+            let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (y * 3) as u8]));
+            let opts = DetectOptions { max_side: w.max(h), ..DetectOptions::PHOTO };
+            out.insert(format!("detect_input_{w}x{h}_ms"), median_ms(n, || {
+                p.detect(&img, &opts).expect("detect");
+            }).into());
+        }
+    }
     let face = RgbImage::from_fn(112, 112, |x, y| Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
     let faces = vec![face.clone(); 8];
     out.insert("embed_batch1_per_face_ms".into(), median_ms(n, || {
@@ -63,6 +72,14 @@ fn main() {
         }).into());
         for (name, opts) in [("photo_640", DetectOptions::PHOTO), ("video_320", DetectOptions::VIDEO)] {
             let a = AnalyzeOptions { detect: opts };
+            out.insert(format!("detect_only_{name}_ms"), median_ms(n, || {
+                p.detect(&img, &opts).expect("detect");
+            }).into());
+            let (scale, w, h) = visage_shared::detect::input_size(img.width(), img.height(), opts.max_side);
+            out.insert(format!("resize_{name}_ms"), median_ms(n, || {
+                visage_shared::resize::resize_rgb(&img, (img.width() as f32 * scale).round() as u32, (img.height() as f32 * scale).round() as u32);
+            }).into());
+            out.insert(format!("detector_input_{name}"), format!("{w}x{h}").into());
             let faces = p.analyze(&img, &a).expect("analyze").len();
             out.insert(format!("full_{name}_faces"), faces.into());
             out.insert(format!("full_{name}_ms"), median_ms(n, || {

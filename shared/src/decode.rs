@@ -154,6 +154,30 @@ mod tests {
     }
 
     #[test]
+    fn honours_exif_orientation() {
+        use image::ImageEncoder;
+        // 8x4, left half red, right half blue, tagged "rotate 90° clockwise" (orientation 6).
+        let img = RgbImage::from_fn(8, 4, |x, _| if x < 4 { image::Rgb([255, 0, 0]) } else { image::Rgb([0, 0, 255]) });
+        let exif: Vec<u8> = vec![
+            0x4D, 0x4D, 0x00, 0x2A, 0x00, 0x00, 0x00, 0x08, // TIFF header, big-endian, IFD at 8
+            0x00, 0x01, // one entry
+            0x01, 0x12, 0x00, 0x03, 0x00, 0x00, 0x00, 0x01, 0x00, 0x06, 0x00, 0x00, // Orientation = 6
+            0x00, 0x00, 0x00, 0x00, // no next IFD
+        ];
+        let mut out = Vec::new();
+        let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 95);
+        enc.set_exif_metadata(exif).unwrap();
+        enc.write_image(img.as_raw(), 8, 4, image::ExtendedColorType::Rgb8).unwrap();
+        let upright = decode_image(&out, &DecodeLimits::default()).unwrap();
+        // Rotated clockwise: 4 wide, 8 tall, the former left (red) half now on top.
+        assert_eq!(upright.dimensions(), (4, 8));
+        let top = upright.get_pixel(2, 1).0;
+        let bottom = upright.get_pixel(2, 6).0;
+        assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
+        assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+    }
+
+    #[test]
     fn rgba_frames() {
         let l = DecodeLimits::default();
         let img = from_rgba(2, 1, &[1, 2, 3, 255, 4, 5, 6, 255], &l).unwrap();

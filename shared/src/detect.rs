@@ -140,7 +140,11 @@ pub fn input_size(width: u32, height: u32, max_side: u32) -> (f32, usize, usize)
     let scale = max_side as f32 / width.max(height) as f32;
     let sw = ((width as f32 * scale).round() as usize).max(1);
     let sh = ((height as f32 * scale).round() as usize).max(1);
-    (scale, sw.div_ceil(32) * 32, sh.div_ceil(32) * 32)
+    let (w, h) = (sw.div_ceil(32) * 32, sh.div_ceil(32) * 32);
+    // tract runs tall inputs much slower than wide ones of the same area (512x640 took 50 ms,
+    // 640x512 29 ms and even 640x640 35 ms here, BENCHMARKS.md), so portraits are padded to a
+    // square.
+    (scale, w.max(h), h)
 }
 
 /// Resizes (bilinear) and packs the image as 1x3xHxW BGR, 0..255, zero padding right and bottom.
@@ -217,6 +221,8 @@ mod tests {
         let (s, w, h) = input_size(1920, 1080, 640);
         assert!((s - 1.0 / 3.0).abs() < 1e-6);
         assert_eq!((w, h), (640, 384));
+        // Portrait: padded to a square.
+        assert_eq!(input_size(910, 1137, 640), (640.0 / 1137.0, 640, 640));
     }
 
     #[test]
