@@ -5,6 +5,7 @@
 #
 #   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown)
 #   frontend/e2e/run.sh --bench   speed in the browser, wasm with and without SIMD
+#                                 (BENCH_VARIANTS="simd" for one of them)
 #
 # Needs: trunk 0.21, wasm-bindgen-cli 0.2.130 (the version in Cargo.lock), chromium, ffmpeg,
 # node/npm. Videos and artifacts go to ignored folders (frontend/e2e/work, frontend/e2e/artifacts);
@@ -31,7 +32,8 @@ wasm-bindgen --version | grep -q " $WB_WANT" || { echo "e2e: wasm-bindgen $WB_WA
 
 echo "== build the app (trunk, release)"
 (cd "$ROOT" && trunk build --offline --dist frontend/dist)
-if [ "$MODE" = bench ]; then
+VARIANTS="${BENCH_VARIANTS:-simd nosimd}"
+if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" nosimd "* ]]; then
   echo "== build the app without SIMD"
   (cd "$ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-nosimd" RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
      trunk build --release --offline --dist frontend/dist-nosimd)
@@ -81,8 +83,10 @@ echo "== browser tests ($MODE)"
 (cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; })
 export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
 if [ "$MODE" = bench ]; then
-  E2E_MODE=bench E2E_BENCH_LABEL=simd E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
-  E2E_MODE=bench E2E_BENCH_LABEL=nosimd E2E_DIST="$ROOT/frontend/dist-nosimd" node "$HERE/test.mjs"
+  for v in $VARIANTS; do
+    dist="$ROOT/frontend/dist"; [ "$v" = nosimd ] && dist="$ROOT/frontend/dist-nosimd"
+    E2E_MODE=bench E2E_BENCH_LABEL="$v" E2E_DIST="$dist" node "$HERE/test.mjs"
+  done
 else
   E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
 fi

@@ -139,3 +139,29 @@ pub async fn erase(settings: &Settings, id: &str) -> Result<Value, String> {
 pub async fn export(settings: &Settings, id: &str) -> Result<Value, String> {
     call(settings, "GET", &format!("/v1/people/{id}/export"), None).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeddings_go_out_as_model_and_vector_only() {
+        let e = Embedding::new(visage_shared::model::EMBEDDER_ID, vec![0.5; visage_shared::model::EMBEDDING_DIM]).unwrap();
+        let v = embeddings_json(&[&e]);
+        let item = &v[0];
+        let keys: Vec<&String> = item.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["model", "vector"]);
+        assert_eq!(item["model"], visage_shared::model::EMBEDDER_ID);
+        assert_eq!(item["vector"].as_array().unwrap().len(), visage_shared::model::EMBEDDING_DIM);
+    }
+
+    #[test]
+    fn recognition_answers_parse() {
+        let r: RecognizeResponse = parse(json!({
+            "model": "m", "threshold": 0.5, "top_k": 1,
+            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "face_id": "f", "similarity": 0.8, "match": true, "false_match_rate": null }] }]
+        }))
+        .unwrap();
+        assert!(r.results[0].candidates[0].is_match);
+    }
+}
