@@ -141,7 +141,15 @@ impl MatchParams {
 /// Top-k people for one embedding, best first, through the HNSW index. Only people with an
 /// active consent are searched, so an expired or withdrawn consent stops matching at once.
 pub async fn search(pool: &PgPool, emb: &Embedding, p: MatchParams) -> Result<Vec<Candidate>, sqlx::Error> {
+    search_with(pool, emb, p, false).await
+}
+
+/// [`search`], or with `exact` an exhaustive scan without the index (the benchmark's reference).
+pub async fn search_with(pool: &PgPool, emb: &Embedding, p: MatchParams, exact: bool) -> Result<Vec<Candidate>, sqlx::Error> {
     let mut tx = pool.begin().await?;
+    if exact {
+        sqlx::query("SET LOCAL enable_indexscan = off").execute(&mut *tx).await?;
+    }
     // Integers formatted in, not user text.
     sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {}", p.ef_search.clamp(10, 1000)))).execute(&mut *tx).await?;
     sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await?;
