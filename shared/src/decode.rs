@@ -85,6 +85,11 @@ pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, Dec
     if !matches!(format, ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP) {
         return Err(DecodeError::UnsupportedFormat);
     }
+    // Read the header alone first, so an oversized image is reported as such (the decoder's
+    // own allocation limit below would only say "corrupt").
+    if let Ok((width, height)) = ImageReader::with_format(Cursor::new(bytes), format).into_dimensions() {
+        check_dims(width, height, limits)?;
+    }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut lim = image::Limits::default();
     lim.max_image_width = Some(limits.max_side);
@@ -143,12 +148,31 @@ mod tests {
         assert!(matches!(decode_image(&truncated, &l), Err(DecodeError::Corrupt(_))));
     }
 
+    /// CRC-32 (IEEE), as PNG chunks use.
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+
     #[test]
     fn refuses_bombs_from_the_header() {
         // A 20000x20000 PNG header: refused before allocating 1.2 GB.
         let l = DecodeLimits { max_pixels: 1_000_000, max_side: 4096, ..Default::default() };
         let big = png(2000, 1000);
         assert!(matches!(decode_image(&big, &l), Err(DecodeError::TooManyPixels { width: 2000, height: 1000, .. })));
+        // A PNG whose header claims 100000x100000: patch the IHDR of a small one.
+        let mut bomb = png(8, 8);
+        bomb[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bomb[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32(&bomb[12..29]);
+        bomb[29..33].copy_from_slice(&crc.to_be_bytes());
+        assert!(matches!(decode_image(&bomb, &DecodeLimits::default()), Err(DecodeError::TooManyPixels { width: 100_000, .. })));
         let l = DecodeLimits { max_bytes: 10, ..Default::default() };
         assert!(matches!(decode_image(&png(4, 4), &l), Err(DecodeError::TooManyBytes { .. })));
     }
