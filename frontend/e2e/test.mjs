@@ -86,6 +86,7 @@ async function open(video, { withKey = true } = {}) {
   page.on('websocket', (ws) => requests.push({ browser: n, url: ws.url(), method: 'WEBSOCKET', type: 'websocket', headers: {}, body: null }));
   page.on('console', (m) => { consoleAll.push(m.text()); if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
+  page.on('crash', () => console.error('page crashed'));
   if (withKey) {
     await page.addInitScript((key) => {
       if (!localStorage.getItem('visage.settings')) localStorage.setItem('visage.settings', JSON.stringify({ api_key: key }));
@@ -245,7 +246,7 @@ function sizes() {
 
 async function bench(label) {
   const b = await open(path.join(WORK, 'A2.y4m'));
-  await waitLive(b.page, 'unknown', null, 120_000).catch(() => {});
+  await waitLive(b.page, 'unknown', null, 120_000).catch((e) => log('no unknown label:', e.message));
   await b.page.waitForTimeout(3000);
   const s0 = await stats(b.page);
   const t0 = Date.now();
