@@ -30,7 +30,7 @@ CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 WB_WANT="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
 wasm-bindgen --version | grep -q " $WB_WANT" || { echo "e2e: wasm-bindgen $WB_WANT is required (Cargo.lock), found $(wasm-bindgen --version)"; exit 1; }
 
-echo "== build the app (trunk, release)"
+echo "== build the app (trunk, dev profile: dependencies at opt-level 3)"
 (cd "$ROOT" && trunk build --offline --dist frontend/dist)
 VARIANTS="${BENCH_VARIANTS:-simd nosimd}"
 if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" nosimd "* ]]; then
