@@ -9,8 +9,12 @@ use clap::Args;
 use image::{Rgb, RgbImage};
 use serde_json::json;
 use visage_shared::api::FaceReport;
-use visage_shared::eval::{ScoredPair, calibration_table, verification_report, zero_false_match_threshold};
-use visage_shared::{AnalyzeOptions, AnalyzedFace, DecodeLimits, DetectOptions, Pipeline, QualityGate, model};
+use visage_shared::eval::{
+    ScoredPair, calibration_table, verification_report, zero_false_match_threshold,
+};
+use visage_shared::{
+    AnalyzeOptions, AnalyzedFace, DecodeLimits, DetectOptions, Pipeline, QualityGate, model,
+};
 
 /// Detector settings shared by the subcommands.
 #[derive(Args, Debug, Clone)]
@@ -25,8 +29,16 @@ pub struct DetectArgs {
 
 impl DetectArgs {
     pub fn options(&self) -> DetectOptions {
-        let base = if self.max_side >= 480 { DetectOptions::PHOTO } else { DetectOptions::VIDEO };
-        DetectOptions { max_side: self.max_side, score_threshold: self.score_threshold.unwrap_or(base.score_threshold), ..base }
+        let base = if self.max_side >= 480 {
+            DetectOptions::PHOTO
+        } else {
+            DetectOptions::VIDEO
+        };
+        DetectOptions {
+            max_side: self.max_side,
+            score_threshold: self.score_threshold.unwrap_or(base.score_threshold),
+            ..base
+        }
     }
 }
 
@@ -112,18 +124,26 @@ fn print_json(v: &serde_json::Value) -> Result<()> {
 
 fn load(path: &Path) -> Result<RgbImage> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).with_context(|| format!("decoding {}", path.display()))
+    visage_shared::decode::decode_image(&bytes, &DecodeLimits::default())
+        .with_context(|| format!("decoding {}", path.display()))
 }
 
 fn analyze(p: &Pipeline, path: &Path, d: &DetectArgs) -> Result<(RgbImage, Vec<AnalyzedFace>)> {
     let img = load(path)?;
-    let faces = p.analyze(&img, &AnalyzeOptions { detect: d.options() })?;
+    let faces = p.analyze(
+        &img,
+        &AnalyzeOptions {
+            detect: d.options(),
+        },
+    )?;
     Ok((img, faces))
 }
 
 /// The face with the largest box: "the" face of a portrait.
 fn main_face(faces: &[AnalyzedFace]) -> Option<&AnalyzedFace> {
-    faces.iter().max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
+    faces
+        .iter()
+        .max_by(|a, b| a.detection.bbox.area().total_cmp(&b.detection.bbox.area()))
 }
 
 pub fn detect(cmd: DetectCmd) -> Result<()> {
@@ -131,12 +151,15 @@ pub fn detect(cmd: DetectCmd) -> Result<()> {
     let (mut img, faces) = analyze(&p, &cmd.image, &cmd.detect)?;
     let gate = QualityGate::default();
     let reports: Vec<FaceReport> = faces.iter().map(|f| FaceReport::new(f, &gate)).collect();
-    print_json(&json!({ "image": cmd.image, "width": img.width(), "height": img.height(), "faces": reports }))?;
+    print_json(
+        &json!({ "image": cmd.image, "width": img.width(), "height": img.height(), "faces": reports }),
+    )?;
     if let Some(out) = cmd.annotate {
         for f in &faces {
             draw_detection(&mut img, &f.detection);
         }
-        img.save_with_format(&out, image::ImageFormat::Png).with_context(|| format!("writing {}", out.display()))?;
+        img.save_with_format(&out, image::ImageFormat::Png)
+            .with_context(|| format!("writing {}", out.display()))?;
         eprintln!("annotated image written to {}", out.display());
     }
     Ok(())
@@ -154,7 +177,8 @@ pub fn compare(cmd: CompareCmd) -> Result<()> {
     let mut embs = Vec::new();
     for path in [&cmd.a, &cmd.b] {
         let (_, faces) = analyze(&p, path, &cmd.detect)?;
-        let f = main_face(&faces).with_context(|| format!("no face found in {}", path.display()))?;
+        let f =
+            main_face(&faces).with_context(|| format!("no face found in {}", path.display()))?;
         embs.push(f.embedding.clone());
     }
     let sim = embs[0].cosine(&embs[1])?;
@@ -175,7 +199,12 @@ pub fn draw_detection(img: &mut RgbImage, d: &visage_shared::Detection) {
         }
     };
     let b = d.bbox;
-    let (x0, y0, x1, y1) = (b.x as i64, b.y as i64, (b.x + b.width) as i64, (b.y + b.height) as i64);
+    let (x0, y0, x1, y1) = (
+        b.x as i64,
+        b.y as i64,
+        (b.x + b.width) as i64,
+        (b.y + b.height) as i64,
+    );
     let green = Rgb([0, 255, 0]);
     for t in 0..2 {
         for x in x0..=x1 {
@@ -197,8 +226,14 @@ pub fn draw_detection(img: &mut RgbImage, d: &visage_shared::Detection) {
 }
 
 fn read_csv(path: &Path) -> Result<Vec<Vec<String>>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(text.lines().skip(1).filter(|l| !l.trim().is_empty()).map(|l| l.split(',').map(|s| s.trim().to_string()).collect()).collect())
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| l.split(',').map(|s| s.trim().to_string()).collect())
+        .collect())
 }
 
 /// Square crop around the detector box, resized to 112x112 (the "no alignment" baseline).
@@ -206,7 +241,12 @@ fn box_crop(img: &RgbImage, d: &visage_shared::Detection) -> RgbImage {
     let b = d.bbox;
     let side = b.width.max(b.height);
     let (cx, cy) = (b.x + b.width / 2.0, b.y + b.height / 2.0);
-    let inv = visage_shared::geometry::Similarity { a: (side / 112.0) as f64, b: 0.0, tx: (cx - side / 2.0) as f64, ty: (cy - side / 2.0) as f64 };
+    let inv = visage_shared::geometry::Similarity {
+        a: (side / 112.0) as f64,
+        b: 0.0,
+        tx: (cx - side / 2.0) as f64,
+        ty: (cy - side / 2.0) as f64,
+    };
     visage_shared::align::warp(img, &inv, 112)
 }
 
@@ -232,7 +272,9 @@ pub fn eval(cmd: EvalCmd) -> Result<()> {
 }
 
 fn root_for(cmd: &EvalCmd, csv: &Path) -> PathBuf {
-    cmd.root.clone().unwrap_or_else(|| csv.parent().map(Path::to_path_buf).unwrap_or_default())
+    cmd.root
+        .clone()
+        .unwrap_or_else(|| csv.parent().map(Path::to_path_buf).unwrap_or_default())
 }
 
 fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
@@ -271,12 +313,27 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         };
         scored.push(ScoredPair { score, same });
     }
-    let r = verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
-    println!("pairs: {} ({} same, {} different), crop: {:?}", scored.len(), r.genuine_pairs, r.impostor_pairs, cmd.crop);
+    let r =
+        verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
+    println!(
+        "pairs: {} ({} same, {} different), crop: {:?}",
+        scored.len(),
+        r.genuine_pairs,
+        r.impostor_pairs,
+        cmd.crop
+    );
     println!("  AUC                      {:.5}", r.auc);
-    println!("  best accuracy            {:.2}% at threshold {:.3}", 100.0 * r.best_accuracy, r.best_threshold);
+    println!(
+        "  best accuracy            {:.2}% at threshold {:.3}",
+        100.0 * r.best_accuracy,
+        r.best_threshold
+    );
     println!("  EER                      {:.2}%", 100.0 * r.eer);
-    println!("  TAR @ FAR 1e-3           {:.2}% (threshold {:.3})", 100.0 * r.tar_at_far_1e3, r.threshold_at_far_1e3);
+    println!(
+        "  TAR @ FAR 1e-3           {:.2}% (threshold {:.3})",
+        100.0 * r.tar_at_far_1e3,
+        r.threshold_at_far_1e3
+    );
     let genuine: Vec<f32> = scored.iter().filter(|s| s.same).map(|s| s.score).collect();
     let mut imp: Vec<f32> = scored.iter().filter(|s| !s.same).map(|s| s.score).collect();
     let max_imp = imp.iter().cloned().fold(f32::MIN, f32::max);
@@ -289,12 +346,22 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     }
     if let Some(dir) = &cmd.impostor_photos {
         let extra = in_photo_impostors(p, dir, &cmd.detect)?;
-        println!("  impostor pairs from group photos in {}: {} (max similarity {:.3})", dir.display(), extra.len(), extra.iter().cloned().fold(-1.0f32, f32::max));
+        println!(
+            "  impostor pairs from group photos in {}: {} (max similarity {:.3})",
+            dir.display(),
+            extra.len(),
+            extra.iter().cloned().fold(-1.0f32, f32::max)
+        );
         imp.extend(extra);
     }
     let zero_fm = zero_false_match_threshold(&imp);
-    let tar = genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
-    println!("  no-false-match threshold {zero_fm:.2} over {} impostor pairs (true-accept rate there {:.1}%)", imp.len(), 100.0 * tar);
+    let tar =
+        genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
+    println!(
+        "  no-false-match threshold {zero_fm:.2} over {} impostor pairs (true-accept rate there {:.1}%)",
+        imp.len(),
+        100.0 * tar
+    );
     if let Some(out) = &cmd.calibration_out {
         let cal = json!({
             "best_accuracy_threshold": r.best_threshold,
@@ -313,10 +380,19 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
 /// Similarities between every two faces found in the same photo, for each photo in `dir`.
 fn in_photo_impostors(p: &Pipeline, dir: &Path, d: &DetectArgs) -> Result<Vec<f32>> {
     let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
     files.sort();
     for f in files {
-        let Ok((_, faces)) = analyze(p, &f, d) else { continue };
+        let faces = match analyze(p, &f, d) {
+            Ok((_, faces)) => faces,
+            Err(e) => {
+                println!("  skipped {}: {e:#}", f.display());
+                continue;
+            }
+        };
         for (i, a) in faces.iter().enumerate() {
             for b in &faces[i + 1..] {
                 out.push(a.embedding.cosine(&b.embedding)?);
@@ -326,10 +402,20 @@ fn in_photo_impostors(p: &Pipeline, dir: &Path, d: &DetectArgs) -> Result<Vec<f3
     Ok(out)
 }
 
-fn embed_main_face(p: &Pipeline, path: &Path, d: &DetectArgs, crop: CropMode) -> Result<Option<visage_shared::Embedding>> {
+fn embed_main_face(
+    p: &Pipeline,
+    path: &Path,
+    d: &DetectArgs,
+    crop: CropMode,
+) -> Result<Option<visage_shared::Embedding>> {
     let img = load(path)?;
     let dets = p.detect(&img, &d.options())?;
-    let Some(det) = dets.into_iter().max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area())) else { return Ok(None) };
+    let Some(det) = dets
+        .into_iter()
+        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+    else {
+        return Ok(None);
+    };
     Ok(Some(match crop {
         CropMode::Aligned => match p.analyze_detection(&img, det)? {
             Some(f) => f.embedding,
@@ -342,10 +428,16 @@ fn embed_main_face(p: &Pipeline, path: &Path, d: &DetectArgs, crop: CropMode) ->
 fn eval_groups(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let root = root_for(cmd, csv);
     let opts = cmd.detect.options();
-    println!("groups: max side {}, score threshold {}", opts.max_side, opts.score_threshold);
+    println!(
+        "groups: max side {}, score threshold {}",
+        opts.max_side, opts.score_threshold
+    );
     let (mut exact, mut total) = (0, 0);
     for row in read_csv(csv)? {
-        let expected: usize = row.get(1).and_then(|s| s.parse().ok()).with_context(|| format!("bad row {row:?}"))?;
+        let expected: usize = row
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .with_context(|| format!("bad row {row:?}"))?;
         let found = match load(&root.join(&row[0])) {
             Ok(img) => {
                 let dets = p.detect(&img, &opts)?;
@@ -357,8 +449,17 @@ fn eval_groups(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         total += 1;
         let ok = found.0 == expected;
         exact += ok as usize;
-        let shown = if found.0 == usize::MAX { "error".to_string() } else { found.0.to_string() };
-        println!("  {:<40} expected {expected:>2} found {shown:>5} {} [{}]", row[0], if ok { "ok" } else { "MISMATCH" }, found.1);
+        let shown = if found.0 == usize::MAX {
+            "error".to_string()
+        } else {
+            found.0.to_string()
+        };
+        println!(
+            "  {:<40} expected {expected:>2} found {shown:>5} {} [{}]",
+            row[0],
+            if ok { "ok" } else { "MISMATCH" },
+            found.1
+        );
     }
     println!("  exact counts: {exact}/{total}");
     Ok(cmd.exact_counts && exact != total)
@@ -366,7 +467,10 @@ fn eval_groups(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
 
 fn eval_invalid(p: &Pipeline, dir: &Path) -> Result<bool> {
     let mut failed = false;
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     println!("invalid inputs in {}:", dir.display());
     for path in entries {
@@ -375,7 +479,11 @@ fn eval_invalid(p: &Pipeline, dir: &Path) -> Result<bool> {
             Ok(img) => {
                 failed = true;
                 let n = p.detect(&img, &DetectOptions::PHOTO)?.len();
-                println!("  {:<40} ACCEPTED ({} faces): expected an error", path.display(), n);
+                println!(
+                    "  {:<40} ACCEPTED ({} faces): expected an error",
+                    path.display(),
+                    n
+                );
             }
         }
     }
