@@ -36,7 +36,9 @@ enum Command {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn cli_tracing() {
@@ -47,26 +49,23 @@ fn cli_tracing() {
 }
 
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // The service commands set up their own tracing (plain or JSON); the pipeline commands log
+    // to stderr so their JSON on stdout stays clean.
+    if matches!(
+        command,
+        Command::Detect(_) | Command::Embed(_) | Command::Compare(_) | Command::Eval(_)
+    ) {
+        cli_tracing();
+    }
+    match command {
         Command::Serve(a) => runtime()?.block_on(commands::serve(*a)),
         Command::Migrate(a) => runtime()?.block_on(commands::migrate(a)),
         Command::CreateKey(a) => runtime()?.block_on(commands::create_key(a)),
         Command::Db(a) => runtime()?.block_on(commands::db(a)),
-        Command::Detect(c) => {
-            cli_tracing();
-            cli::detect(c)
-        }
-        Command::Embed(c) => {
-            cli_tracing();
-            cli::embed(c)
-        }
-        Command::Compare(c) => {
-            cli_tracing();
-            cli::compare(c)
-        }
-        Command::Eval(c) => {
-            cli_tracing();
-            cli::eval(c)
-        }
+        Command::Detect(c) => cli::detect(c),
+        Command::Embed(c) => cli::embed(c),
+        Command::Compare(c) => cli::compare(c),
+        Command::Eval(c) => cli::eval(c),
     }
 }
