@@ -10,8 +10,8 @@
 
 use std::time::Instant;
 
-use rand::{Rng, SeedableRng};
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 use sqlx::{Connection, PgPool};
 use visage_backend::routes::common::{MatchParams, search_with};
 use visage_backend::{configuration::DbArgs, db};
@@ -56,7 +56,11 @@ struct Row {
     p99: f64,
 }
 
-async fn load(pool: &PgPool, n: usize, rng: &mut StdRng) -> anyhow::Result<(Vec<Vec<f32>>, f64, i64)> {
+async fn load(
+    pool: &PgPool,
+    n: usize,
+    rng: &mut StdRng,
+) -> anyhow::Result<(Vec<Vec<f32>>, f64, i64)> {
     let ids = n / FACES_PER_ID;
     let centres: Vec<Vec<f32>> = (0..ids)
         .map(|_| {
@@ -65,17 +69,27 @@ async fn load(pool: &PgPool, n: usize, rng: &mut StdRng) -> anyhow::Result<(Vec<
             c
         })
         .collect();
-    sqlx::query("TRUNCATE faces, consents, people").execute(pool).await?;
-    sqlx::query("DROP INDEX IF EXISTS faces_embedding_hnsw").execute(pool).await?;
+    sqlx::query("TRUNCATE faces, consents, people")
+        .execute(pool)
+        .await?;
+    sqlx::query("DROP INDEX IF EXISTS faces_embedding_hnsw")
+        .execute(pool)
+        .await?;
     let mut conn = pool.acquire().await?;
     let person_ids: Vec<uuid::Uuid> = (0..ids).map(|_| uuid::Uuid::new_v4()).collect();
     let mut people = String::new();
     let mut consents = String::new();
     for (i, p) in person_ids.iter().enumerate() {
         people.push_str(&format!("{p}\tbench {i}\n"));
-        consents.push_str(&format!("{}\t{p}\tv1\t{}\tbench\t2026-01-01 00:00:00+00\tbench\tbench\n", uuid::Uuid::new_v4(), "0".repeat(64)));
+        consents.push_str(&format!(
+            "{}\t{p}\tv1\t{}\tbench\t2026-01-01 00:00:00+00\tbench\tbench\n",
+            uuid::Uuid::new_v4(),
+            "0".repeat(64)
+        ));
     }
-    let mut c = conn.copy_in_raw("COPY people (id, display_name) FROM STDIN").await?;
+    let mut c = conn
+        .copy_in_raw("COPY people (id, display_name) FROM STDIN")
+        .await?;
     c.send(people.as_bytes()).await?;
     c.finish().await?;
     let mut c = conn
@@ -83,7 +97,9 @@ async fn load(pool: &PgPool, n: usize, rng: &mut StdRng) -> anyhow::Result<(Vec<
         .await?;
     c.send(consents.as_bytes()).await?;
     c.finish().await?;
-    let mut c = conn.copy_in_raw("COPY faces (id, person_id, model_id, embedding, source) FROM STDIN").await?;
+    let mut c = conn
+        .copy_in_raw("COPY faces (id, person_id, model_id, embedding, source) FROM STDIN")
+        .await?;
     let mut buf = String::with_capacity(1 << 22);
     for (i, p) in person_ids.iter().enumerate() {
         for _ in 0..FACES_PER_ID {
@@ -105,12 +121,22 @@ async fn load(pool: &PgPool, n: usize, rng: &mut StdRng) -> anyhow::Result<(Vec<
     c.send(buf.as_bytes()).await?;
     c.finish().await?;
     sqlx::query("ANALYZE").execute(&mut *conn).await?;
-    sqlx::query("SET maintenance_work_mem = '2GB'").execute(&mut *conn).await?;
-    sqlx::query("SET max_parallel_maintenance_workers = 1").execute(&mut *conn).await?;
+    sqlx::query("SET maintenance_work_mem = '2GB'")
+        .execute(&mut *conn)
+        .await?;
+    sqlx::query("SET max_parallel_maintenance_workers = 1")
+        .execute(&mut *conn)
+        .await?;
     let t = Instant::now();
-    sqlx::query("CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_cosine_ops)").execute(&mut *conn).await?;
+    sqlx::query(
+        "CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_cosine_ops)",
+    )
+    .execute(&mut *conn)
+    .await?;
     let build = t.elapsed().as_secs_f64();
-    let size: i64 = sqlx::query_scalar("SELECT pg_relation_size('faces_embedding_hnsw')").fetch_one(&mut *conn).await?;
+    let size: i64 = sqlx::query_scalar("SELECT pg_relation_size('faces_embedding_hnsw')")
+        .fetch_one(&mut *conn)
+        .await?;
     Ok((centres, build, size))
 }
 
@@ -124,7 +150,10 @@ async fn main() -> anyhow::Result<()> {
     while i < args.len() {
         match args[i].as_str() {
             "--probes" => {
-                probes = args.get(i + 1).and_then(|s| s.parse().ok()).unwrap_or(probes);
+                probes = args
+                    .get(i + 1)
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(probes);
                 i += 1;
             }
             "--markdown" => {
@@ -139,7 +168,10 @@ async fn main() -> anyhow::Result<()> {
         sizes = vec![10_000, 100_000];
     }
     // A dedicated database on the embedded server (or DATABASE_URL's server).
-    let base = db::resolve_url(&DbArgs { database_url: std::env::var("DATABASE_URL").ok() }).await?;
+    let base = db::resolve_url(&DbArgs {
+        database_url: std::env::var("DATABASE_URL").ok(),
+    })
+    .await?;
     let url = match base.rsplit_once('/') {
         Some((server, _)) => format!("{server}/visage_bench"),
         None => anyhow::bail!("odd database URL"),
@@ -147,8 +179,13 @@ async fn main() -> anyhow::Result<()> {
     db::create_database_if_missing(&url).await?;
     let pool = db::connect(&url, 4).await?;
     db::migrate(&pool).await?;
-    let version: String = sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetch_one(&pool).await?;
-    let pg: String = sqlx::query_scalar("SHOW server_version").fetch_one(&pool).await?;
+    let version: String =
+        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            .fetch_one(&pool)
+            .await?;
+    let pg: String = sqlx::query_scalar("SHOW server_version")
+        .fetch_one(&pool)
+        .await?;
 
     let mut rng = StdRng::seed_from_u64(42);
     let mut rows = Vec::new();
@@ -156,12 +193,20 @@ async fn main() -> anyhow::Result<()> {
     for &n in &sizes {
         let t = Instant::now();
         let (centres, build, size) = load(&pool, n, &mut rng).await?;
-        eprintln!("{n}: loaded in {:.1} s, HNSW build {build:.1} s, index {:.0} MB", t.elapsed().as_secs_f64(), size as f64 / 1e6);
+        eprintln!(
+            "{n}: loaded in {:.1} s, HNSW build {build:.1} s, index {:.0} MB",
+            t.elapsed().as_secs_f64(),
+            size as f64 / 1e6
+        );
         builds.push((n, build, size));
         let probe_set: Vec<(usize, Embedding)> = (0..probes)
             .map(|_| {
                 let id = rng.random_range(0..centres.len());
-                (id, Embedding::new(EMBEDDER_ID, sample(&mut rng, &centres[id], 0.9)).expect("valid"))
+                (
+                    id,
+                    Embedding::new(EMBEDDER_ID, sample(&mut rng, &centres[id], 0.9))
+                        .expect("valid"),
+                )
             })
             .collect();
         // Person names are "bench <index>": identity accuracy from the name.
@@ -171,7 +216,11 @@ async fn main() -> anyhow::Result<()> {
             modes.push((format!("hnsw ef_search={ef}"), Some(ef)));
         }
         for (mode, ef) in modes {
-            let p = MatchParams { top_k: 5, threshold: 0.3, ef_search: ef.unwrap_or(100) };
+            let p = MatchParams {
+                top_k: 5,
+                threshold: 0.3,
+                ef_search: ef.unwrap_or(100),
+            };
             // Warm-up.
             for (_, e) in probe_set.iter().take(20) {
                 search_with(&pool, e, p, ef.is_none()).await?;
@@ -205,7 +254,10 @@ async fn main() -> anyhow::Result<()> {
                 p50: percentile(&lat, 0.5),
                 p99: percentile(&lat, 0.99),
             };
-            eprintln!("{n} {}: recall@1 {:.3}, identity {:.3}, p50 {:.2} ms, p99 {:.2} ms", row.mode, row.recall1, row.id_acc, row.p50, row.p99);
+            eprintln!(
+                "{n} {}: recall@1 {:.3}, identity {:.3}, p50 {:.2} ms, p99 {:.2} ms",
+                row.mode, row.recall1, row.id_acc, row.p50, row.p99
+            );
             rows.push(row);
         }
     }
@@ -221,7 +273,10 @@ async fn main() -> anyhow::Result<()> {
     ));
     md.push_str("| faces | search | recall@1 | identity top-1 | p50 ms | p99 ms |\n|---:|---|---:|---:|---:|---:|\n");
     for r in &rows {
-        md.push_str(&format!("| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} |\n", r.size, r.mode, r.recall1, r.id_acc, r.p50, r.p99));
+        md.push_str(&format!(
+            "| {} | {} | {:.3} | {:.3} | {:.2} | {:.2} |\n",
+            r.size, r.mode, r.recall1, r.id_acc, r.p50, r.p99
+        ));
     }
     md.push_str("\n| faces | HNSW build (s) | index size (MB) |\n|---:|---:|---:|\n");
     for (n, b, s) in &builds {
@@ -232,7 +287,9 @@ async fn main() -> anyhow::Result<()> {
         std::fs::write(&path, &md)?;
     }
     // Leave the benchmark database small.
-    sqlx::query("TRUNCATE faces, consents, people").execute(&pool).await?;
+    sqlx::query("TRUNCATE faces, consents, people")
+        .execute(&pool)
+        .await?;
     pool.close().await;
     let _ = sqlx::PgConnection::connect(&url).await.map(|c| c.close());
     Ok(())

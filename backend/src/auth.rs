@@ -30,17 +30,31 @@ pub fn hash_key(key: &str) -> String {
 /// A new random key: `vsg_` and 43 base64url characters (256 bits).
 pub fn generate_key() -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("{KEY_PREFIX}{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+    format!(
+        "{KEY_PREFIX}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    )
 }
 
 /// Stores a new key and returns it (the only time it is visible) with its id.
-pub async fn create_key(pool: &PgPool, name: &str, scopes: &Scopes, rate_per_minute: Option<u32>) -> Result<(String, Uuid), sqlx::Error> {
+pub async fn create_key(
+    pool: &PgPool,
+    name: &str,
+    scopes: &Scopes,
+    rate_per_minute: Option<u32>,
+) -> Result<(String, Uuid), sqlx::Error> {
     let key = generate_key();
     let id = insert_key(pool, &key, name, scopes, rate_per_minute).await?;
     Ok((key, id))
 }
 
-async fn insert_key(pool: &PgPool, key: &str, name: &str, scopes: &Scopes, rate_per_minute: Option<u32>) -> Result<Uuid, sqlx::Error> {
+async fn insert_key(
+    pool: &PgPool,
+    key: &str,
+    name: &str,
+    scopes: &Scopes,
+    rate_per_minute: Option<u32>,
+) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
     let prefix: String = key.chars().take(12).collect();
     sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute) VALUES ($1, $2, $3, $4, $5, $6)")
@@ -61,10 +75,11 @@ async fn insert_key(pool: &PgPool, key: &str, name: &str, scopes: &Scopes, rate_
 
 /// Makes sure `key` exists with every scope (the bootstrap key of `visage serve`).
 pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx::Error> {
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_sha256 = $1)")
-        .bind(hash_key(key))
-        .fetch_one(pool)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_sha256 = $1)")
+            .bind(hash_key(key))
+            .fetch_one(pool)
+            .await?;
     if !exists {
         insert_key(pool, key, name, &Scopes::all(), None).await?;
     }
@@ -89,16 +104,24 @@ impl RateLimits {
     /// Takes one token for `key`, or says how long to wait.
     pub fn check(&self, key: Uuid, per_minute: Option<u32>) -> Result<(), ApiError> {
         let limiter = {
-            let mut b = self.buckets.lock().map_err(|_| ApiError::Internal("rate limiter poisoned".into()))?;
+            let mut b = self
+                .buckets
+                .lock()
+                .map_err(|_| ApiError::Internal("rate limiter poisoned".into()))?;
             b.entry(key)
                 .or_insert_with(|| {
-                    let rate = per_minute.and_then(NonZeroU32::new).unwrap_or(self.default_per_minute);
+                    let rate = per_minute
+                        .and_then(NonZeroU32::new)
+                        .unwrap_or(self.default_per_minute);
                     Arc::new(RateLimiter::direct(Quota::per_minute(rate)))
                 })
                 .clone()
         };
         limiter.check().map_err(|not_until| ApiError::RateLimited {
-            retry_after_secs: not_until.wait_time_from(DefaultClock::default().now()).as_secs() + 1,
+            retry_after_secs: not_until
+                .wait_time_from(DefaultClock::default().now())
+                .as_secs()
+                + 1,
         })
     }
 }
@@ -113,12 +136,22 @@ pub struct Caller {
 impl Caller {
     /// Fails with 403 unless the key has `scope` (or admin).
     pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
-        if self.scopes.allows(scope) { Ok(()) } else { Err(ApiError::Forbidden(scope.as_str())) }
+        if self.scopes.allows(scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(scope.as_str()))
+        }
     }
 
     /// Fails with 403 unless the key has one of `scopes`.
     pub fn require_any(&self, scopes: &[Scope]) -> Result<(), ApiError> {
-        if scopes.iter().any(|s| self.scopes.allows(*s)) { Ok(()) } else { Err(ApiError::Forbidden(scopes.first().map(|s| s.as_str()).unwrap_or("admin"))) }
+        if scopes.iter().any(|s| self.scopes.allows(*s)) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                scopes.first().map(|s| s.as_str()).unwrap_or("admin"),
+            ))
+        }
     }
 
     /// How the audit log names this caller.
@@ -137,12 +170,16 @@ struct KeyRow {
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(AUTHORIZATION)
-            .ok_or_else(|| ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>".into()))?;
-        let value = header.to_str().map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>".into())
+        })?;
+        let value = header
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
         let key = value
             .strip_prefix("Bearer ")
             .or_else(|| value.strip_prefix("bearer "))
@@ -154,8 +191,14 @@ impl FromRequestParts<AppState> for Caller {
             .fetch_optional(&state.pool)
             .await?;
         let row = row.ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))?;
-        let scopes = Scopes::parse(&row.scopes).map_err(|e| ApiError::Internal(format!("stored key scopes: {e}")))?;
-        state.rate_limits.check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
-        Ok(Caller { key_id: row.id, scopes })
+        let scopes = Scopes::parse(&row.scopes)
+            .map_err(|e| ApiError::Internal(format!("stored key scopes: {e}")))?;
+        state
+            .rate_limits
+            .check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
+        Ok(Caller {
+            key_id: row.id,
+            scopes,
+        })
     }
 }

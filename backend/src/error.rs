@@ -31,10 +31,18 @@ pub struct Problem {
 pub enum ApiError {
     /// 400: malformed input, with a code naming what is wrong.
     #[error("{detail}")]
-    BadRequest { code: &'static str, detail: String, extra: Option<serde_json::Value> },
+    BadRequest {
+        code: &'static str,
+        detail: String,
+        extra: Option<serde_json::Value>,
+    },
     /// 422: well-formed but unusable input (an image without one usable face, ...).
     #[error("{detail}")]
-    Unprocessable { code: &'static str, detail: String, extra: Option<serde_json::Value> },
+    Unprocessable {
+        code: &'static str,
+        detail: String,
+        extra: Option<serde_json::Value>,
+    },
     /// 401: no or bad API key.
     #[error("{0}")]
     Unauthorized(String),
@@ -67,12 +75,24 @@ pub enum ApiError {
 impl ApiError {
     /// 400 with a code.
     pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
-        ApiError::BadRequest { code, detail: detail.into(), extra: None }
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+            extra: None,
+        }
     }
 
     /// 422 with a code.
-    pub fn unprocessable(code: &'static str, detail: impl Into<String>, extra: Option<serde_json::Value>) -> Self {
-        ApiError::Unprocessable { code, detail: detail.into(), extra }
+    pub fn unprocessable(
+        code: &'static str,
+        detail: impl Into<String>,
+        extra: Option<serde_json::Value>,
+    ) -> Self {
+        ApiError::Unprocessable {
+            code,
+            detail: detail.into(),
+            extra,
+        }
     }
 
     /// HTTP status of this error.
@@ -95,7 +115,9 @@ impl ApiError {
     /// Stable machine-readable code.
     pub fn code(&self) -> &'static str {
         match self {
-            ApiError::BadRequest { code, .. } | ApiError::Unprocessable { code, .. } | ApiError::Conflict { code, .. } => code,
+            ApiError::BadRequest { code, .. }
+            | ApiError::Unprocessable { code, .. }
+            | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
             ApiError::NotFound(_) => "not_found",
@@ -115,7 +137,9 @@ impl ApiError {
             other => other.to_string(),
         };
         let extra = match self {
-            ApiError::BadRequest { extra, .. } | ApiError::Unprocessable { extra, .. } => extra.clone(),
+            ApiError::BadRequest { extra, .. } | ApiError::Unprocessable { extra, .. } => {
+                extra.clone()
+            }
             _ => None,
         };
         Problem {
@@ -171,7 +195,10 @@ impl IntoResponse for ApiError {
         let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
         let mut resp = (self.status(), body).into_response();
-        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
         if let ApiError::RateLimited { retry_after_secs } = self {
             if let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string()) {
                 resp.headers_mut().insert(header::RETRY_AFTER, v);

@@ -29,8 +29,17 @@ pub struct PipelineService {
 impl PipelineService {
     /// `threads` concurrent analyses (0: one per core).
     pub fn new(threads: usize, limits: DecodeLimits) -> Self {
-        let n = if threads == 0 { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) } else { threads };
-        Self { permits: Arc::new(Semaphore::new(n)), limits }
+        let n = if threads == 0 {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        } else {
+            threads
+        };
+        Self {
+            permits: Arc::new(Semaphore::new(n)),
+            limits,
+        }
     }
 
     /// Whether the models are loaded (for `/readyz`).
@@ -60,15 +69,22 @@ impl PipelineService {
             return Err(visage_shared::DecodeError::Empty.into());
         }
         let pipeline = self.get().await?;
-        let _permit = self.permits.clone().acquire_owned().await.map_err(|_| ApiError::Unavailable("pipeline closed".into()))?;
+        let _permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| ApiError::Unavailable("pipeline closed".into()))?;
         let limits = self.limits;
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let img = visage_shared::decode::decode_image(&bytes, &limits)?;
-            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "decode").record(t.elapsed().as_secs_f64());
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "decode")
+                .record(t.elapsed().as_secs_f64());
             let t = Instant::now();
             let dets = pipeline.detect(&img, &AnalyzeOptions::default().detect)?;
-            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "detect").record(t.elapsed().as_secs_f64());
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "detect")
+                .record(t.elapsed().as_secs_f64());
             let t = Instant::now();
             let mut faces = Vec::with_capacity(dets.len());
             for d in dets {
@@ -76,8 +92,13 @@ impl PipelineService {
                     faces.push(f);
                 }
             }
-            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "align_quality_embed").record(t.elapsed().as_secs_f64());
-            Ok(Analysis { width: img.width(), height: img.height(), faces })
+            metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "align_quality_embed")
+                .record(t.elapsed().as_secs_f64());
+            Ok(Analysis {
+                width: img.width(),
+                height: img.height(),
+                faces,
+            })
         })
         .await
         .map_err(|e| ApiError::Internal(format!("pipeline task: {e}")))?

@@ -50,7 +50,12 @@ impl Modify for SecurityAddon {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "api_key",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("vsg_...").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("vsg_...")
+                    .build(),
+            ),
         );
     }
 }
@@ -83,13 +88,25 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
-        .route("/v1/people", post(people::create_person).get(people::list_people))
-        .route("/v1/people/{id}", get(people::show_person).delete(people::erase))
+        .route(
+            "/v1/people",
+            post(people::create_person).get(people::list_people),
+        )
+        .route(
+            "/v1/people/{id}",
+            get(people::show_person).delete(people::erase),
+        )
         .route("/v1/people/{id}/export", get(people::export_person))
-        .route("/v1/people/{id}/consent/withdraw", post(people::withdraw_consent))
+        .route(
+            "/v1/people/{id}/consent/withdraw",
+            post(people::withdraw_consent),
+        )
         .route("/v1/people/{id}/faces", post(faces::add_faces))
         .route("/v1/people/{id}/faces/image", post(faces::add_face_image))
-        .route("/v1/people/{id}/faces/{face_id}", delete(faces::delete_face))
+        .route(
+            "/v1/people/{id}/faces/{face_id}",
+            delete(faces::delete_face),
+        )
         .route("/v1/recognize", post(recognize::recognize))
         .route("/v1/recognize/image", post(recognize::recognize_image))
         .route("/v1/verify", post(recognize::verify))
@@ -114,7 +131,11 @@ pub struct Application {
 impl Application {
     /// Binds the listener and builds the state on an already migrated pool.
     pub async fn build(args: &ServeArgs, pool: PgPool) -> anyhow::Result<Self> {
-        let limits = DecodeLimits { max_bytes: args.max_body_bytes, max_pixels: args.max_image_pixels, ..DecodeLimits::default() };
+        let limits = DecodeLimits {
+            max_bytes: args.max_body_bytes,
+            max_pixels: args.max_image_pixels,
+            ..DecodeLimits::default()
+        };
         let state = AppState(Arc::new(Inner {
             pool,
             pipeline: PipelineService::new(args.pipeline_threads, limits),
@@ -124,7 +145,11 @@ impl Application {
         }));
         let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
         let port = listener.local_addr()?.port();
-        Ok(Self { listener, router: router(state, args.max_body_bytes), port })
+        Ok(Self {
+            listener,
+            router: router(state, args.max_body_bytes),
+            port,
+        })
     }
 
     /// The port it listens on.
@@ -133,9 +158,16 @@ impl Application {
     }
 
     /// Serves until `shutdown` completes (then finishes in-flight requests).
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown)
-            .await
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }

@@ -84,7 +84,10 @@ pub fn App() -> impl IntoView {
         }
     });
 
-    let wants_camera = move || matches!(tab.get(), Tab::Live) || (tab.get() == Tab::Enroll && enroll_step.get() == EnrollStep::Capture);
+    let wants_camera = move || {
+        matches!(tab.get(), Tab::Live)
+            || (tab.get() == Tab::Enroll && enroll_step.get() == EnrollStep::Capture)
+    };
     // Mode follows the screen.
     Effect::new(move |_| {
         let m = match tab.get() {
@@ -147,7 +150,8 @@ pub fn App() -> impl IntoView {
 #[component]
 fn CameraMessage() -> impl IntoView {
     let ui = expect_context::<Ui>();
-    move || match ui.camera.get() {
+    move || {
+        match ui.camera.get() {
         Camera::Unavailable(msg) => Some(view! {
             <p class="warning" id="camera-message">
                 {format!("Camera unavailable: {msg}. You can still analyse a photo: it is processed in this browser and never uploaded.")}
@@ -155,6 +159,7 @@ fn CameraMessage() -> impl IntoView {
         }.into_any()),
         Camera::Starting => Some(view! { <p class="info" id="camera-message">"starting the camera…"</p> }.into_any()),
         _ => None,
+    }
     }
 }
 
@@ -184,10 +189,14 @@ fn PhotoRecognize() -> impl IntoView {
     let results = RwSignal::new(Vec::<String>::new());
     let status = RwSignal::new(String::new());
     let on_change = move |_| {
-        let (Some(input), Some(canvas)) = (input_ref.get(), canvas_ref.get()) else { return };
+        let (Some(input), Some(canvas)) = (input_ref.get(), canvas_ref.get()) else {
+            return;
+        };
         spawn_local(async move {
             status.set("analysing…".into());
-            let Some(bytes) = read_file(&input).await else { return status.set("could not read the file".into()) };
+            let Some(bytes) = read_file(&input).await else {
+                return status.set("could not read the file".into());
+            };
             let faces = match engine::analyze_photo(&bytes, &canvas) {
                 Ok(f) => f,
                 Err(e) => return status.set(e),
@@ -204,7 +213,11 @@ fn PhotoRecognize() -> impl IntoView {
                         .results
                         .iter()
                         .map(|p| match p.candidates.first() {
-                            Some(c) if c.is_match => Label::Person { id: c.person_id.clone(), name: c.name.clone(), similarity: c.similarity },
+                            Some(c) if c.is_match => Label::Person {
+                                id: c.person_id.clone(),
+                                name: c.name.clone(),
+                                similarity: c.similarity,
+                            },
                             _ => Label::Unknown,
                         })
                         .collect();
@@ -252,7 +265,10 @@ fn Enroll() -> impl IntoView {
                 match api::enroll(&settings, &who, &faces).await {
                     Ok(_) => {
                         engine::clear_votes();
-                        step.set(EnrollStep::Done(format!("Enrolled {who} with {} face embeddings.", faces.len())));
+                        step.set(EnrollStep::Done(format!(
+                            "Enrolled {who} with {} face embeddings.",
+                            faces.len()
+                        )));
                     }
                     Err(e) => step.set(EnrollStep::Failed(e)),
                 }
@@ -263,9 +279,13 @@ fn Enroll() -> impl IntoView {
     let photo_canvas = NodeRef::<leptos::html::Canvas>::new();
     let photo_msg = RwSignal::new(String::new());
     let on_photo = move |_| {
-        let (Some(input), Some(canvas)) = (photo_ref.get(), photo_canvas.get()) else { return };
+        let (Some(input), Some(canvas)) = (photo_ref.get(), photo_canvas.get()) else {
+            return;
+        };
         spawn_local(async move {
-            let Some(bytes) = read_file(&input).await else { return photo_msg.set("could not read the file".into()) };
+            let Some(bytes) = read_file(&input).await else {
+                return photo_msg.set("could not read the file".into());
+            };
             match engine::analyze_photo(&bytes, &canvas) {
                 Ok(faces) if faces.len() == 1 => match engine::offer_enrollment_face(&faces[0]) {
                     Ok(n) => {
@@ -274,7 +294,10 @@ fn Enroll() -> impl IntoView {
                     }
                     Err(advice) => photo_msg.set(format!("photo refused: {advice}")),
                 },
-                Ok(faces) => photo_msg.set(format!("a photo must show exactly one face; found {}", faces.len())),
+                Ok(faces) => photo_msg.set(format!(
+                    "a photo must show exactly one face; found {}",
+                    faces.len()
+                )),
                 Err(e) => photo_msg.set(e),
             }
         });
@@ -330,9 +353,12 @@ fn download_json(filename: &str, value: &serde_json::Value) -> Result<(), String
     let parts = js_sys::Array::of1(&text.into());
     let opts = web_sys::BlobPropertyBag::new();
     opts.set_type("application/json");
-    let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts).map_err(|_| "blob")?;
+    let blob =
+        web_sys::Blob::new_with_str_sequence_and_options(&parts, &opts).map_err(|_| "blob")?;
     let url = web_sys::Url::create_object_url_with_blob(&blob).map_err(|_| "url")?;
-    let doc = web_sys::window().and_then(|w| w.document()).ok_or("no document")?;
+    let doc = web_sys::window()
+        .and_then(|w| w.document())
+        .ok_or("no document")?;
     let a: web_sys::HtmlAnchorElement = doc.create_element("a").map_err(|_| "a")?.unchecked_into();
     a.set_href(&url);
     a.set_download(filename);
@@ -369,7 +395,9 @@ fn People() -> impl IntoView {
                     confirming.set(None);
                     engine::clear_votes();
                     let faces = v.get("faces_deleted").and_then(|f| f.as_u64()).unwrap_or(0);
-                    refresh(Some(format!("erased: {faces} face(s) and the consent records deleted")));
+                    refresh(Some(format!(
+                        "erased: {faces} face(s) and the consent records deleted"
+                    )));
                 }
                 Err(e) => status.set(format!("erase failed: {e}")),
             }
@@ -493,4 +521,3 @@ fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
         </section>
     }
 }
-

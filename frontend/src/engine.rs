@@ -8,7 +8,9 @@ use std::sync::OnceLock;
 
 use leptos::prelude::*;
 use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
-use visage_shared::{AnalyzeOptions, AnalyzedFace, DetectOptions, Detection, Pipeline, QualityGate};
+use visage_shared::{
+    AnalyzeOptions, AnalyzedFace, DetectOptions, Detection, Pipeline, QualityGate,
+};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlVideoElement};
@@ -97,7 +99,10 @@ thread_local! {
 }
 
 pub fn now() -> f64 {
-    web_sys::window().and_then(|w| w.performance()).map(|p| p.now()).unwrap_or(0.0)
+    web_sys::window()
+        .and_then(|w| w.performance())
+        .map(|p| p.now())
+        .unwrap_or(0.0)
 }
 
 pub fn pipeline() -> Option<&'static Pipeline> {
@@ -109,7 +114,9 @@ pub fn load_models() -> Result<f64, String> {
     let t0 = now();
     if PIPELINE.get().is_none() {
         let p = Pipeline::load().map_err(|e| e.to_string())?;
-        p.detector.warm_up(640, 480, &DetectOptions::VIDEO).map_err(|e| e.to_string())?;
+        p.detector
+            .warm_up(640, 480, &DetectOptions::VIDEO)
+            .map_err(|e| e.to_string())?;
         let _ = PIPELINE.set(p);
     }
     Ok(now() - t0)
@@ -118,7 +125,11 @@ pub fn load_models() -> Result<f64, String> {
 fn ctx2d(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
     let opts = js_sys::Object::new();
     js_sys::Reflect::set(&opts, &"willReadFrequently".into(), &true.into()).ok()?;
-    canvas.get_context_with_context_options("2d", &opts).ok()??.dyn_into().ok()
+    canvas
+        .get_context_with_context_options("2d", &opts)
+        .ok()??
+        .dyn_into()
+        .ok()
 }
 
 fn push(q: &mut VecDeque<f64>, v: f64, cap: usize) {
@@ -189,31 +200,50 @@ async fn open_camera(device_id: &str) -> Result<web_sys::MediaStream, String> {
     let constraints = web_sys::MediaStreamConstraints::new();
     constraints.set_video(&video);
     constraints.set_audio(&false.into());
-    let promise = devices.get_user_media_with_constraints(&constraints).map_err(|_| "the camera could not be requested".to_string())?;
-    let stream = wasm_bindgen_futures::JsFuture::from(promise).await.map_err(|e| {
-        let name = js_sys::Reflect::get(&e, &"name".into()).ok().and_then(|n| n.as_string()).unwrap_or_default();
-        match name.as_str() {
-            "NotAllowedError" | "SecurityError" => "camera permission was refused".to_string(),
-            "NotFoundError" | "OverconstrainedError" => "no camera was found".to_string(),
-            "NotReadableError" => "the camera is in use by another program".to_string(),
-            _ => format!("the camera could not be started ({name})"),
-        }
-    })?;
-    stream.dyn_into().map_err(|_| "not a media stream".to_string())
+    let promise = devices
+        .get_user_media_with_constraints(&constraints)
+        .map_err(|_| "the camera could not be requested".to_string())?;
+    let stream = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|e| {
+            let name = js_sys::Reflect::get(&e, &"name".into())
+                .ok()
+                .and_then(|n| n.as_string())
+                .unwrap_or_default();
+            match name.as_str() {
+                "NotAllowedError" | "SecurityError" => "camera permission was refused".to_string(),
+                "NotFoundError" | "OverconstrainedError" => "no camera was found".to_string(),
+                "NotReadableError" => "the camera is in use by another program".to_string(),
+                _ => format!("the camera could not be started ({name})"),
+            }
+        })?;
+    stream
+        .dyn_into()
+        .map_err(|_| "not a media stream".to_string())
 }
 
 /// Cameras the browser lists: (deviceId, label).
 pub async fn list_cameras() -> Vec<(String, String)> {
-    let Some(devices) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else { return vec![] };
-    let Ok(p) = devices.enumerate_devices() else { return vec![] };
-    let Ok(list) = wasm_bindgen_futures::JsFuture::from(p).await else { return vec![] };
+    let Some(devices) = web_sys::window().and_then(|w| w.navigator().media_devices().ok()) else {
+        return vec![];
+    };
+    let Ok(p) = devices.enumerate_devices() else {
+        return vec![];
+    };
+    let Ok(list) = wasm_bindgen_futures::JsFuture::from(p).await else {
+        return vec![];
+    };
     let list: js_sys::Array = list.unchecked_into();
     list.iter()
         .filter_map(|d| d.dyn_into::<web_sys::MediaDeviceInfo>().ok())
         .filter(|d| d.kind() == web_sys::MediaDeviceKind::Videoinput)
         .enumerate()
         .map(|(i, d)| {
-            let label = if d.label().is_empty() { format!("camera {}", i + 1) } else { d.label() };
+            let label = if d.label().is_empty() {
+                format!("camera {}", i + 1)
+            } else {
+                d.label()
+            };
             (d.device_id(), label)
         })
         .collect()
@@ -223,13 +253,17 @@ pub async fn list_cameras() -> Vec<(String, String)> {
 /// `requestVideoFrameCallback` (requestAnimationFrame where the browser lacks it, skipping
 /// frames already processed). It does nothing while the mode is `Off`.
 pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
-    let rvfc = js_sys::Reflect::get(&video, &"requestVideoFrameCallback".into()).ok().filter(|f| f.is_function());
+    let rvfc = js_sys::Reflect::get(&video, &"requestVideoFrameCallback".into())
+        .ok()
+        .filter(|f| f.is_function());
     let cb: Rc<RefCell<Option<Closure<dyn FnMut(f64, JsValue)>>>> = Rc::new(RefCell::new(None));
     let cb2 = cb.clone();
     let v2 = video.clone();
     let rvfc2 = rvfc.clone();
     let last_time = Rc::new(RefCell::new(-1.0f64));
-    let schedule = move |video: &HtmlVideoElement, f: &Closure<dyn FnMut(f64, JsValue)>, rvfc: &Option<JsValue>| {
+    let schedule = move |video: &HtmlVideoElement,
+                         f: &Closure<dyn FnMut(f64, JsValue)>,
+                         rvfc: &Option<JsValue>| {
         match rvfc {
             Some(r) => {
                 let r: &js_sys::Function = r.unchecked_ref();
@@ -254,7 +288,9 @@ pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
             fresh
         };
         if fresh {
-            let capture = js_sys::Reflect::get(&meta, &"captureTime".into()).ok().and_then(|v| v.as_f64());
+            let capture = js_sys::Reflect::get(&meta, &"captureTime".into())
+                .ok()
+                .and_then(|v| v.as_f64());
             if let Err(e) = step(ui, &v2, &canvas, capture) {
                 ui.error.set(Some(e));
             }
@@ -282,11 +318,16 @@ pub fn take_enrollment() -> Vec<(visage_shared::Embedding, visage_shared::Qualit
 pub fn offer_enrollment_face(face: &AnalyzedFace) -> Result<usize, String> {
     let issues = face.quality.issues(&QualityGate::default());
     if !issues.is_empty() {
-        return Err(issues.iter().map(|i| i.advice()).collect::<Vec<_>>().join("; "));
+        return Err(issues
+            .iter()
+            .map(|i| i.advice())
+            .collect::<Vec<_>>()
+            .join("; "));
     }
     ENGINE.with_borrow_mut(|e| {
         e.collector.frames_since = u32::MAX / 2;
-        e.collector.offer(Some((face.embedding.clone(), face.quality)));
+        e.collector
+            .offer(Some((face.embedding.clone(), face.quality)));
         Ok(e.collector.items.len())
     })
 }
@@ -296,12 +337,19 @@ pub fn clear_votes() {
     ENGINE.with_borrow_mut(|e| e.tracker.clear_votes());
 }
 
-fn step(ui: Ui, video: &HtmlVideoElement, canvas: &HtmlCanvasElement, capture_time: Option<f64>) -> Result<(), String> {
+fn step(
+    ui: Ui,
+    video: &HtmlVideoElement,
+    canvas: &HtmlCanvasElement,
+    capture_time: Option<f64>,
+) -> Result<(), String> {
     let mode = ui.mode.get_untracked();
     if mode == Mode::Off || video.ready_state() < 2 {
         return Ok(());
     }
-    let Some(pipeline) = pipeline() else { return Ok(()) };
+    let Some(pipeline) = pipeline() else {
+        return Ok(());
+    };
     let (w, h) = (video.video_width(), video.video_height());
     if w == 0 || h == 0 {
         return Ok(());
@@ -312,11 +360,17 @@ fn step(ui: Ui, video: &HtmlVideoElement, canvas: &HtmlCanvasElement, capture_ti
         canvas.set_height(h);
     }
     let ctx = ctx2d(canvas).ok_or("no 2d canvas")?;
-    ctx.draw_image_with_html_video_element_and_dw_and_dh(video, 0.0, 0.0, w as f64, h as f64).map_err(|_| "drawing the frame failed")?;
-    let data = ctx.get_image_data(0.0, 0.0, w as f64, h as f64).map_err(|_| "reading the frame failed")?.data();
+    ctx.draw_image_with_html_video_element_and_dw_and_dh(video, 0.0, 0.0, w as f64, h as f64)
+        .map_err(|_| "drawing the frame failed")?;
+    let data = ctx
+        .get_image_data(0.0, 0.0, w as f64, h as f64)
+        .map_err(|_| "reading the frame failed")?
+        .data();
     let img = from_rgba(w, h, &data, &DecodeLimits::default()).map_err(|e| e.to_string())?;
     let t_det = now();
-    let dets = pipeline.detect(&img, &DetectOptions::VIDEO).map_err(|e| e.to_string())?;
+    let dets = pipeline
+        .detect(&img, &DetectOptions::VIDEO)
+        .map_err(|e| e.to_string())?;
     let detect_ms = now() - t_det;
     let mut embed_total = 0.0;
     let mut probes: Vec<(u64, visage_shared::Embedding)> = Vec::new();
@@ -331,7 +385,10 @@ fn step(ui: Ui, video: &HtmlVideoElement, canvas: &HtmlCanvasElement, capture_ti
                 for (d, &ti) in dets.iter().zip(&idx) {
                     if e.tracker.tracks[ti].wants_embedding() && e.in_flight < MAX_IN_FLIGHT {
                         let t = now();
-                        if let Some(face) = pipeline.analyze_detection(&img, d.clone()).map_err(|e| e.to_string())? {
+                        if let Some(face) = pipeline
+                            .analyze_detection(&img, d.clone())
+                            .map_err(|e| e.to_string())?
+                        {
                             probes.push((e.tracker.tracks[ti].id, face.embedding));
                             e.tracker.mark_embedded(ti);
                         }
@@ -349,7 +406,9 @@ fn step(ui: Ui, video: &HtmlVideoElement, canvas: &HtmlCanvasElement, capture_ti
                     }
                     1 => {
                         let t = now();
-                        let face = pipeline.analyze_detection(&img, dets[0].clone()).map_err(|e| e.to_string())?;
+                        let face = pipeline
+                            .analyze_detection(&img, dets[0].clone())
+                            .map_err(|e| e.to_string())?;
                         embed_total += now() - t;
                         match face {
                             None => {
@@ -361,10 +420,18 @@ fn step(ui: Ui, video: &HtmlVideoElement, canvas: &HtmlCanvasElement, capture_ti
                                 good_face = Some(issues.is_empty());
                                 if issues.is_empty() {
                                     e.collector.offer(Some((face.embedding, face.quality)));
-                                    if e.collector.is_full() { "done: all frames collected".to_string() } else { "good: hold still".to_string() }
+                                    if e.collector.is_full() {
+                                        "done: all frames collected".to_string()
+                                    } else {
+                                        "good: hold still".to_string()
+                                    }
                                 } else {
                                     e.collector.offer(None);
-                                    issues.iter().map(|i| i.advice()).collect::<Vec<_>>().join("; ")
+                                    issues
+                                        .iter()
+                                        .map(|i| i.advice())
+                                        .collect::<Vec<_>>()
+                                        .join("; ")
                                 }
                             }
                         }
@@ -472,8 +539,14 @@ fn spawn_recognition(ui: Ui, probes: Vec<(u64, visage_shared::Embedding)>) {
                 Ok(r) => {
                     for ((track, _), result) in probes.iter().zip(r.results) {
                         let vote = match result.candidates.first() {
-                            Some(c) if c.is_match => Vote::Person { id: c.person_id.clone(), name: c.name.clone(), similarity: c.similarity },
-                            best => Vote::Unknown { best: best.map(|c| c.similarity) },
+                            Some(c) if c.is_match => Vote::Person {
+                                id: c.person_id.clone(),
+                                name: c.name.clone(),
+                                similarity: c.similarity,
+                            },
+                            best => Vote::Unknown {
+                                best: best.map(|c| c.similarity),
+                            },
                         };
                         e.tracker.vote(*track, vote);
                     }
@@ -487,7 +560,12 @@ fn spawn_recognition(ui: Ui, probes: Vec<(u64, visage_shared::Embedding)>) {
     });
 }
 
-fn draw_overlay(ctx: &CanvasRenderingContext2d, labels: &[(Detection, Label)], mode: Mode, good_face: Option<bool>) {
+fn draw_overlay(
+    ctx: &CanvasRenderingContext2d,
+    labels: &[(Detection, Label)],
+    mode: Mode,
+    good_face: Option<bool>,
+) {
     ctx.set_line_width(3.0);
     ctx.set_font("bold 18px sans-serif");
     for (d, label) in labels {
@@ -518,18 +596,33 @@ fn draw_overlay(ctx: &CanvasRenderingContext2d, labels: &[(Detection, Label)], m
 }
 
 /// Decodes an uploaded photo in the browser, finds and embeds every face, and draws it.
-pub fn analyze_photo(bytes: &[u8], canvas: &HtmlCanvasElement) -> Result<Vec<AnalyzedFace>, String> {
+pub fn analyze_photo(
+    bytes: &[u8],
+    canvas: &HtmlCanvasElement,
+) -> Result<Vec<AnalyzedFace>, String> {
     let pipeline = pipeline().ok_or("the models are still loading")?;
     let img = decode_image(bytes, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    let faces = pipeline.analyze(&img, &AnalyzeOptions { detect: DetectOptions::PHOTO }).map_err(|e| e.to_string())?;
+    let faces = pipeline
+        .analyze(
+            &img,
+            &AnalyzeOptions {
+                detect: DetectOptions::PHOTO,
+            },
+        )
+        .map_err(|e| e.to_string())?;
     let (w, h) = img.dimensions();
     let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
     canvas.set_width(w);
     canvas.set_height(h);
     let ctx = ctx2d(canvas).ok_or("no 2d canvas")?;
-    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h).map_err(|_| "image too large to show")?;
-    ctx.put_image_data(&data, 0.0, 0.0).map_err(|_| "drawing failed")?;
-    let labels: Vec<(Detection, Label)> = faces.iter().map(|f| (f.detection.clone(), Label::Pending)).collect();
+    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)
+        .map_err(|_| "image too large to show")?;
+    ctx.put_image_data(&data, 0.0, 0.0)
+        .map_err(|_| "drawing failed")?;
+    let labels: Vec<(Detection, Label)> = faces
+        .iter()
+        .map(|f| (f.detection.clone(), Label::Pending))
+        .collect();
     draw_overlay(&ctx, &labels, Mode::Enroll, None);
     Ok(faces)
 }
@@ -537,7 +630,11 @@ pub fn analyze_photo(bytes: &[u8], canvas: &HtmlCanvasElement) -> Result<Vec<Ana
 /// Draws names for the faces of a photo after recognition.
 pub fn label_photo(canvas: &HtmlCanvasElement, faces: &[AnalyzedFace], labels: &[Label]) {
     if let Some(ctx) = ctx2d(canvas) {
-        let l: Vec<(Detection, Label)> = faces.iter().map(|f| f.detection.clone()).zip(labels.iter().cloned()).collect();
+        let l: Vec<(Detection, Label)> = faces
+            .iter()
+            .map(|f| f.detection.clone())
+            .zip(labels.iter().cloned())
+            .collect();
         draw_overlay(&ctx, &l, Mode::Live, None);
     }
 }

@@ -19,7 +19,12 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { threshold: visage_shared::model::default_threshold(), camera_id: String::new(), backend: String::new(), api_key: String::new() }
+        Self {
+            threshold: visage_shared::model::default_threshold(),
+            camera_id: String::new(),
+            backend: String::new(),
+            api_key: String::new(),
+        }
     }
 }
 
@@ -30,7 +35,14 @@ impl std::fmt::Debug for Settings {
             .field("threshold", &self.threshold)
             .field("camera_id", &self.camera_id)
             .field("backend", &self.backend)
-            .field("api_key", &if self.api_key.is_empty() { "(none)" } else { "(set)" })
+            .field(
+                "api_key",
+                &if self.api_key.is_empty() {
+                    "(none)"
+                } else {
+                    "(set)"
+                },
+            )
             .finish()
     }
 }
@@ -50,7 +62,8 @@ impl Settings {
     pub fn save(&self) -> Result<(), String> {
         let s = Self::storage().ok_or("localStorage is not available")?;
         let text = serde_json::to_string(self).map_err(|e| e.to_string())?;
-        s.set_item(KEY, &text).map_err(|_| "could not write localStorage".to_string())
+        s.set_item(KEY, &text)
+            .map_err(|_| "could not write localStorage".to_string())
     }
 }
 
@@ -60,7 +73,10 @@ mod tests {
 
     #[test]
     fn debug_never_shows_the_key() {
-        let s = Settings { api_key: "vsg_secret".into(), ..Settings::default() };
+        let s = Settings {
+            api_key: "vsg_secret".into(),
+            ..Settings::default()
+        };
         assert!(!format!("{s:?}").contains("vsg_secret"));
     }
 

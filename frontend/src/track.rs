@@ -24,8 +24,14 @@ pub const AGREE: usize = 3;
 /// The outcome of recognising one embedding of a track.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Vote {
-    Person { id: String, name: String, similarity: f32 },
-    Unknown { best: Option<f32> },
+    Person {
+        id: String,
+        name: String,
+        similarity: f32,
+    },
+    Unknown {
+        best: Option<f32>,
+    },
 }
 
 /// What the overlay shows for a track.
@@ -34,7 +40,11 @@ pub enum Label {
     /// Not enough agreeing results yet.
     Pending,
     Unknown,
-    Person { id: String, name: String, similarity: f32 },
+    Person {
+        id: String,
+        name: String,
+        similarity: f32,
+    },
 }
 
 impl Label {
@@ -42,7 +52,9 @@ impl Label {
         match self {
             Label::Pending => "…".to_string(),
             Label::Unknown => "unknown".to_string(),
-            Label::Person { name, similarity, .. } => format!("{name} {similarity:.2}"),
+            Label::Person {
+                name, similarity, ..
+            } => format!("{name} {similarity:.2}"),
         }
     }
 }
@@ -71,7 +83,11 @@ impl Track {
         let mut unknown = 0;
         for v in &self.votes {
             match v {
-                Vote::Person { id, name, similarity } => {
+                Vote::Person {
+                    id,
+                    name,
+                    similarity,
+                } => {
                     let e = counts.entry(id.as_str()).or_insert((0, 0.0, name.as_str()));
                     e.0 += 1;
                     e.1 += similarity;
@@ -81,10 +97,18 @@ impl Track {
         }
         if let Some((id, (n, sum, name))) = counts.into_iter().max_by_key(|(_, (n, _, _))| *n) {
             if n >= AGREE {
-                return Label::Person { id: id.to_string(), name: name.to_string(), similarity: sum / n as f32 };
+                return Label::Person {
+                    id: id.to_string(),
+                    name: name.to_string(),
+                    similarity: sum / n as f32,
+                };
             }
         }
-        if unknown >= AGREE { Label::Unknown } else { Label::Pending }
+        if unknown >= AGREE {
+            Label::Unknown
+        } else {
+            Label::Pending
+        }
     }
 }
 
@@ -183,7 +207,12 @@ pub struct Collector {
 
 impl Collector {
     pub fn new(target: usize, min_gap_frames: u32) -> Self {
-        Self { target, min_gap_frames, frames_since: u32::MAX / 2, items: Vec::new() }
+        Self {
+            target,
+            min_gap_frames,
+            frames_since: u32::MAX / 2,
+            items: Vec::new(),
+        }
     }
 
     pub fn is_full(&self) -> bool {
@@ -192,7 +221,10 @@ impl Collector {
 
     /// Called once per frame; `good` is the frame's embedding if the face passed the gate.
     /// Returns whether it was kept.
-    pub fn offer(&mut self, good: Option<(visage_shared::Embedding, visage_shared::Quality)>) -> bool {
+    pub fn offer(
+        &mut self,
+        good: Option<(visage_shared::Embedding, visage_shared::Quality)>,
+    ) -> bool {
         self.frames_since = self.frames_since.saturating_add(1);
         match good {
             Some(item) if !self.is_full() && self.frames_since >= self.min_gap_frames => {
@@ -211,11 +243,19 @@ mod tests {
     use visage_shared::geometry::Point;
 
     fn det(x: f32, y: f32) -> Detection {
-        Detection { score: 0.9, bbox: BBox::new(x, y, 100.0, 100.0), landmarks: [Point::new(0.0, 0.0); 5] }
+        Detection {
+            score: 0.9,
+            bbox: BBox::new(x, y, 100.0, 100.0),
+            landmarks: [Point::new(0.0, 0.0); 5],
+        }
     }
 
     fn person(id: &str) -> Vote {
-        Vote::Person { id: id.into(), name: format!("name-{id}"), similarity: 0.8 }
+        Vote::Person {
+            id: id.into(),
+            name: format!("name-{id}"),
+            similarity: 0.8,
+        }
     }
 
     #[test]
@@ -261,7 +301,11 @@ mod tests {
         t.vote(id, person("a"));
         assert_eq!(t.tracks[0].label(), Label::Pending);
         t.vote(id, Vote::Unknown { best: Some(0.1) });
-        assert_eq!(t.tracks[0].label(), Label::Pending, "one blurred frame must not decide");
+        assert_eq!(
+            t.tracks[0].label(),
+            Label::Pending,
+            "one blurred frame must not decide"
+        );
         t.vote(id, person("a"));
         assert!(matches!(t.tracks[0].label(), Label::Person { ref id, .. } if id == "a"));
         // Three unknowns out of the last five win back.
@@ -277,7 +321,11 @@ mod tests {
 
     #[test]
     fn collector_spaces_frames_and_stops_when_full() {
-        let emb = visage_shared::Embedding::new(visage_shared::model::EMBEDDER_ID, vec![1.0; visage_shared::model::EMBEDDING_DIM]).unwrap();
+        let emb = visage_shared::Embedding::new(
+            visage_shared::model::EMBEDDER_ID,
+            vec![1.0; visage_shared::model::EMBEDDING_DIM],
+        )
+        .unwrap();
         let q = visage_shared::Quality {
             score: 0.9,
             face_px: 100.0,
@@ -290,7 +338,10 @@ mod tests {
         };
         let mut c = Collector::new(2, 3);
         let kept: Vec<bool> = (0..8).map(|_| c.offer(Some((emb.clone(), q)))).collect();
-        assert_eq!(kept, vec![true, false, false, true, false, false, false, false]);
+        assert_eq!(
+            kept,
+            vec![true, false, false, true, false, false, false, false]
+        );
         assert!(c.is_full());
     }
 }

@@ -21,8 +21,15 @@ fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let arg = |name: &str| args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned();
-    let n: usize = arg("--iterations").and_then(|s| s.parse().ok()).unwrap_or(20);
+    let arg = |name: &str| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let n: usize = arg("--iterations")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
     let t = Instant::now();
     let p = Pipeline::load().expect("models load");
     let load_ms = t.elapsed().as_secs_f64() * 1000.0;
@@ -35,56 +42,126 @@ fn main() {
         Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
     });
     for side in [640u32, 320] {
-        let opts = DetectOptions { max_side: side, ..DetectOptions::PHOTO };
+        let opts = DetectOptions {
+            max_side: side,
+            ..DetectOptions::PHOTO
+        };
         let t = Instant::now();
         p.detector.warm_up(640, 480, &opts).expect("plan");
-        out.insert(format!("detect_plan_build_at_{side}_ms"), (t.elapsed().as_secs_f64() * 1000.0).into());
-        out.insert(format!("detect_640x480_at_{side}_ms"), median_ms(n, || {
-            p.detect(&frame, &opts).expect("detect");
-        }).into());
+        out.insert(
+            format!("detect_plan_build_at_{side}_ms"),
+            (t.elapsed().as_secs_f64() * 1000.0).into(),
+        );
+        out.insert(
+            format!("detect_640x480_at_{side}_ms"),
+            median_ms(n, || {
+                p.detect(&frame, &opts).expect("detect");
+            })
+            .into(),
+        );
     }
     if args.iter().any(|a| a == "--sizes") {
-        for (w, h) in [(640u32, 480u32), (480, 640), (640, 512), (512, 640), (640, 640), (320, 256), (256, 320)] {
-            let img = RgbImage::from_fn(w, h, |x, y| Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (y * 3) as u8]));
-            let opts = DetectOptions { max_side: w.max(h), ..DetectOptions::PHOTO };
-            out.insert(format!("detect_input_{w}x{h}_ms"), median_ms(n, || {
-                p.detect(&img, &opts).expect("detect");
-            }).into());
+        for (w, h) in [
+            (640u32, 480u32),
+            (480, 640),
+            (640, 512),
+            (512, 640),
+            (640, 640),
+            (320, 256),
+            (256, 320),
+        ] {
+            let img = RgbImage::from_fn(w, h, |x, y| {
+                Rgb([(x * 7 + y) as u8, (x ^ y) as u8, (y * 3) as u8])
+            });
+            let opts = DetectOptions {
+                max_side: w.max(h),
+                ..DetectOptions::PHOTO
+            };
+            out.insert(
+                format!("detect_input_{w}x{h}_ms"),
+                median_ms(n, || {
+                    p.detect(&img, &opts).expect("detect");
+                })
+                .into(),
+            );
         }
     }
     let face = RgbImage::from_fn(112, 112, |x, y| Rgb([(x * 2) as u8, (y * 2) as u8, 128]));
     let faces = vec![face.clone(); 8];
-    out.insert("embed_batch1_per_face_ms".into(), median_ms(n, || {
-        p.embedder.embed(&face).expect("embed");
-    }).into());
-    out.insert("embed_batch8_per_face_ms".into(), (median_ms(n.div_ceil(4), || {
-        p.embedder.embed_batch(&faces).expect("embed");
-    }) / 8.0).into());
-    out.insert("align_ms".into(), median_ms(n, || {
-        let _ = align::align(&frame, &align::ARCFACE_TEMPLATE.map(|q| visage_shared::geometry::Point::new(q.x * 2.0 + 100.0, q.y * 2.0 + 50.0)));
-    }).into());
+    out.insert(
+        "embed_batch1_per_face_ms".into(),
+        median_ms(n, || {
+            p.embedder.embed(&face).expect("embed");
+        })
+        .into(),
+    );
+    out.insert(
+        "embed_batch8_per_face_ms".into(),
+        (median_ms(n.div_ceil(4), || {
+            p.embedder.embed_batch(&faces).expect("embed");
+        }) / 8.0)
+            .into(),
+    );
+    out.insert(
+        "align_ms".into(),
+        median_ms(n, || {
+            let _ = align::align(
+                &frame,
+                &align::ARCFACE_TEMPLATE.map(|q| {
+                    visage_shared::geometry::Point::new(q.x * 2.0 + 100.0, q.y * 2.0 + 50.0)
+                }),
+            );
+        })
+        .into(),
+    );
     if let Some(path) = arg("--image") {
         let bytes = std::fs::read(&path).expect("image");
-        let img = visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).expect("decode");
-        out.insert("image".into(), path.clone().into());
-        out.insert("decode_ms".into(), median_ms(n, || {
+        let img =
             visage_shared::decode::decode_image(&bytes, &DecodeLimits::default()).expect("decode");
-        }).into());
-        for (name, opts) in [("photo_640", DetectOptions::PHOTO), ("video_320", DetectOptions::VIDEO)] {
+        out.insert("image".into(), path.clone().into());
+        out.insert(
+            "decode_ms".into(),
+            median_ms(n, || {
+                visage_shared::decode::decode_image(&bytes, &DecodeLimits::default())
+                    .expect("decode");
+            })
+            .into(),
+        );
+        for (name, opts) in [
+            ("photo_640", DetectOptions::PHOTO),
+            ("video_320", DetectOptions::VIDEO),
+        ] {
             let a = AnalyzeOptions { detect: opts };
-            out.insert(format!("detect_only_{name}_ms"), median_ms(n, || {
-                p.detect(&img, &opts).expect("detect");
-            }).into());
-            let (scale, w, h) = visage_shared::detect::input_size(img.width(), img.height(), opts.max_side);
-            out.insert(format!("resize_{name}_ms"), median_ms(n, || {
-                visage_shared::resize::resize_rgb(&img, (img.width() as f32 * scale).round() as u32, (img.height() as f32 * scale).round() as u32);
-            }).into());
+            out.insert(
+                format!("detect_only_{name}_ms"),
+                median_ms(n, || {
+                    p.detect(&img, &opts).expect("detect");
+                })
+                .into(),
+            );
+            let (scale, w, h) =
+                visage_shared::detect::input_size(img.width(), img.height(), opts.max_side);
+            out.insert(
+                format!("resize_{name}_ms"),
+                median_ms(n, || {
+                    visage_shared::resize::resize_rgb(
+                        &img,
+                        (img.width() as f32 * scale).round() as u32,
+                        (img.height() as f32 * scale).round() as u32,
+                    );
+                })
+                .into(),
+            );
             out.insert(format!("detector_input_{name}"), format!("{w}x{h}").into());
             let faces = p.analyze(&img, &a).expect("analyze").len();
             out.insert(format!("full_{name}_faces"), faces.into());
-            out.insert(format!("full_{name}_ms"), median_ms(n, || {
-                p.analyze(&img, &a).expect("analyze");
-            }).into());
+            out.insert(
+                format!("full_{name}_ms"),
+                median_ms(n, || {
+                    p.analyze(&img, &a).expect("analyze");
+                })
+                .into(),
+            );
         }
     }
     println!("{}", serde_json::Value::Object(out));

@@ -40,7 +40,11 @@ pub fn warp(img: &RgbImage, inv: &Similarity, size: u32) -> RgbImage {
     let stride = img.width() as usize * 3;
     let mut out = RgbImage::new(size, size);
     let px = |x: i64, y: i64, c: usize| -> f32 {
-        if x < 0 || y < 0 || x >= w || y >= h { 0.0 } else { raw[y as usize * stride + x as usize * 3 + c] as f32 }
+        if x < 0 || y < 0 || x >= w || y >= h {
+            0.0
+        } else {
+            raw[y as usize * stride + x as usize * 3 + c] as f32
+        }
     };
     for oy in 0..size {
         for ox in 0..size {
@@ -69,7 +73,9 @@ mod tests {
     #[test]
     fn template_landmarks_map_to_themselves() {
         let t = alignment_transform(&ARCFACE_TEMPLATE).unwrap();
-        assert!((t.a - 1.0).abs() < 1e-9 && t.b.abs() < 1e-9 && t.tx.abs() < 1e-6 && t.ty.abs() < 1e-6);
+        assert!(
+            (t.a - 1.0).abs() < 1e-9 && t.b.abs() < 1e-9 && t.tx.abs() < 1e-6 && t.ty.abs() < 1e-6
+        );
     }
 
     #[test]
@@ -79,7 +85,10 @@ mod tests {
         let lm = ARCFACE_TEMPLATE.map(|p| Point::new(2.0 * p.x + 100.0, 2.0 * p.y + 50.0));
         let t = alignment_transform(&lm).unwrap();
         assert!((t.a - 0.5).abs() < 1e-6 && t.b.abs() < 1e-6, "{t:?}");
-        assert!((t.tx + 50.0).abs() < 1e-4 && (t.ty + 25.0).abs() < 1e-4, "{t:?}");
+        assert!(
+            (t.tx + 50.0).abs() < 1e-4 && (t.ty + 25.0).abs() < 1e-4,
+            "{t:?}"
+        );
         // A source with a pixel value that encodes its own position (x, y < 256).
         let src = RgbImage::from_fn(400, 300, |x, y| Rgb([(x % 256) as u8, (y % 256) as u8, 7]));
         let out = align(&src, &lm).unwrap();

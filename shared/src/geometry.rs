@@ -27,7 +27,12 @@ pub struct BBox {
 
 impl BBox {
     pub const fn new(x: f32, y: f32, width: f32, height: f32) -> Self {
-        Self { x, y, width, height }
+        Self {
+            x,
+            y,
+            width,
+            height,
+        }
     }
 
     pub fn area(&self) -> f32 {
@@ -62,7 +67,10 @@ pub fn nms(boxes: &[BBox], scores: &[f32], iou_threshold: f32) -> Vec<usize> {
     order.sort_by(|&a, &b| scores[b].total_cmp(&scores[a]));
     let mut keep: Vec<usize> = Vec::new();
     for i in order {
-        if keep.iter().all(|&k| boxes[k].iou(&boxes[i]) <= iou_threshold) {
+        if keep
+            .iter()
+            .all(|&k| boxes[k].iou(&boxes[i]) <= iou_threshold)
+        {
             keep.push(i);
         }
     }
@@ -139,7 +147,12 @@ impl Similarity {
         }
         let a = dot / norm;
         let b = cross / norm;
-        Some(Similarity { a, b, tx: dx - (a * sx - b * sy), ty: dy - (b * sx + a * sy) })
+        Some(Similarity {
+            a,
+            b,
+            tx: dx - (a * sx - b * sy),
+            ty: dy - (b * sx + a * sy),
+        })
     }
 }
 
@@ -173,8 +186,18 @@ mod tests {
     #[test]
     fn similarity_recovers_known_transform() {
         // scale 2, rotation 90° (a=0, b=2), translation (3, 4): (x, y) -> (-2y + 3, 2x + 4)
-        let t = Similarity { a: 0.0, b: 2.0, tx: 3.0, ty: 4.0 };
-        let src = [Point::new(0.0, 0.0), Point::new(1.0, 0.0), Point::new(0.0, 1.0), Point::new(2.0, 3.0)];
+        let t = Similarity {
+            a: 0.0,
+            b: 2.0,
+            tx: 3.0,
+            ty: 4.0,
+        };
+        let src = [
+            Point::new(0.0, 0.0),
+            Point::new(1.0, 0.0),
+            Point::new(0.0, 1.0),
+            Point::new(2.0, 3.0),
+        ];
         assert_eq!(t.apply(Point::new(1.0, 0.0)), Point::new(3.0, 6.0));
         assert_eq!(t.apply(Point::new(0.0, 1.0)), Point::new(1.0, 4.0));
         let dst: Vec<Point> = src.iter().map(|&p| t.apply(p)).collect();

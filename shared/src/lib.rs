@@ -61,24 +61,45 @@ pub struct Pipeline {
 impl Pipeline {
     /// Loads the compiled-in models.
     pub fn load() -> Result<Self, PipelineError> {
-        Ok(Self { detector: Detector::new(model::DETECTOR_ONNX)?, embedder: Embedder::new(model::EMBEDDER_ONNX)? })
+        Ok(Self {
+            detector: Detector::new(model::DETECTOR_ONNX)?,
+            embedder: Embedder::new(model::EMBEDDER_ONNX)?,
+        })
     }
 
     /// Detects only: boxes, landmarks and scores, best first.
-    pub fn detect(&self, img: &RgbImage, opts: &DetectOptions) -> Result<Vec<Detection>, PipelineError> {
+    pub fn detect(
+        &self,
+        img: &RgbImage,
+        opts: &DetectOptions,
+    ) -> Result<Vec<Detection>, PipelineError> {
         self.detector.detect(img, opts)
     }
 
     /// Aligns, measures and embeds one detection.
-    pub fn analyze_detection(&self, img: &RgbImage, det: Detection) -> Result<Option<AnalyzedFace>, PipelineError> {
-        let Some(aligned) = align::align(img, &det.landmarks) else { return Ok(None) };
+    pub fn analyze_detection(
+        &self,
+        img: &RgbImage,
+        det: Detection,
+    ) -> Result<Option<AnalyzedFace>, PipelineError> {
+        let Some(aligned) = align::align(img, &det.landmarks) else {
+            return Ok(None);
+        };
         let quality = Quality::measure(&det, &aligned);
         let embedding = self.embedder.embed(&aligned)?;
-        Ok(Some(AnalyzedFace { detection: det, quality, embedding }))
+        Ok(Some(AnalyzedFace {
+            detection: det,
+            quality,
+            embedding,
+        }))
     }
 
     /// Runs every stage on an image: every face with its quality and embedding, best first.
-    pub fn analyze(&self, img: &RgbImage, opts: &AnalyzeOptions) -> Result<Vec<AnalyzedFace>, PipelineError> {
+    pub fn analyze(
+        &self,
+        img: &RgbImage,
+        opts: &AnalyzeOptions,
+    ) -> Result<Vec<AnalyzedFace>, PipelineError> {
         let dets = self.detector.detect(img, &opts.detect)?;
         let mut out = Vec::with_capacity(dets.len());
         for d in dets {

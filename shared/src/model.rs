@@ -71,7 +71,11 @@ pub fn manifest() -> &'static Manifest {
 
 /// The embedder's calibration.
 pub fn calibration() -> Option<&'static Calibration> {
-    manifest().models.iter().find(|m| m.id == EMBEDDER_ID).and_then(|m| m.calibration.as_ref())
+    manifest()
+        .models
+        .iter()
+        .find(|m| m.id == EMBEDDER_ID)
+        .and_then(|m| m.calibration.as_ref())
 }
 
 /// The default match threshold for the shipped embedder.
@@ -104,11 +108,22 @@ mod tests {
         let m: Manifest = serde_json::from_str(MANIFEST_JSON).expect("models/manifest.json parses");
         use sha2::Digest;
         for (id, bytes) in [(DETECTOR_ID, DETECTOR_ONNX), (EMBEDDER_ID, EMBEDDER_ONNX)] {
-            let entry = m.models.iter().find(|e| e.id == id).expect("model in manifest");
-            assert_eq!(entry.sha256, hex::encode(sha2::Sha256::digest(bytes)), "sha256 of {id}");
+            let entry = m
+                .models
+                .iter()
+                .find(|e| e.id == id)
+                .expect("model in manifest");
+            assert_eq!(
+                entry.sha256,
+                hex::encode(sha2::Sha256::digest(bytes)),
+                "sha256 of {id}"
+            );
         }
         let c = calibration().expect("embedder calibration");
-        assert!(c.table.windows(2).all(|w| w[0].similarity < w[1].similarity && w[0].false_match_rate >= w[1].false_match_rate));
+        assert!(
+            c.table.windows(2).all(|w| w[0].similarity < w[1].similarity
+                && w[0].false_match_rate >= w[1].false_match_rate)
+        );
         assert!(false_match_rate(-1.0).unwrap() >= false_match_rate(0.99).unwrap());
     }
 }

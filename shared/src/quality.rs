@@ -78,14 +78,26 @@ impl QualityIssue {
     /// Human-readable advice.
     pub fn advice(&self) -> String {
         match self {
-            QualityIssue::LowScore { score, .. } => format!("the face is hard to see (detector score {score:.2}); face the camera in good light"),
-            QualityIssue::TooSmall { face_px, min } => format!("move closer: the face is {face_px:.0} px, at least {min:.0} px needed"),
+            QualityIssue::LowScore { score, .. } => format!(
+                "the face is hard to see (detector score {score:.2}); face the camera in good light"
+            ),
+            QualityIssue::TooSmall { face_px, min } => {
+                format!("move closer: the face is {face_px:.0} px, at least {min:.0} px needed")
+            }
             QualityIssue::Blurry { .. } => "hold still: the face is blurred".to_string(),
             QualityIssue::TooDark { .. } => "more light: the face is too dark".to_string(),
             QualityIssue::TooBright { .. } => "less light: the face is overexposed".to_string(),
-            QualityIssue::TurnedAway { yaw_deg, .. } => format!("face the camera: head turned {:.0}° to the side", yaw_deg.abs()),
-            QualityIssue::TiltedUpDown { pitch_deg, .. } => format!("look straight ahead: head tilted {:.0}° up or down", pitch_deg.abs()),
-            QualityIssue::HeadTilted { roll_deg, .. } => format!("hold your head upright: tilted {:.0}°", roll_deg.abs()),
+            QualityIssue::TurnedAway { yaw_deg, .. } => format!(
+                "face the camera: head turned {:.0}° to the side",
+                yaw_deg.abs()
+            ),
+            QualityIssue::TiltedUpDown { pitch_deg, .. } => format!(
+                "look straight ahead: head tilted {:.0}° up or down",
+                pitch_deg.abs()
+            ),
+            QualityIssue::HeadTilted { roll_deg, .. } => {
+                format!("hold your head upright: tilted {:.0}°", roll_deg.abs())
+            }
         }
     }
 }
@@ -104,12 +116,19 @@ impl Quality {
             let eye_mid = ((p[0].x + p[1].x) / 2.0, (p[0].y + p[1].y) / 2.0);
             let mouth_mid_y = (p[3].y + p[4].y) / 2.0;
             let half_iod = ((p[1].x - p[0].x) / 2.0).abs().max(1e-3);
-            yaw_deg = ((p[2].x - eye_mid.0) / half_iod).clamp(-1.0, 1.0).asin().to_degrees();
+            yaw_deg = ((p[2].x - eye_mid.0) / half_iod)
+                .clamp(-1.0, 1.0)
+                .asin()
+                .to_degrees();
             let t = &ARCFACE_TEMPLATE;
-            let ref_ratio = (t[2].y - (t[0].y + t[1].y) / 2.0) / ((t[3].y + t[4].y) / 2.0 - (t[0].y + t[1].y) / 2.0);
+            let ref_ratio = (t[2].y - (t[0].y + t[1].y) / 2.0)
+                / ((t[3].y + t[4].y) / 2.0 - (t[0].y + t[1].y) / 2.0);
             let span = (mouth_mid_y - eye_mid.1).abs().max(1e-3);
             let ratio = (p[2].y - eye_mid.1) / span;
-            pitch_deg = ((ratio - ref_ratio) * 2.0).clamp(-1.0, 1.0).asin().to_degrees();
+            pitch_deg = ((ratio - ref_ratio) * 2.0)
+                .clamp(-1.0, 1.0)
+                .asin()
+                .to_degrees();
         }
         let (sharpness, brightness) = sharpness_and_brightness(aligned);
         Quality {
@@ -128,28 +147,52 @@ impl Quality {
     pub fn issues(&self, gate: &QualityGate) -> Vec<QualityIssue> {
         let mut v = Vec::new();
         if self.score < gate.min_score {
-            v.push(QualityIssue::LowScore { score: self.score, min: gate.min_score });
+            v.push(QualityIssue::LowScore {
+                score: self.score,
+                min: gate.min_score,
+            });
         }
         if self.face_px < gate.min_face_px {
-            v.push(QualityIssue::TooSmall { face_px: self.face_px, min: gate.min_face_px });
+            v.push(QualityIssue::TooSmall {
+                face_px: self.face_px,
+                min: gate.min_face_px,
+            });
         }
         if self.sharpness < gate.min_sharpness {
-            v.push(QualityIssue::Blurry { sharpness: self.sharpness, min: gate.min_sharpness });
+            v.push(QualityIssue::Blurry {
+                sharpness: self.sharpness,
+                min: gate.min_sharpness,
+            });
         }
         if self.brightness < gate.min_brightness {
-            v.push(QualityIssue::TooDark { brightness: self.brightness, min: gate.min_brightness });
+            v.push(QualityIssue::TooDark {
+                brightness: self.brightness,
+                min: gate.min_brightness,
+            });
         }
         if self.brightness > gate.max_brightness {
-            v.push(QualityIssue::TooBright { brightness: self.brightness, max: gate.max_brightness });
+            v.push(QualityIssue::TooBright {
+                brightness: self.brightness,
+                max: gate.max_brightness,
+            });
         }
         if self.yaw_deg.abs() > gate.max_yaw_deg {
-            v.push(QualityIssue::TurnedAway { yaw_deg: self.yaw_deg, max: gate.max_yaw_deg });
+            v.push(QualityIssue::TurnedAway {
+                yaw_deg: self.yaw_deg,
+                max: gate.max_yaw_deg,
+            });
         }
         if self.pitch_deg.abs() > gate.max_pitch_deg {
-            v.push(QualityIssue::TiltedUpDown { pitch_deg: self.pitch_deg, max: gate.max_pitch_deg });
+            v.push(QualityIssue::TiltedUpDown {
+                pitch_deg: self.pitch_deg,
+                max: gate.max_pitch_deg,
+            });
         }
         if self.roll_deg.abs() > gate.max_roll_deg {
-            v.push(QualityIssue::HeadTilted { roll_deg: self.roll_deg, max: gate.max_roll_deg });
+            v.push(QualityIssue::HeadTilted {
+                roll_deg: self.roll_deg,
+                max: gate.max_roll_deg,
+            });
         }
         v
     }
@@ -190,18 +233,31 @@ mod tests {
     use image::Rgb;
 
     fn det(landmarks: [Point; 5]) -> Detection {
-        Detection { score: 0.9, bbox: BBox::new(0.0, 0.0, 112.0, 112.0), landmarks }
+        Detection {
+            score: 0.9,
+            bbox: BBox::new(0.0, 0.0, 112.0, 112.0),
+            landmarks,
+        }
     }
 
     #[test]
     fn frontal_template_face_has_zero_pose() {
         let flat = RgbImage::from_pixel(112, 112, Rgb([128, 128, 128]));
         let q = Quality::measure(&det(ARCFACE_TEMPLATE), &flat);
-        assert!(q.yaw_deg.abs() < 1.0 && q.pitch_deg.abs() < 1.0 && q.roll_deg.abs() < 1.0, "{q:?}");
+        assert!(
+            q.yaw_deg.abs() < 1.0 && q.pitch_deg.abs() < 1.0 && q.roll_deg.abs() < 1.0,
+            "{q:?}"
+        );
         assert_eq!(q.sharpness, 0.0);
         assert!((q.brightness - 128.0).abs() < 0.5);
         let issues = q.issues(&QualityGate::default());
-        assert_eq!(issues, vec![QualityIssue::Blurry { sharpness: 0.0, min: 50.0 }]);
+        assert_eq!(
+            issues,
+            vec![QualityIssue::Blurry {
+                sharpness: 0.0,
+                min: 50.0
+            }]
+        );
     }
 
     #[test]
@@ -209,18 +265,40 @@ mod tests {
         // Nose moved to the left eye's x: head turned far to the side.
         let mut lm = ARCFACE_TEMPLATE;
         lm[2].x = lm[1].x;
-        let checker = RgbImage::from_fn(112, 112, |x, y| if (x + y) % 2 == 0 { Rgb([200; 3]) } else { Rgb([60; 3]) });
+        let checker = RgbImage::from_fn(112, 112, |x, y| {
+            if (x + y) % 2 == 0 {
+                Rgb([200; 3])
+            } else {
+                Rgb([60; 3])
+            }
+        });
         let q = Quality::measure(&det(lm), &checker);
         assert!(q.yaw_deg > 60.0, "{q:?}");
         assert!(q.sharpness > 1000.0);
-        assert!(q.issues(&QualityGate::default()).iter().any(|i| matches!(i, QualityIssue::TurnedAway { .. })));
+        assert!(
+            q.issues(&QualityGate::default())
+                .iter()
+                .any(|i| matches!(i, QualityIssue::TurnedAway { .. }))
+        );
         // Rotate all landmarks by 45° about the nose: roll 45.
         let c = ARCFACE_TEMPLATE[2];
         let (s, co) = (45f32.to_radians().sin(), 45f32.to_radians().cos());
-        let rot = ARCFACE_TEMPLATE.map(|p| Point::new(c.x + (p.x - c.x) * co - (p.y - c.y) * s, c.y + (p.x - c.x) * s + (p.y - c.y) * co));
+        let rot = ARCFACE_TEMPLATE.map(|p| {
+            Point::new(
+                c.x + (p.x - c.x) * co - (p.y - c.y) * s,
+                c.y + (p.x - c.x) * s + (p.y - c.y) * co,
+            )
+        });
         let q = Quality::measure(&det(rot), &checker);
-        assert!((q.roll_deg - 45.0).abs() < 1.0 && q.yaw_deg.abs() < 2.0, "{q:?}");
+        assert!(
+            (q.roll_deg - 45.0).abs() < 1.0 && q.yaw_deg.abs() < 2.0,
+            "{q:?}"
+        );
         assert!(!q.issues(&QualityGate::default()).is_empty());
-        assert!(q.issues(&QualityGate::default())[0].advice().contains("upright"));
+        assert!(
+            q.issues(&QualityGate::default())[0]
+                .advice()
+                .contains("upright")
+        );
     }
 }

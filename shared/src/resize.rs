@@ -22,7 +22,11 @@ pub fn resize_rgb(img: &RgbImage, width: u32, height: u32) -> RgbImage {
     } else {
         img
     };
-    if src.dimensions() == (width, height) { src.clone() } else { bilinear(src, width, height) }
+    if src.dimensions() == (width, height) {
+        src.clone()
+    } else {
+        bilinear(src, width, height)
+    }
 }
 
 /// Averages each `kx` x `ky` block into one pixel (the remainder columns and rows are dropped,

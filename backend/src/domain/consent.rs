@@ -20,7 +20,10 @@ impl PolicySha256 {
         if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(h))
         } else {
-            Err(ApiError::bad_request("consent_policy_hash_invalid", "policy_sha256 must be 64 hex digits"))
+            Err(ApiError::bad_request(
+                "consent_policy_hash_invalid",
+                "policy_sha256 must be 64 hex digits",
+            ))
         }
     }
 
@@ -53,13 +56,23 @@ pub struct NewConsent {
 impl NewConsent {
     /// Checks the validity window: granted not in the future (5 minutes of clock skew
     /// allowed), expiry after both the grant and now.
-    pub fn check_window(granted_at: DateTime<Utc>, expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), ApiError> {
+    pub fn check_window(
+        granted_at: DateTime<Utc>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<(), ApiError> {
         if granted_at > now + chrono::Duration::minutes(5) {
-            return Err(ApiError::bad_request("consent_granted_in_future", "consent granted_at is in the future"));
+            return Err(ApiError::bad_request(
+                "consent_granted_in_future",
+                "consent granted_at is in the future",
+            ));
         }
         if let Some(exp) = expires_at {
             if exp <= granted_at || exp <= now {
-                return Err(ApiError::bad_request("consent_expired", "consent expires_at must be after granted_at and in the future"));
+                return Err(ApiError::bad_request(
+                    "consent_expired",
+                    "consent expires_at must be after granted_at and in the future",
+                ));
             }
         }
         Ok(())
@@ -72,10 +85,15 @@ mod tests {
 
     #[test]
     fn hashes_and_windows() {
-        assert_eq!(PolicySha256::of_text("").as_str(), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            PolicySha256::of_text("").as_str(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert!(PolicySha256::parse("abc").is_err());
         let now = Utc::now();
-        assert!(NewConsent::check_window(now, Some(now - chrono::Duration::seconds(1)), now).is_err());
+        assert!(
+            NewConsent::check_window(now, Some(now - chrono::Duration::seconds(1)), now).is_err()
+        );
         assert!(NewConsent::check_window(now + chrono::Duration::hours(1), None, now).is_err());
         assert!(NewConsent::check_window(now, Some(now + chrono::Duration::days(1)), now).is_ok());
     }

@@ -33,10 +33,16 @@ impl ParsedEmbeddings {
     /// Validates raw embeddings; the error names the index of the first bad one.
     pub fn parse(raw: Vec<(String, Vec<f32>)>, max: usize) -> Result<Self, ApiError> {
         if raw.is_empty() {
-            return Err(ApiError::bad_request("embeddings_empty", "at least one embedding is needed"));
+            return Err(ApiError::bad_request(
+                "embeddings_empty",
+                "at least one embedding is needed",
+            ));
         }
         if raw.len() > max {
-            return Err(ApiError::bad_request("embeddings_too_many", format!("at most {max} embeddings per request, got {}", raw.len())));
+            return Err(ApiError::bad_request(
+                "embeddings_too_many",
+                format!("at most {max} embeddings per request, got {}", raw.len()),
+            ));
         }
         let mut out = Vec::with_capacity(raw.len());
         for (i, (model, vector)) in raw.into_iter().enumerate() {
@@ -67,10 +73,26 @@ mod tests {
         assert!(ParsedEmbeddings::parse(ok, 4).is_ok());
         let cases: Vec<(Vec<(String, Vec<f32>)>, &str)> = vec![
             (vec![], "embeddings_empty"),
-            (vec![(EMBEDDER_ID.into(), vec![1.0; 3])], "embedding_wrong_length"),
-            (vec![(EMBEDDER_ID.into(), vec![0.0; EMBEDDING_DIM])], "embedding_zero"),
-            (vec![(EMBEDDER_ID.into(), { let mut v = vec![1.0; EMBEDDING_DIM]; v[5] = f32::INFINITY; v })], "embedding_not_finite"),
-            (vec![("other".into(), vec![1.0; EMBEDDING_DIM])], "embedding_unknown_model"),
+            (
+                vec![(EMBEDDER_ID.into(), vec![1.0; 3])],
+                "embedding_wrong_length",
+            ),
+            (
+                vec![(EMBEDDER_ID.into(), vec![0.0; EMBEDDING_DIM])],
+                "embedding_zero",
+            ),
+            (
+                vec![(EMBEDDER_ID.into(), {
+                    let mut v = vec![1.0; EMBEDDING_DIM];
+                    v[5] = f32::INFINITY;
+                    v
+                })],
+                "embedding_not_finite",
+            ),
+            (
+                vec![("other".into(), vec![1.0; EMBEDDING_DIM])],
+                "embedding_unknown_model",
+            ),
         ];
         for (raw, code) in cases {
             match ParsedEmbeddings::parse(raw, 4) {

@@ -9,13 +9,22 @@ impl<const N: usize> BoundedText<N> {
     pub fn parse(s: &str, field: &'static str) -> Result<Self, ApiError> {
         let t = s.trim();
         if t.is_empty() {
-            return Err(ApiError::bad_request("field_empty", format!("{field} must not be empty")));
+            return Err(ApiError::bad_request(
+                "field_empty",
+                format!("{field} must not be empty"),
+            ));
         }
         if t.chars().count() > N {
-            return Err(ApiError::bad_request("field_too_long", format!("{field} is longer than {N} characters")));
+            return Err(ApiError::bad_request(
+                "field_too_long",
+                format!("{field} is longer than {N} characters"),
+            ));
         }
         if t.chars().any(char::is_control) {
-            return Err(ApiError::bad_request("field_invalid", format!("{field} contains control characters")));
+            return Err(ApiError::bad_request(
+                "field_invalid",
+                format!("{field} contains control characters"),
+            ));
         }
         Ok(Self(t.to_string()))
     }
@@ -35,7 +44,12 @@ mod tests {
 
     #[test]
     fn names_are_trimmed_and_bounded() {
-        assert_eq!(PersonName::parse("  Ada ", "name").map(|n| n.as_str().to_string()).ok(), Some("Ada".into()));
+        assert_eq!(
+            PersonName::parse("  Ada ", "name")
+                .map(|n| n.as_str().to_string())
+                .ok(),
+            Some("Ada".into())
+        );
         assert!(PersonName::parse("   ", "name").is_err());
         assert!(PersonName::parse(&"x".repeat(201), "name").is_err());
         assert!(PersonName::parse("a\u{0}b", "name").is_err());

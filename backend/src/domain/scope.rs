@@ -43,7 +43,9 @@ impl Scopes {
     pub fn parse<S: AsRef<str>>(names: &[S]) -> Result<Self, String> {
         let mut v = Vec::new();
         for n in names {
-            let s = Scope::parse(n.as_ref()).ok_or_else(|| format!("unknown scope {:?} (enroll, recognize, admin)", n.as_ref()))?;
+            let s = Scope::parse(n.as_ref()).ok_or_else(|| {
+                format!("unknown scope {:?} (enroll, recognize, admin)", n.as_ref())
+            })?;
             if !v.contains(&s) {
                 v.push(s);
             }

@@ -50,16 +50,39 @@ pub struct Erasure {
 
 /// Erases a person in one transaction: faces, consents and the person row; one audit entry
 /// (without personal data) stays. `None` if there is no such person.
-pub async fn erase_person(pool: &PgPool, id: Uuid, actor: &str, action: &str) -> Result<Option<Erasure>, sqlx::Error> {
+pub async fn erase_person(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+    action: &str,
+) -> Result<Option<Erasure>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM people WHERE id = $1 FOR UPDATE").bind(id).fetch_optional(&mut *tx).await?;
+    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM people WHERE id = $1 FOR UPDATE")
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
     if found.is_none() {
         return Ok(None);
     }
-    let faces = sqlx::query("DELETE FROM faces WHERE person_id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-    let consents = sqlx::query("DELETE FROM consents WHERE person_id = $1").bind(id).execute(&mut *tx).await?.rows_affected();
-    sqlx::query("DELETE FROM people WHERE id = $1").bind(id).execute(&mut *tx).await?;
-    let e = Erasure { person_id: id, faces_deleted: faces, consents_deleted: consents };
+    let faces = sqlx::query("DELETE FROM faces WHERE person_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    let consents = sqlx::query("DELETE FROM consents WHERE person_id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    sqlx::query("DELETE FROM people WHERE id = $1")
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+    let e = Erasure {
+        person_id: id,
+        faces_deleted: faces,
+        consents_deleted: consents,
+    };
     audit(
         &mut *tx,
         actor,
@@ -85,7 +108,10 @@ pub struct EmbeddingInput {
 impl EmbeddingInput {
     /// Validates a list.
     pub fn parse_all(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
-        Ok(ParsedEmbeddings::parse(list.into_iter().map(|e| (e.model, e.vector)).collect(), max)?.into_inner())
+        Ok(
+            ParsedEmbeddings::parse(list.into_iter().map(|e| (e.model, e.vector)).collect(), max)?
+                .into_inner(),
+        )
     }
 }
 
@@ -125,34 +151,66 @@ pub struct MatchParams {
 
 impl MatchParams {
     /// From request values, defaulting to the manifest's threshold and 5 candidates.
-    pub fn from_request(top_k: Option<u32>, threshold: Option<f32>, ef_search: u32) -> Result<Self, ApiError> {
+    pub fn from_request(
+        top_k: Option<u32>,
+        threshold: Option<f32>,
+        ef_search: u32,
+    ) -> Result<Self, ApiError> {
         let top_k = top_k.unwrap_or(5);
         if !(1..=50).contains(&top_k) {
-            return Err(ApiError::bad_request("top_k_out_of_range", "top_k must be between 1 and 50"));
+            return Err(ApiError::bad_request(
+                "top_k_out_of_range",
+                "top_k must be between 1 and 50",
+            ));
         }
         let threshold = threshold.unwrap_or_else(visage_shared::model::default_threshold);
         if !threshold.is_finite() || !(-1.0..=1.0).contains(&threshold) {
-            return Err(ApiError::bad_request("threshold_out_of_range", "threshold must be a cosine similarity between -1 and 1"));
+            return Err(ApiError::bad_request(
+                "threshold_out_of_range",
+                "threshold must be a cosine similarity between -1 and 1",
+            ));
         }
-        Ok(Self { top_k: top_k as usize, threshold, ef_search })
+        Ok(Self {
+            top_k: top_k as usize,
+            threshold,
+            ef_search,
+        })
     }
 }
 
 /// Top-k people for one embedding, best first, through the HNSW index. Only people with an
 /// active consent are searched, so an expired or withdrawn consent stops matching at once.
-pub async fn search(pool: &PgPool, emb: &Embedding, p: MatchParams) -> Result<Vec<Candidate>, sqlx::Error> {
+pub async fn search(
+    pool: &PgPool,
+    emb: &Embedding,
+    p: MatchParams,
+) -> Result<Vec<Candidate>, sqlx::Error> {
     search_with(pool, emb, p, false).await
 }
 
 /// [`search`], or with `exact` an exhaustive scan without the index (the benchmark's reference).
-pub async fn search_with(pool: &PgPool, emb: &Embedding, p: MatchParams, exact: bool) -> Result<Vec<Candidate>, sqlx::Error> {
+pub async fn search_with(
+    pool: &PgPool,
+    emb: &Embedding,
+    p: MatchParams,
+    exact: bool,
+) -> Result<Vec<Candidate>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     if exact {
-        sqlx::query("SET LOCAL enable_indexscan = off").execute(&mut *tx).await?;
+        sqlx::query("SET LOCAL enable_indexscan = off")
+            .execute(&mut *tx)
+            .await?;
     }
     // Integers formatted in, not user text.
-    sqlx::query(sqlx::AssertSqlSafe(format!("SET LOCAL hnsw.ef_search = {}", p.ef_search.clamp(10, 1000)))).execute(&mut *tx).await?;
-    sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *tx).await?;
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SET LOCAL hnsw.ef_search = {}",
+        p.ef_search.clamp(10, 1000)
+    )))
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        .execute(&mut *tx)
+        .await?;
     // Several faces per person: fetch more rows than people wanted, keep each person's best.
     let limit = (p.top_k * 4 + 10).min(1000) as i64;
     let sql = format!(

@@ -1,7 +1,7 @@
 //! Detection only: boxes, landmarks and quality; nothing stored, nothing matched.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::Serialize;
 use utoipa::ToSchema;
 use visage_shared::QualityGate;
@@ -28,9 +28,17 @@ pub struct DetectResponse {
     request_body(content = Vec<u8>, content_type = "image/jpeg"),
     responses((status = 200, body = DetectResponse), (status = 422, body = crate::error::Problem)),
     security(("api_key" = ["recognize"])))]
-pub async fn detect(State(state): State<AppState>, caller: Caller, RawBody(body): RawBody) -> ApiResult<Json<DetectResponse>> {
+pub async fn detect(
+    State(state): State<AppState>,
+    caller: Caller,
+    RawBody(body): RawBody,
+) -> ApiResult<Json<DetectResponse>> {
     caller.require_any(&[Scope::Recognize, Scope::Enroll])?;
     let a = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
-    Ok(Json(DetectResponse { width: a.width, height: a.height, faces: a.faces.iter().map(|f| FaceReport::new(f, &gate)).collect() }))
+    Ok(Json(DetectResponse {
+        width: a.width,
+        height: a.height,
+        faces: a.faces.iter().map(|f| FaceReport::new(f, &gate)).collect(),
+    }))
 }

@@ -1,10 +1,10 @@
 //! Extractors whose rejections are problem responses (axum's own answer in plain text).
 
+use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::body::Bytes;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -28,7 +28,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let limit = req.extensions().get::<BodyLimit>().map(|b| b.0).unwrap_or(0);
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|b| b.0)
+            .unwrap_or(0);
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(e) => {
@@ -51,8 +55,17 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let limit = req.extensions().get::<BodyLimit>().map(|b| b.0).unwrap_or(0);
-        Bytes::from_request(req, state).await.map(RawBody).map_err(|e: BytesRejection| from_status(e.status(), "invalid_body", e.body_text(), limit))
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map(|b| b.0)
+            .unwrap_or(0);
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e: BytesRejection| {
+                from_status(e.status(), "invalid_body", e.body_text(), limit)
+            })
     }
 }
 

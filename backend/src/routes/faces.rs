@@ -1,8 +1,8 @@
 //! Faces of a person: add by embeddings (computed on the client) or by image, delete.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -56,23 +56,33 @@ async fn store_faces(
     source: FaceSource,
 ) -> ApiResult<(Vec<Uuid>, i64)> {
     let mut tx = state.pool.begin().await?;
-    let row: Option<(Uuid, bool)> =
-        sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT p.id, {} FROM people p WHERE p.id = $1 FOR UPDATE", active_consent_sql("p.id"))))
-            .bind(person_id)
-            .fetch_optional(&mut *tx)
-            .await?;
+    let row: Option<(Uuid, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.id, {} FROM people p WHERE p.id = $1 FOR UPDATE",
+        active_consent_sql("p.id")
+    )))
+    .bind(person_id)
+    .fetch_optional(&mut *tx)
+    .await?;
     match row {
         None => return Err(ApiError::NotFound("person")),
         Some((_, false)) => {
-            return Err(ApiError::Conflict { code: "consent_inactive", detail: "the person's consent has expired or was withdrawn".into() });
+            return Err(ApiError::Conflict {
+                code: "consent_inactive",
+                detail: "the person's consent has expired or was withdrawn".into(),
+            });
         }
         Some(_) => {}
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM faces WHERE person_id = $1").bind(person_id).fetch_one(&mut *tx).await?;
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM faces WHERE person_id = $1")
+        .bind(person_id)
+        .fetch_one(&mut *tx)
+        .await?;
     if count + faces.len() as i64 > MAX_FACES_PER_PERSON {
         return Err(ApiError::Conflict {
             code: "too_many_faces",
-            detail: format!("a person may have at most {MAX_FACES_PER_PERSON} faces; they have {count}"),
+            detail: format!(
+                "a person may have at most {MAX_FACES_PER_PERSON} faces; they have {count}"
+            ),
         });
     }
     let mut ids = Vec::with_capacity(faces.len());
@@ -114,12 +124,27 @@ pub async fn add_faces(
 ) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
     caller.require(Scope::Enroll)?;
     let embs = EmbeddingInput::parse_all(req.embeddings, MAX_EMBEDDINGS_PER_REQUEST)?;
-    if req.quality.as_ref().is_some_and(|q| q.to_string().len() > 4096) {
-        return Err(ApiError::bad_request("quality_too_large", "quality must be a small JSON object"));
+    if req
+        .quality
+        .as_ref()
+        .is_some_and(|q| q.to_string().len() > 4096)
+    {
+        return Err(ApiError::bad_request(
+            "quality_too_large",
+            "quality must be a small JSON object",
+        ));
     }
     let faces = embs.into_iter().map(|e| (e, req.quality.clone())).collect();
     let (face_ids, face_count) = store_faces(&state, &caller, person_id, faces, req.source).await?;
-    Ok((StatusCode::CREATED, Json(AddedFaces { person_id, face_ids, face_count, face: None })))
+    Ok((
+        StatusCode::CREATED,
+        Json(AddedFaces {
+            person_id,
+            face_ids,
+            face_count,
+            face: None,
+        }),
+    ))
 }
 
 /// Add a face from an uploaded image (JPEG, PNG or WebP as the raw body): exactly one face
@@ -136,7 +161,10 @@ pub async fn add_face_image(
 ) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
     caller.require(Scope::Enroll)?;
     // Fail fast on unknown people before the costly pipeline.
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE id = $1)").bind(person_id).fetch_one(&state.pool).await?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE id = $1)")
+        .bind(person_id)
+        .fetch_one(&state.pool)
+        .await?;
     if !exists {
         return Err(ApiError::NotFound("person"));
     }
@@ -156,30 +184,69 @@ pub async fn add_face_image(
     };
     let report = FaceReport::new(&face, &gate);
     if !report.quality_issues.is_empty() {
-        let advice: Vec<String> = report.quality_issues.iter().map(|i| i.advice.clone()).collect();
+        let advice: Vec<String> = report
+            .quality_issues
+            .iter()
+            .map(|i| i.advice.clone())
+            .collect();
         return Err(ApiError::unprocessable(
             "face_quality",
-            format!("the face is not good enough to enroll: {}", advice.join("; ")),
+            format!(
+                "the face is not good enough to enroll: {}",
+                advice.join("; ")
+            ),
             Some(serde_json::json!({ "issues": report.quality_issues })),
         ));
     }
     let quality = serde_json::to_value(face.quality).ok();
-    let (face_ids, face_count) = store_faces(&state, &caller, person_id, vec![(face.embedding, quality)], FaceSource::Upload).await?;
-    Ok((StatusCode::CREATED, Json(AddedFaces { person_id, face_ids, face_count, face: Some(report) })))
+    let (face_ids, face_count) = store_faces(
+        &state,
+        &caller,
+        person_id,
+        vec![(face.embedding, quality)],
+        FaceSource::Upload,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(AddedFaces {
+            person_id,
+            face_ids,
+            face_count,
+            face: Some(report),
+        }),
+    ))
 }
 
 /// Delete one face.
 #[utoipa::path(delete, path = "/v1/people/{id}/faces/{face_id}", tag = "faces", params(("id" = Uuid, Path), ("face_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = crate::error::Problem)),
     security(("api_key" = ["enroll"])))]
-pub async fn delete_face(State(state): State<AppState>, caller: Caller, ApiPath((person_id, face_id)): ApiPath<(Uuid, Uuid)>) -> ApiResult<StatusCode> {
+pub async fn delete_face(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath((person_id, face_id)): ApiPath<(Uuid, Uuid)>,
+) -> ApiResult<StatusCode> {
     caller.require(Scope::Enroll)?;
     let mut tx = state.pool.begin().await?;
-    let n = sqlx::query("DELETE FROM faces WHERE id = $1 AND person_id = $2").bind(face_id).bind(person_id).execute(&mut *tx).await?.rows_affected();
+    let n = sqlx::query("DELETE FROM faces WHERE id = $1 AND person_id = $2")
+        .bind(face_id)
+        .bind(person_id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
     if n == 0 {
         return Err(ApiError::NotFound("face"));
     }
-    audit(&mut *tx, &caller.actor(), "delete_face", Some(&face_id.to_string()), "ok", Some(serde_json::json!({ "person_id": person_id }))).await?;
+    audit(
+        &mut *tx,
+        &caller.actor(),
+        "delete_face",
+        Some(&face_id.to_string()),
+        "ok",
+        Some(serde_json::json!({ "person_id": person_id })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,9 +1,9 @@
 //! Liveness, readiness and metrics.
 
+use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::Json;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -26,9 +26,16 @@ pub async fn healthz() -> &'static str {
 /// Ready to serve: the database answers and the models are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool).await.is_ok();
+    let database = sqlx::query_scalar::<_, i32>("SELECT 1")
+        .fetch_one(&state.pool)
+        .await
+        .is_ok();
     let models = PipelineService::is_loaded();
-    let status = if database && models { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database && models {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(Readiness { database, models }))
 }
 
@@ -37,6 +44,13 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     metrics::gauge!("visage_db_pool_connections").set(f64::from(state.pool.size()));
     metrics::gauge!("visage_db_pool_idle").set(state.pool.num_idle() as f64);
-    metrics::gauge!("visage_models_loaded").set(if PipelineService::is_loaded() { 1.0 } else { 0.0 });
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    metrics::gauge!("visage_models_loaded").set(if PipelineService::is_loaded() {
+        1.0
+    } else {
+        0.0
+    });
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
 }

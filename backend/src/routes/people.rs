@@ -1,8 +1,8 @@
 //! People and their consent: create, list, show, export, erase, withdraw consent.
 
+use axum::Json;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header::USER_AGENT};
-use axum::Json;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -111,18 +111,30 @@ struct PersonRow {
 
 const CONSENT_COLUMNS: &str = "id, policy_version, policy_sha256, purpose, granted_at, expires_at, withdrawn_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by";
 
-fn parse_consent(c: ConsentRequest, peer: Option<SocketAddr>, headers: &HeaderMap) -> Result<NewConsent, ApiError> {
+fn parse_consent(
+    c: ConsentRequest,
+    peer: Option<SocketAddr>,
+    headers: &HeaderMap,
+) -> Result<NewConsent, ApiError> {
     let policy_sha256 = match (&c.policy_text, &c.policy_sha256) {
         (Some(t), None) if !t.trim().is_empty() => PolicySha256::of_text(t),
         (None, Some(h)) => PolicySha256::parse(h)?,
         (Some(t), Some(h)) => {
             let from_text = PolicySha256::of_text(t);
             if from_text != PolicySha256::parse(h)? {
-                return Err(ApiError::bad_request("consent_policy_hash_mismatch", "policy_sha256 is not the sha256 of policy_text"));
+                return Err(ApiError::bad_request(
+                    "consent_policy_hash_mismatch",
+                    "policy_sha256 is not the sha256 of policy_text",
+                ));
             }
             from_text
         }
-        _ => return Err(ApiError::bad_request("consent_policy_missing", "consent needs policy_text or policy_sha256")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "consent_policy_missing",
+                "consent needs policy_text or policy_sha256",
+            ));
+        }
     };
     let now = Utc::now();
     let granted_at = c.granted_at.unwrap_or(now);
@@ -136,12 +148,24 @@ fn parse_consent(c: ConsentRequest, peer: Option<SocketAddr>, headers: &HeaderMa
         expires_at: c.expires_at,
         evidence: ConsentEvidence {
             method: BoundedText::parse(&c.evidence.method, "consent.evidence.method")?,
-            collected_by: BoundedText::parse(&c.evidence.collected_by, "consent.evidence.collected_by")?,
-            client_address: c.evidence.client_address.or_else(|| peer.map(|p| p.ip().to_string())).map(clip),
+            collected_by: BoundedText::parse(
+                &c.evidence.collected_by,
+                "consent.evidence.collected_by",
+            )?,
+            client_address: c
+                .evidence
+                .client_address
+                .or_else(|| peer.map(|p| p.ip().to_string()))
+                .map(clip),
             user_agent: c
                 .evidence
                 .user_agent
-                .or_else(|| headers.get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string))
+                .or_else(|| {
+                    headers
+                        .get(USER_AGENT)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_string)
+                })
                 .map(clip),
         },
     })
@@ -155,10 +179,12 @@ async fn load_person(state: &AppState, id: Uuid) -> ApiResult<PersonView> {
     .fetch_optional(&state.pool)
     .await?;
     let row = row.ok_or(ApiError::NotFound("person"))?;
-    let consents: Vec<ConsentView> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {CONSENT_COLUMNS} FROM consents WHERE person_id = $1 ORDER BY granted_at")))
-        .bind(id)
-        .fetch_all(&state.pool)
-        .await?;
+    let consents: Vec<ConsentView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {CONSENT_COLUMNS} FROM consents WHERE person_id = $1 ORDER BY granted_at"
+    )))
+    .bind(id)
+    .fetch_all(&state.pool)
+    .await?;
     let consent_status = if consents.iter().any(|c| c.status() == "active") {
         "active"
     } else {
@@ -188,8 +214,17 @@ pub async fn create_person(
 ) -> ApiResult<(StatusCode, Json<PersonView>)> {
     caller.require(Scope::Enroll)?;
     let name = PersonName::parse(&req.name, "name")?;
-    let external_ref = req.external_ref.as_deref().map(|r| BoundedText::<200>::parse(r, "external_ref")).transpose()?;
-    let consent = req.consent.ok_or_else(|| ApiError::bad_request("consent_required", "a person can only be created with a consent record"))?;
+    let external_ref = req
+        .external_ref
+        .as_deref()
+        .map(|r| BoundedText::<200>::parse(r, "external_ref"))
+        .transpose()?;
+    let consent = req.consent.ok_or_else(|| {
+        ApiError::bad_request(
+            "consent_required",
+            "a person can only be created with a consent record",
+        )
+    })?;
     let consent = parse_consent(consent, Some(peer), &headers)?;
     let id = Uuid::new_v4();
     let mut tx = state.pool.begin().await?;
@@ -216,7 +251,15 @@ pub async fn create_person(
     .bind(consent.evidence.collected_by.as_str())
     .execute(&mut *tx)
     .await?;
-    audit(&mut *tx, &caller.actor(), "create_person", Some(&id.to_string()), "ok", None).await?;
+    audit(
+        &mut *tx,
+        &caller.actor(),
+        "create_person",
+        Some(&id.to_string()),
+        "ok",
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok((StatusCode::CREATED, Json(load_person(&state, id).await?)))
 }
@@ -251,12 +294,20 @@ pub struct PeoplePage {
 }
 
 fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("{}|{id}", t.timestamp_micros()))
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .encode(format!("{}|{id}", t.timestamp_micros()))
 }
 
 fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
-    let bad = || ApiError::bad_request("invalid_cursor", "the cursor is not one this server gave out");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(s).map_err(|_| bad())?;
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "the cursor is not one this server gave out",
+        )
+    };
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(s)
+        .map_err(|_| bad())?;
     let text = String::from_utf8(raw).map_err(|_| bad())?;
     let (t, id) = text.split_once('|').ok_or_else(bad)?;
     let t = DateTime::from_timestamp_micros(t.parse().map_err(|_| bad())?).ok_or_else(bad)?;
@@ -267,17 +318,31 @@ fn decode_cursor(s: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
 #[utoipa::path(get, path = "/v1/people", tag = "people", params(ListQuery),
     responses((status = 200, body = PeoplePage), (status = 400, body = crate::error::Problem)),
     security(("api_key" = ["admin"])))]
-pub async fn list_people(State(state): State<AppState>, caller: Caller, ApiQuery(q): ApiQuery<ListQuery>) -> ApiResult<Json<PeoplePage>> {
+pub async fn list_people(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> ApiResult<Json<PeoplePage>> {
     caller.require(Scope::Admin)?;
     let limit = q.limit.unwrap_or(50);
     if !(1..=200).contains(&limit) {
-        return Err(ApiError::bad_request("limit_out_of_range", "limit must be between 1 and 200"));
+        return Err(ApiError::bad_request(
+            "limit_out_of_range",
+            "limit must be between 1 and 200",
+        ));
     }
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let pattern = q.q.as_deref().map(str::trim).filter(|s| !s.is_empty()).map(|s| {
-        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-        format!("%{escaped}%")
-    });
+    let pattern =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                let escaped = s
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_");
+                format!("%{escaped}%")
+            });
     let sql = format!(
         "SELECT p.id, p.display_name AS name, p.created_at, {} AS consent_active,
                 (SELECT count(*) FROM faces f WHERE f.person_id = p.id) AS face_count
@@ -307,7 +372,11 @@ pub async fn list_people(State(state): State<AppState>, caller: Caller, ApiQuery
 #[utoipa::path(get, path = "/v1/people/{id}", tag = "people", params(("id" = Uuid, Path)),
     responses((status = 200, body = PersonView), (status = 404, body = crate::error::Problem)),
     security(("api_key" = ["admin"])))]
-pub async fn show_person(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<PersonView>> {
+pub async fn show_person(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<PersonView>> {
     caller.require(Scope::Admin)?;
     Ok(Json(load_person(&state, id).await?))
 }
@@ -354,7 +423,11 @@ pub struct PersonExport {
 #[utoipa::path(get, path = "/v1/people/{id}/export", tag = "people", params(("id" = Uuid, Path)),
     responses((status = 200, body = PersonExport), (status = 404, body = crate::error::Problem)),
     security(("api_key" = ["admin"])))]
-pub async fn export_person(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<PersonExport>> {
+pub async fn export_person(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<PersonExport>> {
     caller.require(Scope::Admin)?;
     let person = load_person(&state, id).await?;
     let faces: Vec<FaceExport> =
@@ -371,8 +444,20 @@ pub async fn export_person(State(state): State<AppState>, caller: Caller, ApiPat
     .bind(id.to_string())
     .fetch_all(&state.pool)
     .await?;
-    audit(&state.pool, &caller.actor(), "export_person", Some(&id.to_string()), "ok", None).await?;
-    Ok(Json(PersonExport { person, faces, audit: audit_rows }))
+    audit(
+        &state.pool,
+        &caller.actor(),
+        "export_person",
+        Some(&id.to_string()),
+        "ok",
+        None,
+    )
+    .await?;
+    Ok(Json(PersonExport {
+        person,
+        faces,
+        audit: audit_rows,
+    }))
 }
 
 /// Erase a person: faces, consents and personal data go in one transaction; the audit entry
@@ -380,9 +465,15 @@ pub async fn export_person(State(state): State<AppState>, caller: Caller, ApiPat
 #[utoipa::path(delete, path = "/v1/people/{id}", tag = "people", params(("id" = Uuid, Path)),
     responses((status = 200, body = Erasure), (status = 404, body = crate::error::Problem)),
     security(("api_key" = ["admin"])))]
-pub async fn erase(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Erasure>> {
+pub async fn erase(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Erasure>> {
     caller.require(Scope::Admin)?;
-    let e = erase_person(&state.pool, id, &caller.actor(), "erase_person").await?.ok_or(ApiError::NotFound("person"))?;
+    let e = erase_person(&state.pool, id, &caller.actor(), "erase_person")
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
     Ok(Json(e))
 }
 
@@ -390,8 +481,14 @@ pub async fn erase(State(state): State<AppState>, caller: Caller, ApiPath(id): A
 #[utoipa::path(post, path = "/v1/people/{id}/consent/withdraw", tag = "people", params(("id" = Uuid, Path)),
     responses((status = 200, body = Erasure), (status = 404, body = crate::error::Problem)),
     security(("api_key" = ["enroll"])))]
-pub async fn withdraw_consent(State(state): State<AppState>, caller: Caller, ApiPath(id): ApiPath<Uuid>) -> ApiResult<Json<Erasure>> {
+pub async fn withdraw_consent(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<Erasure>> {
     caller.require(Scope::Enroll)?;
-    let e = erase_person(&state.pool, id, &caller.actor(), "withdraw_consent").await?.ok_or(ApiError::NotFound("person"))?;
+    let e = erase_person(&state.pool, id, &caller.actor(), "withdraw_consent")
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
     Ok(Json(e))
 }

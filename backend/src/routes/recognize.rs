@@ -1,7 +1,7 @@
 //! Recognition (1:N) and verification (1:1), by embeddings or by image.
 
-use axum::extract::State;
 use axum::Json;
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -11,7 +11,9 @@ use visage_shared::{Embedding, QualityGate};
 use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::{Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search};
+use crate::routes::common::{
+    Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search,
+};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::startup::AppState;
 
@@ -56,28 +58,67 @@ pub struct RecognizeResponse {
     pub results: Vec<ProbeResult>,
 }
 
-async fn run_search(state: &AppState, caller: &Caller, probes: Vec<(Option<FaceReport>, Embedding)>, p: MatchParams) -> ApiResult<RecognizeResponse> {
+async fn run_search(
+    state: &AppState,
+    caller: &Caller,
+    probes: Vec<(Option<FaceReport>, Embedding)>,
+    p: MatchParams,
+) -> ApiResult<RecognizeResponse> {
     let mut results = Vec::with_capacity(probes.len());
     let mut matches: Vec<String> = Vec::new();
     for (face, emb) in probes {
         let candidates = search(&state.pool, &emb, p).await?;
-        matches.extend(candidates.iter().filter(|c| c.is_match).map(|c| c.person_id.to_string()));
+        matches.extend(
+            candidates
+                .iter()
+                .filter(|c| c.is_match)
+                .map(|c| c.person_id.to_string()),
+        );
         results.push(ProbeResult { face, candidates });
     }
-    let outcome = if matches.is_empty() { "no_match" } else { "match" };
-    audit(&state.pool, &caller.actor(), "recognize", None, outcome, Some(serde_json::json!({ "probes": results.len(), "matches": matches }))).await?;
-    Ok(RecognizeResponse { model: visage_shared::model::EMBEDDER_ID.to_string(), threshold: p.threshold, top_k: p.top_k, results })
+    let outcome = if matches.is_empty() {
+        "no_match"
+    } else {
+        "match"
+    };
+    audit(
+        &state.pool,
+        &caller.actor(),
+        "recognize",
+        None,
+        outcome,
+        Some(serde_json::json!({ "probes": results.len(), "matches": matches })),
+    )
+    .await?;
+    Ok(RecognizeResponse {
+        model: visage_shared::model::EMBEDDER_ID.to_string(),
+        threshold: p.threshold,
+        top_k: p.top_k,
+        results,
+    })
 }
 
 /// Recognize embeddings computed on the client: top-k people for each.
 #[utoipa::path(post, path = "/v1/recognize", tag = "recognize", request_body = RecognizeRequest,
     responses((status = 200, body = RecognizeResponse), (status = 400, body = crate::error::Problem)),
     security(("api_key" = ["recognize"])))]
-pub async fn recognize(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<RecognizeRequest>) -> ApiResult<Json<RecognizeResponse>> {
+pub async fn recognize(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<RecognizeRequest>,
+) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
     let p = MatchParams::from_request(req.top_k, req.threshold, state.ef_search)?;
     let embs = EmbeddingInput::parse_all(req.embeddings, MAX_PROBES)?;
-    Ok(Json(run_search(&state, &caller, embs.into_iter().map(|e| (None, e)).collect(), p).await?))
+    Ok(Json(
+        run_search(
+            &state,
+            &caller,
+            embs.into_iter().map(|e| (None, e)).collect(),
+            p,
+        )
+        .await?,
+    ))
 }
 
 /// Recognize every face in an image (raw JPEG, PNG or WebP body).
@@ -95,7 +136,12 @@ pub async fn recognize_image(
     let p = MatchParams::from_request(q.top_k, q.threshold, state.ef_search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
-    let probes = analysis.faces.into_iter().take(MAX_PROBES * 2).map(|f| (Some(FaceReport::new(&f, &gate)), f.embedding)).collect();
+    let probes = analysis
+        .faces
+        .into_iter()
+        .take(MAX_PROBES * 2)
+        .map(|f| (Some(FaceReport::new(&f, &gate)), f.embedding))
+        .collect();
     Ok(Json(run_search(&state, &caller, probes, p).await?))
 }
 
@@ -129,26 +175,53 @@ pub struct VerifyResponse {
     pub face: Option<FaceReport>,
 }
 
-async fn verify_one(state: &AppState, caller: &Caller, person_id: Uuid, emb: &Embedding, threshold: Option<f32>) -> ApiResult<VerifyResponse> {
+async fn verify_one(
+    state: &AppState,
+    caller: &Caller,
+    person_id: Uuid,
+    emb: &Embedding,
+    threshold: Option<f32>,
+) -> ApiResult<VerifyResponse> {
     let p = MatchParams::from_request(Some(1), threshold, state.ef_search)?;
-    let row: Option<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {} FROM people p WHERE p.id = $1", active_consent_sql("p.id"))))
-        .bind(person_id)
-        .fetch_optional(&state.pool)
-        .await?;
+    let row: Option<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {} FROM people p WHERE p.id = $1",
+        active_consent_sql("p.id")
+    )))
+    .bind(person_id)
+    .fetch_optional(&state.pool)
+    .await?;
     match row {
         None => return Err(ApiError::NotFound("person")),
-        Some((false,)) => return Err(ApiError::Conflict { code: "consent_inactive", detail: "the person's consent has expired or was withdrawn".into() }),
+        Some((false,)) => {
+            return Err(ApiError::Conflict {
+                code: "consent_inactive",
+                detail: "the person's consent has expired or was withdrawn".into(),
+            });
+        }
         Some(_) => {}
     }
-    let best: Option<f64> = sqlx::query_scalar("SELECT max(1 - (embedding <=> $1)) FROM faces WHERE person_id = $2 AND model_id = $3")
-        .bind(pgvector::Vector::from(emb.vector().to_vec()))
-        .bind(person_id)
-        .bind(emb.model())
-        .fetch_one(&state.pool)
-        .await?;
-    let similarity = best.ok_or_else(|| ApiError::Conflict { code: "no_faces", detail: "the person has no enrolled face".into() })? as f32;
+    let best: Option<f64> = sqlx::query_scalar(
+        "SELECT max(1 - (embedding <=> $1)) FROM faces WHERE person_id = $2 AND model_id = $3",
+    )
+    .bind(pgvector::Vector::from(emb.vector().to_vec()))
+    .bind(person_id)
+    .bind(emb.model())
+    .fetch_one(&state.pool)
+    .await?;
+    let similarity = best.ok_or_else(|| ApiError::Conflict {
+        code: "no_faces",
+        detail: "the person has no enrolled face".into(),
+    })? as f32;
     let is_match = similarity >= p.threshold;
-    audit(&state.pool, &caller.actor(), "verify", Some(&person_id.to_string()), if is_match { "match" } else { "no_match" }, None).await?;
+    audit(
+        &state.pool,
+        &caller.actor(),
+        "verify",
+        Some(&person_id.to_string()),
+        if is_match { "match" } else { "no_match" },
+        None,
+    )
+    .await?;
     Ok(VerifyResponse {
         person_id,
         similarity,
@@ -163,10 +236,19 @@ async fn verify_one(state: &AppState, caller: &Caller, person_id: Uuid, emb: &Em
 #[utoipa::path(post, path = "/v1/verify", tag = "recognize", request_body = VerifyRequest,
     responses((status = 200, body = VerifyResponse), (status = 404, body = crate::error::Problem), (status = 409, body = crate::error::Problem)),
     security(("api_key" = ["recognize"])))]
-pub async fn verify(State(state): State<AppState>, caller: Caller, ApiJson(req): ApiJson<VerifyRequest>) -> ApiResult<Json<VerifyResponse>> {
+pub async fn verify(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<VerifyRequest>,
+) -> ApiResult<Json<VerifyResponse>> {
     caller.require(Scope::Recognize)?;
-    let emb = EmbeddingInput::parse_all(vec![req.embedding], 1)?.into_iter().next().ok_or(ApiError::Internal("no embedding".into()))?;
-    Ok(Json(verify_one(&state, &caller, req.person_id, &emb, req.threshold).await?))
+    let emb = EmbeddingInput::parse_all(vec![req.embedding], 1)?
+        .into_iter()
+        .next()
+        .ok_or(ApiError::Internal("no embedding".into()))?;
+    Ok(Json(
+        verify_one(&state, &caller, req.person_id, &emb, req.threshold).await?,
+    ))
 }
 
 /// Verify 1:1 from an image holding exactly one face.
@@ -190,7 +272,9 @@ pub async fn verify_image(
             Some(serde_json::json!({ "faces_found": n })),
         ));
     }
-    let Some(face) = analysis.faces.into_iter().next() else { return Err(ApiError::Internal("face vanished".into())) };
+    let Some(face) = analysis.faces.into_iter().next() else {
+        return Err(ApiError::Internal("face vanished".into()));
+    };
     let report = FaceReport::new(&face, &QualityGate::default());
     let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, q.threshold).await?;
     v.face = Some(report);

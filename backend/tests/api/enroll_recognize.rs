@@ -9,8 +9,16 @@ async fn enroll_recognize_erase_then_no_match_and_rows_gone() {
     let app = spawn_app().await;
     let ada = app.create_person("Ada", consent()).await;
     let bob = app.create_person("Bob", consent()).await;
-    assert_eq!(app.add_faces(ada, &[vector(10, 11, 0.2), vector(10, 12, 0.2)]).await.status(), 201);
-    assert_eq!(app.add_faces(bob, &[vector(50, 51, 0.2)]).await.status(), 201);
+    assert_eq!(
+        app.add_faces(ada, &[vector(10, 11, 0.2), vector(10, 12, 0.2)])
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.add_faces(bob, &[vector(50, 51, 0.2)]).await.status(),
+        201
+    );
 
     let v = app.recognize(&vector(10, 13, 0.3)).await;
     let top = &v["results"][0]["candidates"][0];
@@ -24,29 +32,64 @@ async fn enroll_recognize_erase_then_no_match_and_rows_gone() {
     assert_eq!(second["person_id"], bob.to_string());
     assert_eq!(second["match"], false);
 
-    let r = app.client.delete(app.url(&format!("/v1/people/{ada}"))).bearer_auth(&app.admin_key).send().await.expect("request");
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/people/{ada}")))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["faces_deleted"], 2);
 
     let v = app.recognize(&vector(10, 13, 0.3)).await;
-    assert!(v["results"][0]["candidates"].as_array().expect("array").iter().all(|c| c["person_id"] != ada.to_string()));
+    assert!(
+        v["results"][0]["candidates"]
+            .as_array()
+            .expect("array")
+            .iter()
+            .all(|c| c["person_id"] != ada.to_string())
+    );
     let id = ada.to_string();
-    for (table, col) in [("people", "id"), ("consents", "person_id"), ("faces", "person_id")] {
-        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {table} WHERE {col}::text = $1")))
-            .bind(&id)
-            .fetch_one(&app.pool)
-            .await
-            .expect("count");
+    for (table, col) in [
+        ("people", "id"),
+        ("consents", "person_id"),
+        ("faces", "person_id"),
+    ] {
+        let n: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT count(*) FROM {table} WHERE {col}::text = $1"
+        )))
+        .bind(&id)
+        .fetch_one(&app.pool)
+        .await
+        .expect("count");
         assert_eq!(n, 0, "{table} still holds the person");
     }
     // The audit log keeps the erasure, without the name.
-    let rows: Vec<(String, Option<Value>)> = sqlx::query_as("SELECT action, detail FROM audit_log WHERE subject = $1").bind(&id).fetch_all(&app.pool).await.expect("audit");
+    let rows: Vec<(String, Option<Value>)> =
+        sqlx::query_as("SELECT action, detail FROM audit_log WHERE subject = $1")
+            .bind(&id)
+            .fetch_all(&app.pool)
+            .await
+            .expect("audit");
     assert!(rows.iter().any(|(a, _)| a == "erase_person"));
-    let all: Vec<String> = sqlx::query_scalar("SELECT row_to_json(a)::text FROM audit_log a").fetch_all(&app.pool).await.expect("audit");
-    assert!(all.iter().all(|r| !r.contains("Ada")), "no name in the audit log");
+    let all: Vec<String> = sqlx::query_scalar("SELECT row_to_json(a)::text FROM audit_log a")
+        .fetch_all(&app.pool)
+        .await
+        .expect("audit");
+    assert!(
+        all.iter().all(|r| !r.contains("Ada")),
+        "no name in the audit log"
+    );
     // Erasing again: 404.
-    let r = app.client.delete(app.url(&format!("/v1/people/{ada}"))).bearer_auth(&app.admin_key).send().await.expect("request");
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/people/{ada}")))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request");
     assert_problem(r, 404, "not_found").await;
 }
 
@@ -55,12 +98,21 @@ async fn withdrawing_consent_erases() {
     let app = spawn_app().await;
     let p = app.create_person("Carol", consent()).await;
     assert_eq!(app.add_faces(p, &[vector(3, 4, 0.1)]).await.status(), 201);
-    let r = app.post_json(&app.enroll_key, &format!("/v1/people/{p}/consent/withdraw"), &json!({})).await;
+    let r = app
+        .post_json(
+            &app.enroll_key,
+            &format!("/v1/people/{p}/consent/withdraw"),
+            &json!({}),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let counts = app.counts().await;
     assert_eq!(&counts[..3], &[0, 0, 0]);
     let v = app.recognize(&vector(3, 4, 0.1)).await;
-    assert_eq!(v["results"][0]["candidates"].as_array().map(Vec::len), Some(0));
+    assert_eq!(
+        v["results"][0]["candidates"].as_array().map(Vec::len),
+        Some(0)
+    );
 }
 
 #[tokio::test]
@@ -74,13 +126,27 @@ async fn expired_consent_stops_matching_at_once_and_is_purged() {
     assert_eq!(v["results"][0]["candidates"][0]["match"], true);
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let v = app.recognize(&vector(7, 8, 0.1)).await;
-    assert_eq!(v["results"][0]["candidates"].as_array().map(Vec::len), Some(0), "expired consent still matched: {v}");
+    assert_eq!(
+        v["results"][0]["candidates"].as_array().map(Vec::len),
+        Some(0),
+        "expired consent still matched: {v}"
+    );
     // Enrolling more faces is refused too.
-    assert_problem(app.add_faces(p, &[vector(7, 9, 0.1)]).await, 409, "consent_inactive").await;
+    assert_problem(
+        app.add_faces(p, &[vector(7, 9, 0.1)]).await,
+        409,
+        "consent_inactive",
+    )
+    .await;
     let r = app.post_json(&app.recognize_key, "/v1/verify", &json!({ "person_id": p, "embedding": { "model": MODEL, "vector": vector(7, 8, 0.1) } })).await;
     assert_problem(r, 409, "consent_inactive").await;
     // The purge job erases them.
-    assert_eq!(visage_backend::purge::purge_expired(&app.pool).await.expect("purge"), 1);
+    assert_eq!(
+        visage_backend::purge::purge_expired(&app.pool)
+            .await
+            .expect("purge"),
+        1
+    );
     assert_eq!(&app.counts().await[..3], &[0, 0, 0]);
 }
 
@@ -98,7 +164,13 @@ async fn verify_one_to_one_and_delete_face() {
     let r = app.post_json(&app.recognize_key, "/v1/verify", &json!({ "person_id": p, "embedding": { "model": MODEL, "vector": vector(90, 91, 0.1) } })).await;
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["match"], false);
-    let r = app.client.delete(app.url(&format!("/v1/people/{p}/faces/{face}"))).bearer_auth(&app.enroll_key).send().await.expect("request");
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/people/{p}/faces/{face}")))
+        .bearer_auth(&app.enroll_key)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 204);
     let r = app.post_json(&app.recognize_key, "/v1/verify", &json!({ "person_id": p, "embedding": { "model": MODEL, "vector": vector(20, 22, 0.1) } })).await;
     assert_problem(r, 409, "no_faces").await;
@@ -115,7 +187,9 @@ async fn threshold_and_top_k_per_request() {
         .post_json(&app.recognize_key, "/v1/recognize", &json!({ "embeddings": [{ "model": MODEL, "vector": vector(30, 100, 0.5) }], "top_k": 2, "threshold": 0.99 }))
         .await;
     let v: Value = r.json().await.expect("json");
-    let c = v["results"][0]["candidates"].as_array().expect("candidates");
+    let c = v["results"][0]["candidates"]
+        .as_array()
+        .expect("candidates");
     assert_eq!(c.len(), 2);
     assert_eq!(c[0]["match"], true);
     assert_eq!(c[1]["match"], false);

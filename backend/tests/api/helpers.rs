@@ -23,7 +23,9 @@ fn server() -> &'static (String, bool) {
 
 async fn admin_options() -> PgConnectOptions {
     let (url, alone) = server().clone();
-    let opts = PgConnectOptions::from_str(&url).expect("valid URL").database("postgres");
+    let opts = PgConnectOptions::from_str(&url)
+        .expect("valid URL")
+        .database("postgres");
     static CLEANED: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
     if alone {
         let o = opts.clone();
@@ -31,12 +33,18 @@ async fn admin_options() -> PgConnectOptions {
             .get_or_init(|| async move {
                 // Nobody else uses the server: drop the databases of earlier test runs.
                 let mut conn = o.connect().await.expect("connect");
-                let names: Vec<String> = sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'")
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap_or_default();
+                let names: Vec<String> = sqlx::query_scalar(
+                    "SELECT datname FROM pg_database WHERE datname LIKE 'test\\_%'",
+                )
+                .fetch_all(&mut conn)
+                .await
+                .unwrap_or_default();
                 for n in names {
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"))).execute(&mut conn).await;
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await;
                 }
                 let _ = conn.close().await;
             })
@@ -56,24 +64,61 @@ pub struct TestApp {
 }
 
 pub async fn spawn_app() -> TestApp {
-    spawn_app_with(ServeArgs { port: 0, rate_per_minute: 1_000_000, ..ServeArgs::default() }).await
+    spawn_app_with(ServeArgs {
+        port: 0,
+        rate_per_minute: 1_000_000,
+        ..ServeArgs::default()
+    })
+    .await
 }
 
 pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let admin = admin_options().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = admin.connect().await.expect("connect to the server");
-    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create test database");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
     let _ = conn.close().await;
-    let pool = PgPoolOptions::new().max_connections(20).connect_with(admin.database(&name)).await.expect("pool");
+    let pool = PgPoolOptions::new()
+        .max_connections(20)
+        .connect_with(admin.database(&name))
+        .await
+        .expect("pool");
     db::migrate(&pool).await.expect("migrations");
-    let app = Application::build(&args, pool.clone()).await.expect("app builds");
+    let app = Application::build(&args, pool.clone())
+        .await
+        .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let (admin_key, _) = auth::create_key(&pool, "admin", &Scopes::all(), None).await.expect("key");
-    let (enroll_key, _) = auth::create_key(&pool, "enroll", &Scopes::parse(&["enroll"]).expect("scope"), None).await.expect("key");
-    let (recognize_key, _) = auth::create_key(&pool, "recognize", &Scopes::parse(&["recognize"]).expect("scope"), None).await.expect("key");
-    TestApp { base, pool, client: reqwest::Client::new(), admin_key, enroll_key, recognize_key }
+    let (admin_key, _) = auth::create_key(&pool, "admin", &Scopes::all(), None)
+        .await
+        .expect("key");
+    let (enroll_key, _) = auth::create_key(
+        &pool,
+        "enroll",
+        &Scopes::parse(&["enroll"]).expect("scope"),
+        None,
+    )
+    .await
+    .expect("key");
+    let (recognize_key, _) = auth::create_key(
+        &pool,
+        "recognize",
+        &Scopes::parse(&["recognize"]).expect("scope"),
+        None,
+    )
+    .await
+    .expect("key");
+    TestApp {
+        base,
+        pool,
+        client: reqwest::Client::new(),
+        admin_key,
+        enroll_key,
+        recognize_key,
+    }
 }
 
 /// A unit-ish 192-d vector pointing mostly along `axis`, with a little of `noise_axis`.
@@ -101,26 +146,57 @@ impl TestApp {
     }
 
     pub async fn post_json(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
-        self.client.post(self.url(path)).bearer_auth(key).json(body).send().await.expect("request")
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .expect("request")
     }
 
     /// Creates a person with consent; returns the id.
     pub async fn create_person(&self, name: &str, consent: Value) -> uuid::Uuid {
-        let r = self.post_json(&self.enroll_key, "/v1/people", &json!({ "name": name, "consent": consent })).await;
-        assert_eq!(r.status(), 201, "create person: {}", r.text().await.unwrap_or_default());
+        let r = self
+            .post_json(
+                &self.enroll_key,
+                "/v1/people",
+                &json!({ "name": name, "consent": consent }),
+            )
+            .await;
+        assert_eq!(
+            r.status(),
+            201,
+            "create person: {}",
+            r.text().await.unwrap_or_default()
+        );
         let v: Value = r.json().await.expect("json");
         v["id"].as_str().expect("id").parse().expect("uuid")
     }
 
     /// Adds embeddings to a person.
     pub async fn add_faces(&self, person: uuid::Uuid, vectors: &[Vec<f32>]) -> reqwest::Response {
-        let embs: Vec<Value> = vectors.iter().map(|v| json!({ "model": MODEL, "vector": v })).collect();
-        self.post_json(&self.enroll_key, &format!("/v1/people/{person}/faces"), &json!({ "embeddings": embs })).await
+        let embs: Vec<Value> = vectors
+            .iter()
+            .map(|v| json!({ "model": MODEL, "vector": v }))
+            .collect();
+        self.post_json(
+            &self.enroll_key,
+            &format!("/v1/people/{person}/faces"),
+            &json!({ "embeddings": embs }),
+        )
+        .await
     }
 
     /// Recognizes one vector; returns the response JSON.
     pub async fn recognize(&self, v: &[f32]) -> Value {
-        let r = self.post_json(&self.recognize_key, "/v1/recognize", &json!({ "embeddings": [{ "model": MODEL, "vector": v }] })).await;
+        let r = self
+            .post_json(
+                &self.recognize_key,
+                "/v1/recognize",
+                &json!({ "embeddings": [{ "model": MODEL, "vector": v }] }),
+            )
+            .await;
         assert_eq!(r.status(), 200);
         r.json().await.expect("json")
     }
@@ -128,8 +204,14 @@ impl TestApp {
     /// Row counts of every table.
     pub async fn counts(&self) -> [i64; 5] {
         let mut out = [0; 5];
-        for (i, t) in ["people", "consents", "faces", "audit_log", "api_keys"].iter().enumerate() {
-            out[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}"))).fetch_one(&self.pool).await.expect("count");
+        for (i, t) in ["people", "consents", "faces", "audit_log", "api_keys"]
+            .iter()
+            .enumerate()
+        {
+            out[i] = sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {t}")))
+                .fetch_one(&self.pool)
+                .await
+                .expect("count");
         }
         out
     }
@@ -138,7 +220,12 @@ impl TestApp {
 /// Asserts a problem response with `status` and `code`.
 pub async fn assert_problem(r: reqwest::Response, status: u16, code: &str) -> Value {
     assert_eq!(r.status().as_u16(), status, "expected {status} {code}");
-    let ct = r.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
     assert_eq!(ct, "application/problem+json");
     let v: Value = r.json().await.expect("problem json");
     assert_eq!(v["code"], code, "problem: {v}");

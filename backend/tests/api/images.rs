@@ -6,7 +6,12 @@ use crate::helpers::{assert_problem, consent, spawn_app};
 
 fn samples() -> Option<Vec<Vec<u8>>> {
     match visage_shared::fixtures::face_api_samples() {
-        Ok(paths) => Some(paths.iter().map(|p| std::fs::read(p).expect("read sample")).collect()),
+        Ok(paths) => Some(
+            paths
+                .iter()
+                .map(|p| std::fs::read(p).expect("read sample"))
+                .collect(),
+        ),
         Err(e) => {
             eprintln!("skipping image tests: {e}");
             None
@@ -14,8 +19,20 @@ fn samples() -> Option<Vec<Vec<u8>>> {
     }
 }
 
-async fn post_image(app: &crate::helpers::TestApp, key: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
-    app.client.post(app.url(path)).bearer_auth(key).header("content-type", "image/jpeg").body(body).send().await.expect("request")
+async fn post_image(
+    app: &crate::helpers::TestApp,
+    key: &str,
+    path: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    app.client
+        .post(app.url(path))
+        .bearer_auth(key)
+        .header("content-type", "image/jpeg")
+        .body(body)
+        .send()
+        .await
+        .expect("request")
 }
 
 #[tokio::test]
@@ -34,7 +51,13 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     // A group photo cannot enroll one person.
     let p = app.create_person("Group member", consent()).await;
     let before = app.counts().await;
-    let r = post_image(&app, &app.enroll_key, &format!("/v1/people/{p}/faces/image"), group.clone()).await;
+    let r = post_image(
+        &app,
+        &app.enroll_key,
+        &format!("/v1/people/{p}/faces/image"),
+        group.clone(),
+    )
+    .await;
     let prob = assert_problem(r, 422, "multiple_faces").await;
     assert_eq!(prob["extra"]["faces_found"], faces.len());
     assert_eq!(app.counts().await, before);
@@ -42,7 +65,12 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     // Crop the first face generously and enroll it.
     let img = image::load_from_memory(&group).expect("decode").to_rgb8();
     let b = &faces[0]["detection"]["bbox"];
-    let (x, y, w, h) = (b["x"].as_f64().unwrap_or(0.0), b["y"].as_f64().unwrap_or(0.0), b["width"].as_f64().unwrap_or(0.0), b["height"].as_f64().unwrap_or(0.0));
+    let (x, y, w, h) = (
+        b["x"].as_f64().unwrap_or(0.0),
+        b["y"].as_f64().unwrap_or(0.0),
+        b["width"].as_f64().unwrap_or(0.0),
+        b["height"].as_f64().unwrap_or(0.0),
+    );
     let (cx, cy, side) = (x + w / 2.0, y + h / 2.0, w.max(h) * 2.0);
     let x0 = (cx - side / 2.0).max(0.0) as u32;
     let y0 = (cy - side / 2.0).max(0.0) as u32;
@@ -50,13 +78,25 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     let ch = (side as u32).min(img.height() - y0);
     let crop = image::imageops::crop_imm(&img, x0, y0, cw, ch).to_image();
     let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageRgb8(crop).write_to(&mut buf, image::ImageFormat::Jpeg).expect("encode");
-    let r = post_image(&app, &app.enroll_key, &format!("/v1/people/{p}/faces/image"), buf.into_inner()).await;
+    image::DynamicImage::ImageRgb8(crop)
+        .write_to(&mut buf, image::ImageFormat::Jpeg)
+        .expect("encode");
+    let r = post_image(
+        &app,
+        &app.enroll_key,
+        &format!("/v1/people/{p}/faces/image"),
+        buf.into_inner(),
+    )
+    .await;
     let status = r.status();
     let v: Value = r.json().await.expect("json");
     if status == 422 && v["code"] == "face_quality" {
         // The quality gate explains itself; nothing more to check on this crop.
-        assert!(v["extra"]["issues"].as_array().is_some_and(|a| !a.is_empty()));
+        assert!(
+            v["extra"]["issues"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+        );
         return;
     }
     assert_eq!(status, 201, "{v}");
@@ -67,7 +107,10 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     let v: Value = r.json().await.expect("json");
     let results = v["results"].as_array().expect("results");
     assert_eq!(results.len(), faces.len());
-    let matched: Vec<&Value> = results.iter().filter(|r| r["candidates"][0]["match"] == true).collect();
+    let matched: Vec<&Value> = results
+        .iter()
+        .filter(|r| r["candidates"][0]["match"] == true)
+        .collect();
     assert_eq!(matched.len(), 1, "{v}");
     assert_eq!(matched[0]["candidates"][0]["person_id"], p.to_string());
     assert!(matched[0]["face"]["detection"]["bbox"].is_object());

@@ -7,37 +7,79 @@ async fn create_show_and_export_a_person() {
     let app = spawn_app().await;
     let id = app.create_person("Ada Lovelace", consent()).await;
     assert_eq!(app.add_faces(id, &[vector(1, 2, 0.1)]).await.status(), 201);
-    let r = app.client.get(app.url(&format!("/v1/people/{id}"))).bearer_auth(&app.admin_key).send().await.expect("request");
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/people/{id}")))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Ada Lovelace");
     assert_eq!(v["consent_status"], "active");
     assert_eq!(v["face_count"], 1);
     assert_eq!(v["consents"][0]["evidence_method"], "checkbox");
-    assert_eq!(v["consents"][0]["policy_sha256"].as_str().map(str::len), Some(64));
-    let r = app.client.get(app.url(&format!("/v1/people/{id}/export"))).bearer_auth(&app.admin_key).send().await.expect("request");
+    assert_eq!(
+        v["consents"][0]["policy_sha256"].as_str().map(str::len),
+        Some(64)
+    );
+    let r = app
+        .client
+        .get(app.url(&format!("/v1/people/{id}/export")))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
-    assert_eq!(v["faces"][0]["embedding"].as_array().map(Vec::len), Some(192));
-    assert!(v["audit"].as_array().is_some_and(|a| a.iter().any(|e| e["action"] == "add_faces")));
+    assert_eq!(
+        v["faces"][0]["embedding"].as_array().map(Vec::len),
+        Some(192)
+    );
+    assert!(
+        v["audit"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["action"] == "add_faces"))
+    );
 }
 
 #[tokio::test]
 async fn no_consent_no_person() {
     let app = spawn_app().await;
     let before = app.counts().await;
-    let r = app.post_json(&app.enroll_key, "/v1/people", &json!({ "name": "Nobody" })).await;
+    let r = app
+        .post_json(&app.enroll_key, "/v1/people", &json!({ "name": "Nobody" }))
+        .await;
     assert_problem(r, 400, "consent_required").await;
     let mut expired = consent();
     expired["expires_at"] = json!("2020-01-01T00:00:00Z");
     expired["granted_at"] = json!("2019-01-01T00:00:00Z");
-    let r = app.post_json(&app.enroll_key, "/v1/people", &json!({ "name": "Late", "consent": expired })).await;
+    let r = app
+        .post_json(
+            &app.enroll_key,
+            "/v1/people",
+            &json!({ "name": "Late", "consent": expired }),
+        )
+        .await;
     assert_problem(r, 400, "consent_expired").await;
     let mut no_policy = consent();
     no_policy.as_object_mut().map(|o| o.remove("policy_text"));
-    let r = app.post_json(&app.enroll_key, "/v1/people", &json!({ "name": "X", "consent": no_policy })).await;
+    let r = app
+        .post_json(
+            &app.enroll_key,
+            "/v1/people",
+            &json!({ "name": "X", "consent": no_policy }),
+        )
+        .await;
     assert_problem(r, 400, "consent_policy_missing").await;
-    let r = app.post_json(&app.enroll_key, "/v1/people", &json!({ "name": "   ", "consent": consent() })).await;
+    let r = app
+        .post_json(
+            &app.enroll_key,
+            "/v1/people",
+            &json!({ "name": "   ", "consent": consent() }),
+        )
+        .await;
     assert_problem(r, 400, "field_empty").await;
     assert_eq!(app.counts().await, before);
 }
@@ -56,7 +98,16 @@ async fn list_people_with_cursor_and_search() {
         if let Some(c) = &cursor {
             url.push_str(&format!("&cursor={c}"));
         }
-        let v: Value = app.client.get(url).bearer_auth(&app.admin_key).send().await.expect("request").json().await.expect("json");
+        let v: Value = app
+            .client
+            .get(url)
+            .bearer_auth(&app.admin_key)
+            .send()
+            .await
+            .expect("request")
+            .json()
+            .await
+            .expect("json");
         for p in v["items"].as_array().expect("items") {
             seen.push(p["id"].as_str().expect("id").to_string());
         }
@@ -69,9 +120,24 @@ async fn list_people_with_cursor_and_search() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 8, "no duplicates across pages");
-    let v: Value = app.client.get(app.url("/v1/people?q=hopper")).bearer_auth(&app.admin_key).send().await.expect("request").json().await.expect("json");
+    let v: Value = app
+        .client
+        .get(app.url("/v1/people?q=hopper"))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(v["items"][0]["name"], "Grace Hopper");
-    let r = app.client.get(app.url("/v1/people?cursor=garbage!")).bearer_auth(&app.admin_key).send().await.expect("request");
+    let r = app
+        .client
+        .get(app.url("/v1/people?cursor=garbage!"))
+        .bearer_auth(&app.admin_key)
+        .send()
+        .await
+        .expect("request");
     assert_problem(r, 400, "invalid_cursor").await;
 }
