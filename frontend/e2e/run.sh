@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# End-to-end test of the browser client: builds it with trunk, starts the visage service
+# End-to-end test of the browser client: builds it (`cargo xtask web`), starts the visage service
 # (embedded PostgreSQL), makes fake-webcam videos from fixture photos, and runs test.mjs in
 # headless Debian Chromium.
 #
 #   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown)
-#   frontend/e2e/run.sh --bench   speed in the browser, wasm with and without SIMD
+#   frontend/e2e/run.sh --bench   speed in the browser, release builds with and without SIMD
 #                                 (BENCH_VARIANTS="simd" for one of them)
 #
-# Needs: trunk 0.21, wasm-bindgen-cli 0.2.130 (the version in Cargo.lock), chromium, ffmpeg,
-# node/npm. Videos and artifacts go to ignored folders (frontend/e2e/work, frontend/e2e/artifacts);
+# `cargo xtask test` runs it after `cargo test`, installing what it needs. Needs: chromium,
+# ffmpeg, node/npm. Videos and artifacts go to ignored folders (frontend/e2e/work, frontend/e2e/artifacts);
 # no photo is ever committed.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -21,22 +21,22 @@ MODE=flow
 mkdir -p "$WORK" "$ART"
 
 need() { command -v "$1" >/dev/null || { echo "e2e: $1 is required ($2)"; exit 1; }; }
-need trunk "cargo install trunk --version '^0.21' --locked"
-need wasm-bindgen "cargo install wasm-bindgen-cli --version 0.2.130"
 need ffmpeg "apt-get install ffmpeg"
 need node "Node.js 20"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 [ -x "$CHROMIUM" ] || { echo "e2e: $CHROMIUM is required (apt-get install chromium chromium-driver)"; exit 1; }
-WB_WANT="$(grep -A1 '^name = "wasm-bindgen"$' "$ROOT/Cargo.lock" | sed -n 's/^version = "\(.*\)"/\1/p')"
-wasm-bindgen --version | grep -q " $WB_WANT" || { echo "e2e: wasm-bindgen $WB_WANT is required (Cargo.lock), found $(wasm-bindgen --version)"; exit 1; }
 
-echo "== build the app (trunk, dev profile: dependencies at opt-level 3)"
-(cd "$ROOT" && trunk build --offline --dist frontend/dist)
 VARIANTS="${BENCH_VARIANTS:-simd nosimd}"
-if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" nosimd "* ]]; then
-  echo "== build the app without SIMD"
-  (cd "$ROOT" && CARGO_TARGET_DIR="$CARGO_TARGET_DIR-nosimd" RUSTFLAGS='--cfg getrandom_backend="wasm_js"' \
-     trunk build --release --offline --dist frontend/dist-nosimd)
+if [ "$MODE" = bench ]; then
+  echo "== build the app (release, wasm-opt: what \`cargo xtask serve\` ships)"
+  (cd "$ROOT" && cargo xtask web --release)
+  if [[ " $VARIANTS " == *" nosimd "* ]]; then
+    echo "== build the app without SIMD"
+    (cd "$ROOT" && cargo xtask web --release --no-simd --dist frontend/dist-nosimd)
+  fi
+else
+  echo "== build the app (dev profile: dependencies, so the pipeline, at opt-level 3)"
+  (cd "$ROOT" && cargo xtask web)
 fi
 
 echo "== fixture videos"

@@ -4,6 +4,10 @@
 //!   pinned Python venv, and check them against the sha256 in `models/manifest.json`.
 //! - `bench`: the pipeline speed benchmark, tract against onnxruntime in the same run.
 //! - `eval`: the evaluation gate on `../shared/faces` (what `.ci/run` runs after the tests).
+//! - `web`: build the browser client into `frontend/dist` (no trunk needed).
+//! - `serve`: build the browser client (release) and run the service that serves it: the
+//!   README's run command.
+//! - `test`: every test, the browser end-to-end test included: the README's test command.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,6 +15,9 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sha2::Digest;
+
+mod suite;
+mod web;
 
 #[derive(Parser)]
 struct Cli {
@@ -39,6 +46,30 @@ enum Cmd {
         #[arg(long, default_value = "../shared/faces")]
         faces: PathBuf,
     },
+    /// Build the browser client into frontend/dist (cargo + the wasm-bindgen library).
+    Web {
+        /// Release profile and wasm-opt (binaryen from npm), as `serve` ships it.
+        #[arg(long)]
+        release: bool,
+        /// Without wasm SIMD (for the speed comparison), in `<target dir>-nosimd`.
+        #[arg(long)]
+        no_simd: bool,
+        #[arg(long, default_value = "frontend/dist")]
+        dist: PathBuf,
+    },
+    /// Build the browser client and run the service serving it (embedded database unless
+    /// DATABASE_URL is set). Arguments after `--` go to `visage serve`.
+    Serve {
+        /// Skip wasm-opt and the release profile for the app (a quicker first start).
+        #[arg(long)]
+        dev_app: bool,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Run every test: `cargo test`, the wasm32 build of the pipeline, and the browser
+    /// end-to-end test in headless Chromium (installing Chromium and ffmpeg with apt-get if
+    /// they are missing and this runs as root).
+    Test,
 }
 
 /// Python packages of the converter and the reference, pinned.
@@ -63,6 +94,11 @@ const EXPO: (&str, &str) = (
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The cargo that runs xtask (so the same toolchain builds everything).
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -167,7 +203,7 @@ fn models(write: bool) -> Result<()> {
 
 fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
     let py = venv()?;
-    let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cargo = cargo();
     cargo.args([
         "run",
         "--release",
@@ -201,7 +237,7 @@ fn eval(faces: PathBuf) -> Result<()> {
     let faces = faces
         .canonicalize()
         .with_context(|| format!("face set {}", faces.display()))?;
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut cmd = cargo();
     cmd.args([
         "run",
         "--quiet",
@@ -227,5 +263,17 @@ fn main() -> Result<()> {
         Cmd::Models { write } => models(write),
         Cmd::Bench { image, iterations } => bench(image, iterations),
         Cmd::Eval { faces } => eval(faces),
+        Cmd::Web {
+            release,
+            no_simd,
+            dist,
+        } => web::build(&web::WebArgs {
+            release,
+            no_simd,
+            dist,
+        })
+        .map(drop),
+        Cmd::Serve { dev_app, args } => suite::serve(!dev_app, &args),
+        Cmd::Test => suite::test(),
     }
 }

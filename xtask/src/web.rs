@@ -1,0 +1,265 @@
+//! `cargo xtask web`: build the browser client into `frontend/dist` without extra tools.
+//!
+//! It does what `trunk build` does with `frontend/index.html`, in-process: cargo builds the
+//! `visage-frontend` crate for wasm32, the wasm-bindgen library (pinned to the exact version
+//! of the `wasm-bindgen` crate in Cargo.lock, which the two must share) writes the JS glue, and
+//! the `data-trunk` links of index.html are replaced by plain ones. Output names are stable
+//! (`visage-frontend.js`, `visage-frontend_bg.wasm`, as trunk's with `filehash = false`), so a
+//! Web Worker can import the same glue; the service serves them with `Cache-Control: no-cache`
+//! and revalidation instead of hashed names.
+//!
+//! Why not trunk here: a fresh machine would need `cargo install trunk` and
+//! `wasm-bindgen-cli` first (a quarter of an hour on 2 cores), and trunk's inline boot script
+//! is refused by the service's Content-Security-Policy. `trunk serve` still works for
+//! development with the same index.html.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::{cargo, root, run};
+
+/// Name of the bin crate and of the files the glue is written to.
+const APP: &str = "visage-frontend";
+
+/// Build options.
+pub struct WebArgs {
+    /// Cargo's release profile (smaller, faster wasm) instead of dev.
+    pub release: bool,
+    /// Build without wasm SIMD (for the benchmark's comparison), in a separate target dir.
+    pub no_simd: bool,
+    /// Output directory.
+    pub dist: PathBuf,
+}
+
+/// Builds the app into `args.dist` and returns the size of the wasm in bytes.
+pub fn build(args: &WebArgs) -> Result<u64> {
+    let root = root();
+    let target_dir = target_dir(args.no_simd)?;
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--quiet",
+        "-p",
+        APP,
+        "--target",
+        "wasm32-unknown-unknown",
+    ])
+    .current_dir(&root)
+    .env("CARGO_TARGET_DIR", &target_dir);
+    if args.release {
+        // No debug info in the shipped wasm (the workspace keeps line tables for native
+        // profiling).
+        cmd.arg("--release")
+            .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+    }
+    if args.no_simd {
+        // Overrides .cargo/config.toml's target rustflags (which add +simd128).
+        cmd.env("RUSTFLAGS", "--cfg getrandom_backend=\"wasm_js\"");
+    }
+    run(&mut cmd)?;
+    let profile = if args.release { "release" } else { "debug" };
+    let wasm = target_dir
+        .join("wasm32-unknown-unknown")
+        .join(profile)
+        .join(format!("{APP}.wasm"));
+
+    let dist = if args.dist.is_absolute() {
+        args.dist.clone()
+    } else {
+        root.join(&args.dist)
+    };
+    if dist.exists() {
+        std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
+    }
+    std::fs::create_dir_all(&dist)?;
+    wasm_bindgen_cli_support::Bindgen::new()
+        .input_path(&wasm)
+        .out_name(APP)
+        .web(true)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
+        .typescript(false)
+        .generate(&dist)
+        .map_err(|e| anyhow::anyhow!("wasm-bindgen on {}: {e}", wasm.display()))?;
+
+    if args.release {
+        wasm_opt(&dist.join(format!("{APP}_bg.wasm")))?;
+    }
+
+    let frontend = root.join("frontend");
+    let html = std::fs::read_to_string(frontend.join("index.html"))?;
+    let (html, copies) = rewrite_index(&html)?;
+    for file in copies {
+        let from = frontend.join(&file);
+        std::fs::copy(&from, dist.join(&file))
+            .with_context(|| format!("copying {}", from.display()))?;
+    }
+    std::fs::write(dist.join("index.html"), html)?;
+    std::fs::write(dist.join("boot.js"), BOOT_JS)?;
+    let size = std::fs::metadata(dist.join(format!("{APP}_bg.wasm")))?.len();
+    println!(
+        "web: {} ({profile}{}), wasm {:.1} MB",
+        dist.display(),
+        if args.no_simd { ", no SIMD" } else { "" },
+        size as f64 / 1e6
+    );
+    Ok(size)
+}
+
+/// Started by index.html as a module file: an inline script would need `unsafe-inline` in the
+/// service's Content-Security-Policy.
+const BOOT_JS: &str = "// Written by `cargo xtask web`: loads the app's wasm.\n\
+import init from './visage-frontend.js';\n\
+await init({ module_or_path: new URL('./visage-frontend_bg.wasm', import.meta.url) });\n";
+
+/// binaryen's optimiser, pinned (the version Trunk.toml names), from the npm registry.
+const BINARYEN: &str = "binaryen@132.0.0";
+
+/// Optimises the wasm in place with binaryen's `wasm-opt -O3`.
+fn wasm_opt(wasm: &Path) -> Result<()> {
+    let prefix = root().join(".visage/binaryen");
+    let bin = prefix.join("node_modules/.bin/wasm-opt");
+    let stamp = prefix.join("version.txt");
+    if !bin.exists() || std::fs::read_to_string(&stamp).ok().as_deref() != Some(BINARYEN) {
+        std::fs::create_dir_all(&prefix)?;
+        run(Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+            .arg(&prefix)
+            .arg(BINARYEN))?;
+        std::fs::write(&stamp, BINARYEN)?;
+    }
+    let before = std::fs::metadata(wasm)?.len();
+    let tmp = wasm.with_extension("opt.wasm");
+    // The features rustc enables for wasm32 by default, plus SIMD (a build without it simply
+    // does not use it).
+    run(Command::new(&bin)
+        .arg("-O3")
+        .args([
+            "--enable-simd",
+            "--enable-bulk-memory",
+            "--enable-sign-ext",
+            "--enable-mutable-globals",
+            "--enable-nontrapping-float-to-int",
+            "--enable-reference-types",
+            "--enable-multivalue",
+        ])
+        .arg(wasm)
+        .arg("-o")
+        .arg(&tmp))?;
+    std::fs::rename(&tmp, wasm)?;
+    let after = std::fs::metadata(wasm)?.len();
+    println!(
+        "web: wasm-opt -O3: {:.1} MB -> {:.1} MB",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    Ok(())
+}
+
+fn target_dir(no_simd: bool) -> Result<PathBuf> {
+    let base = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => root().join("target"),
+    };
+    Ok(if no_simd {
+        // Different rustflags would otherwise rebuild every wasm dependency back and forth.
+        PathBuf::from(format!("{}-nosimd", base.display()))
+    } else {
+        base
+    })
+}
+
+/// Replaces the `<link data-trunk ...>` tags of index.html: `rust` by the boot script,
+/// `css` by a stylesheet link, `copy-file` by nothing (the file is copied). Returns the page
+/// and the files to copy beside it.
+fn rewrite_index(html: &str) -> Result<(String, Vec<String>)> {
+    let mut out = String::with_capacity(html.len() + 256);
+    let mut copies = Vec::new();
+    let mut rest = html;
+    while let Some(start) = rest.find("<link") {
+        let end = start
+            + rest[start..]
+                .find('>')
+                .context("index.html: unterminated <link")?;
+        let tag = &rest[start..=end];
+        out.push_str(&rest[..start]);
+        rest = &rest[end + 1..];
+        if !tag.contains("data-trunk") {
+            out.push_str(tag);
+            continue;
+        }
+        let rel = attr(tag, "rel").context("data-trunk link without rel")?;
+        match rel {
+            "rust" => out.push_str(&format!(
+                "<link rel=\"modulepreload\" href=\"/{APP}.js\">\
+                 <link rel=\"preload\" href=\"/{APP}_bg.wasm\" as=\"fetch\" type=\"application/wasm\" crossorigin>\
+                 <script type=\"module\" src=\"/boot.js\"></script>"
+            )),
+            "css" => {
+                let href = attr(tag, "href").context("css link without href")?;
+                out.push_str(&format!("<link rel=\"stylesheet\" href=\"/{href}\">"));
+                copies.push(href.to_string());
+            }
+            "copy-file" => {
+                let href = attr(tag, "href").context("copy-file link without href")?;
+                copies.push(href.to_string());
+            }
+            other => bail!("index.html: data-trunk rel=\"{other}\" is not supported by xtask web"),
+        }
+    }
+    out.push_str(rest);
+    for c in &copies {
+        if c.contains("..") || Path::new(c).is_absolute() || c.contains('/') {
+            bail!("index.html: {c}: only files beside index.html can be copied");
+        }
+    }
+    Ok((out, copies))
+}
+
+/// The value of `name="value"` in a tag.
+fn attr<'a>(tag: &'a str, name: &str) -> Option<&'a str> {
+    let key = format!(" {name}=\"");
+    let at = tag.find(&key)? + key.len();
+    let len = tag[at..].find('"')?;
+    Some(&tag[at..at + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trunk_links_become_plain_tags() {
+        let page = r#"<head><link data-trunk rel="rust" href="Cargo.toml" data-bin="visage-frontend">
+<link data-trunk rel="css" href="style.css"><link data-trunk rel="copy-file" href="worker.js">
+<link rel="icon" href="x.png"></head>"#;
+        let (html, copies) = rewrite_index(page).unwrap();
+        assert_eq!(copies, ["style.css", "worker.js"]);
+        assert!(!html.contains("data-trunk"), "{html}");
+        assert!(html.contains(r#"<script type="module" src="/boot.js"></script>"#));
+        assert!(html.contains(r#"<link rel="stylesheet" href="/style.css">"#));
+        assert!(html.contains(r#"<link rel="icon" href="x.png">"#));
+    }
+
+    #[test]
+    fn unknown_links_and_paths_are_refused() {
+        assert!(rewrite_index(r#"<link data-trunk rel="sass" href="a.scss">"#).is_err());
+        assert!(rewrite_index(r#"<link data-trunk rel="copy-file" href="../secret">"#).is_err());
+    }
+
+    #[test]
+    fn the_bindgen_library_matches_the_wasm_bindgen_crate() {
+        // The glue generator and the crate compiled into the wasm must be the same version,
+        // or the generated JS does not fit the wasm's custom sections.
+        let lock = std::fs::read_to_string(root().join("Cargo.lock")).unwrap();
+        let version = |name: &str| {
+            let at = lock
+                .find(&format!("name = \"{name}\"\nversion = \""))
+                .unwrap_or_else(|| panic!("{name} in Cargo.lock"));
+            let v = &lock[at..].lines().nth(1).unwrap()["version = ".len()..];
+            v.trim_matches('"').to_string()
+        };
+        assert_eq!(version("wasm-bindgen"), version("wasm-bindgen-cli-support"));
+    }
+}
