@@ -73,7 +73,20 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     } else {
         args.host.to_string()
     };
+    // Scripts parse this first line: keep its format.
     eprintln!("visage listening on http://{host}:{port}  (API docs: http://{host}:{port}/docs)");
+    let web = app.web();
+    if web.is_built() {
+        eprintln!(
+            "browser app: http://{host}:{port}/  (files from {})",
+            web.dir().display()
+        );
+    } else {
+        eprintln!(
+            "browser app: not built (no index.html in {}); build it with `cargo xtask web`",
+            web.dir().display()
+        );
+    }
     tracing::info!(port, "listening");
     app.run_until_stopped(shutdown_signal()).await?;
     purge.abort();

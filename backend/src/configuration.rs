@@ -1,6 +1,7 @@
 //! Settings of every command, from the command line or the environment (`clap`).
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
@@ -52,7 +53,14 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "VISAGE_LOG_JSON")]
     pub log_json: bool,
+    /// Directory of the built browser app, served at `/` (`cargo xtask web` builds it there).
+    /// Relative to the current directory. Missing: `/` says how to build it.
+    #[arg(long, env = "VISAGE_WEB_DIR", default_value = DEFAULT_WEB_DIR)]
+    pub web_dir: PathBuf,
 }
+
+/// Where `cargo xtask web` writes the browser app, from the project root.
+pub const DEFAULT_WEB_DIR: &str = "frontend/dist";
 
 impl Default for ServeArgs {
     fn default() -> Self {
@@ -69,6 +77,7 @@ impl Default for ServeArgs {
             db_pool: 16,
             ef_search: 100,
             log_json: false,
+            web_dir: PathBuf::from(DEFAULT_WEB_DIR),
         }
     }
 }

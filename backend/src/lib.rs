@@ -7,7 +7,8 @@
 //! - [`startup`]: builds the axum application; [`routes`]: one module per resource;
 //! - [`domain`]: parse-don't-validate request types; [`error`]: the one API error type;
 //! - [`auth`]: API keys, scopes and rate limits; [`pipeline`]: the face pipeline off the runtime;
-//! - [`telemetry`]: tracing and Prometheus metrics; [`commands`]: what the `visage` binary runs.
+//! - [`telemetry`]: tracing and Prometheus metrics; [`commands`]: what the `visage` binary runs;
+//! - [`web`]: the browser app's static files at `/`.
 
 pub mod auth;
 pub mod commands;
@@ -21,3 +22,4 @@ pub mod purge;
 pub mod routes;
 pub mod startup;
 pub mod telemetry;
+pub mod web;

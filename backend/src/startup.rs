@@ -1,15 +1,19 @@
-//! Builds the application: state, router, OpenAPI document and docs page, listener.
+//! Builds the application: state, router, OpenAPI document and docs page, the browser app,
+//! listener.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, header};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
+use tower_http::compression::CompressionLayer;
+use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -17,11 +21,11 @@ use visage_shared::DecodeLimits;
 
 use crate::auth::RateLimits;
 use crate::configuration::ServeArgs;
-use crate::error::ApiError;
 use crate::pipeline::PipelineService;
 use crate::routes::extract::BodyLimit;
 use crate::routes::{common, detect, faces, health, people, recognize};
 use crate::telemetry;
+use crate::web::WebApp;
 
 /// Shared state of the handlers.
 pub struct Inner {
@@ -78,12 +82,9 @@ impl Modify for SecurityAddon {
 )]
 pub struct ApiDoc;
 
-async fn not_found() -> ApiError {
-    ApiError::NotFound("route")
-}
-
-/// The router with every route and layer.
-pub fn router(state: AppState, max_body_bytes: usize) -> Router {
+/// The router with every route and layer; what no route takes goes to `web` (the browser
+/// app, or a problem+json 404 under the API's paths).
+pub fn router(state: AppState, max_body_bytes: usize, web: WebApp) -> Router {
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -112,9 +113,17 @@ pub fn router(state: AppState, max_body_bytes: usize) -> Router {
         .route("/v1/verify", post(recognize::verify))
         .route("/v1/verify/image", post(recognize::verify_image))
         .route("/v1/detect", post(detect::detect))
-        .fallback(not_found)
         .with_state(state);
     api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .fallback(move |req: Request| web.serve(req))
+        // gzip or brotli (quality 4) when the client asks: the app's wasm shrinks about 4x;
+        // small bodies, images and 304s are left alone by the default predicate.
+        .layer(CompressionLayer::new())
+        // Nothing here is meant to be sniffed into another type (problem JSON, wasm, ...).
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
@@ -126,6 +135,7 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     port: u16,
+    web: WebApp,
 }
 
 impl Application {
@@ -143,13 +153,27 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             ef_search: args.ef_search,
         }));
+        let web = WebApp::new(&args.web_dir);
+        if !web.is_built() {
+            tracing::warn!(
+                dir = %web.dir().display(),
+                "the browser app is not built (no index.html there): run `cargo xtask web`, \
+                 or set --web-dir / VISAGE_WEB_DIR; / says how until then"
+            );
+        }
         let listener = TcpListener::bind(SocketAddr::new(args.host, args.port)).await?;
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
-            router: router(state, args.max_body_bytes),
+            router: router(state, args.max_body_bytes, web.clone()),
             port,
+            web,
         })
+    }
+
+    /// The browser app it serves at `/`.
+    pub fn web(&self) -> &WebApp {
+        &self.web
     }
 
     /// The port it listens on.

@@ -63,10 +63,12 @@ pub struct TestApp {
     pub recognize_key: String,
 }
 
+/// The app without a browser app (no web directory), so every unknown path is an API 404.
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(ServeArgs {
         port: 0,
         rate_per_minute: 1_000_000,
+        web_dir: std::env::temp_dir().join(format!("visage-no-web-{}", uuid::Uuid::new_v4())),
         ..ServeArgs::default()
     })
     .await

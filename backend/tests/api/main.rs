@@ -8,3 +8,4 @@ mod health;
 mod helpers;
 mod images;
 mod people;
+mod web;
