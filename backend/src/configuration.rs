@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Relative to the current directory. Missing: `/` says how to build it.
     #[arg(long, env = "VISAGE_WEB_DIR", default_value = DEFAULT_WEB_DIR)]
     pub web_dir: PathBuf,
+    /// An origin (`https://host[:port]`) whose pages may call the API from a browser (CORS);
+    /// repeat, or comma-separate in the environment. None: only the service's own origin.
+    #[arg(long = "cors-origin", env = "VISAGE_CORS_ORIGINS", value_delimiter = ',', value_parser = crate::cors::parse_origin)]
+    pub cors_origins: Vec<String>,
 }
 
 /// Where `cargo xtask web` writes the browser app, from the project root.
@@ -78,6 +82,7 @@ impl Default for ServeArgs {
             ef_search: 100,
             log_json: false,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -116,4 +121,40 @@ pub enum DbAction {
     Status,
     /// Print its connection URL (starting it if needed).
     Url,
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        serve: ServeArgs,
+    }
+
+    #[test]
+    fn cors_origins_are_repeatable_checked_and_normalised() {
+        let cli = Cli::try_parse_from([
+            "visage",
+            "--cors-origin",
+            "https://App.example.org",
+            "--cors-origin",
+            "http://localhost:3000,http://127.0.0.1:3000",
+        ])
+        .expect("valid origins");
+        assert_eq!(
+            cli.serve.cors_origins,
+            [
+                "https://app.example.org",
+                "http://localhost:3000",
+                "http://127.0.0.1:3000"
+            ]
+        );
+        assert!(Cli::try_parse_from(["visage"]).is_ok_and(|c| c.serve.cors_origins.is_empty()));
+        assert!(Cli::try_parse_from(["visage", "--cors-origin", "https://a.example/x"]).is_err());
+        assert!(Cli::try_parse_from(["visage", "--cors-origin", "*"]).is_err());
+    }
 }

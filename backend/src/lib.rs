@@ -8,11 +8,12 @@
 //! - [`domain`]: parse-don't-validate request types; [`error`]: the one API error type;
 //! - [`auth`]: API keys, scopes and rate limits; [`pipeline`]: the face pipeline off the runtime;
 //! - [`telemetry`]: tracing and Prometheus metrics; [`commands`]: what the `visage` binary runs;
-//! - [`web`]: the browser app's static files at `/`.
+//! - [`web`]: the browser app's static files at `/`; [`cors`]: cross-origin API access.
 
 pub mod auth;
 pub mod commands;
 pub mod configuration;
+pub mod cors;
 pub mod db;
 pub mod domain;
 pub mod embedded;

@@ -13,6 +13,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
+use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
@@ -84,7 +85,12 @@ pub struct ApiDoc;
 
 /// The router with every route and layer; what no route takes goes to `web` (the browser
 /// app, or a problem+json 404 under the API's paths).
-pub fn router(state: AppState, max_body_bytes: usize, web: WebApp) -> Router {
+pub fn router(
+    state: AppState,
+    max_body_bytes: usize,
+    web: WebApp,
+    cors: Option<CorsLayer>,
+) -> Router {
     let api = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -114,7 +120,8 @@ pub fn router(state: AppState, max_body_bytes: usize, web: WebApp) -> Router {
         .route("/v1/verify/image", post(recognize::verify_image))
         .route("/v1/detect", post(detect::detect))
         .with_state(state);
-    api.merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+    let app = api
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
         .fallback(move |req: Request| web.serve(req))
         // gzip or brotli (quality 4) when the client asks: the app's wasm shrinks about 4x;
         // small bodies, images and 304s are left alone by the default predicate.
@@ -127,7 +134,12 @@ pub fn router(state: AppState, max_body_bytes: usize, web: WebApp) -> Router {
         .layer(axum::middleware::from_fn(telemetry::track_metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::trace::TraceLayer::new_for_http());
+    // Outermost, so preflights are answered before authentication and rate limiting.
+    match cors {
+        Some(cors) => app.layer(cors),
+        None => app,
+    }
 }
 
 /// A bound, not yet running server.
@@ -153,6 +165,10 @@ impl Application {
             metrics: telemetry::metrics_handle(),
             ef_search: args.ef_search,
         }));
+        let cors = crate::cors::layer(&args.cors_origins)?;
+        if !args.cors_origins.is_empty() {
+            tracing::info!(origins = ?args.cors_origins, "browser pages of these origins may call the API (CORS)");
+        }
         let web = WebApp::new(&args.web_dir);
         if !web.is_built() {
             tracing::warn!(
@@ -165,7 +181,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
-            router: router(state, args.max_body_bytes, web.clone()),
+            router: router(state, args.max_body_bytes, web.clone(), cors),
             port,
             web,
         })

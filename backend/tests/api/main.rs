@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod concurrency;
+mod cors;
 mod enroll_recognize;
 mod health;
 mod helpers;
