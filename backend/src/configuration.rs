@@ -35,8 +35,9 @@ pub struct ServeArgs {
     /// Largest decoded image in pixels (width x height).
     #[arg(long, env = "VISAGE_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
     pub max_image_pixels: u64,
-    /// Default per-key rate limit, requests per minute (a key may carry its own).
-    #[arg(long, env = "VISAGE_RATE_PER_MINUTE", default_value_t = 600)]
+    /// Default per-key rate limit, requests per minute (a key may carry its own). A bucket
+    /// of this many requests, refilled at this rate.
+    #[arg(long, env = "VISAGE_RATE_PER_MINUTE", default_value_t = DEFAULT_RATE_PER_MINUTE)]
     pub rate_per_minute: u32,
     /// Seconds between runs of the job that purges people whose consent expired.
     #[arg(long, env = "VISAGE_PURGE_INTERVAL_SECS", default_value_t = 60)]
@@ -63,6 +64,18 @@ pub struct ServeArgs {
     pub cors_origins: Vec<String>,
 }
 
+/// The default per-key rate limit: 3600 a minute, 60 a second sustained.
+///
+/// Sized for the browser's live view, the busiest client: it sends at most one
+/// `POST /v1/recognize` per camera frame, batching every face due for recognition (a new face
+/// on each of its first 3 frames, then every 5th frame), and at most 2 at a time. One face at
+/// 30 fps costs 6 requests a second; three faces out of step 18, and new faces arriving up to
+/// one per frame, 30. The earlier 600 (10 a second) let one camera with three faces empty its
+/// bucket in about 75 s and then fail recognitions; 3600 holds two cameras at their ceiling
+/// on one key. The image endpoints are bounded by the pipeline's threads, not by this limit.
+/// Keys for scripts can carry a lower limit (`create-key --rate-per-minute`).
+pub const DEFAULT_RATE_PER_MINUTE: u32 = 3600;
+
 /// Where `cargo xtask web` writes the browser app, from the project root.
 pub const DEFAULT_WEB_DIR: &str = "frontend/dist";
 
@@ -75,7 +88,7 @@ impl Default for ServeArgs {
             bootstrap_key: None,
             max_body_bytes: 10 * 1024 * 1024,
             max_image_pixels: 40_000_000,
-            rate_per_minute: 600,
+            rate_per_minute: DEFAULT_RATE_PER_MINUTE,
             purge_interval_secs: 60,
             pipeline_threads: 0,
             db_pool: 16,
