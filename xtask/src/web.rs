@@ -116,8 +116,47 @@ await init({ module_or_path: new URL('./visage-frontend_bg.wasm', import.meta.ur
 /// binaryen's optimiser, pinned (the version Trunk.toml names), from the npm registry.
 const BINARYEN: &str = "binaryen@132.0.0";
 
-/// Optimises the wasm in place with binaryen's `wasm-opt -O3`.
+/// Optimises the wasm in place with binaryen's `wasm-opt -O3`. The result is cached by the
+/// input's sha256 under `.visage/wasm-opt/`: binaryen's JS build takes minutes on 25 MB.
 fn wasm_opt(wasm: &Path) -> Result<()> {
+    let before = std::fs::metadata(wasm)?.len();
+    let cache = root().join(".visage/wasm-opt");
+    let key = crate::sha256_file(wasm)?;
+    let cached = cache.join(format!("{key}.wasm"));
+    if !cached.exists() {
+        let bin = binaryen()?;
+        std::fs::create_dir_all(&cache)?;
+        let tmp = cache.join(format!("{key}.tmp"));
+        // The features rustc enables for wasm32 by default, plus SIMD (a build without it
+        // simply does not use it).
+        run(Command::new(&bin)
+            .arg("-O3")
+            .args([
+                "--enable-simd",
+                "--enable-bulk-memory",
+                "--enable-sign-ext",
+                "--enable-mutable-globals",
+                "--enable-nontrapping-float-to-int",
+                "--enable-reference-types",
+                "--enable-multivalue",
+            ])
+            .arg(wasm)
+            .arg("-o")
+            .arg(&tmp))?;
+        std::fs::rename(&tmp, &cached)?;
+    }
+    std::fs::copy(&cached, wasm)?;
+    let after = std::fs::metadata(wasm)?.len();
+    println!(
+        "web: wasm-opt -O3: {:.1} MB -> {:.1} MB",
+        before as f64 / 1e6,
+        after as f64 / 1e6
+    );
+    Ok(())
+}
+
+/// The pinned binaryen's `wasm-opt`, installed from npm on first use.
+fn binaryen() -> Result<PathBuf> {
     let prefix = root().join(".visage/binaryen");
     let bin = prefix.join("node_modules/.bin/wasm-opt");
     let stamp = prefix.join("version.txt");
@@ -129,32 +168,7 @@ fn wasm_opt(wasm: &Path) -> Result<()> {
             .arg(BINARYEN))?;
         std::fs::write(&stamp, BINARYEN)?;
     }
-    let before = std::fs::metadata(wasm)?.len();
-    let tmp = wasm.with_extension("opt.wasm");
-    // The features rustc enables for wasm32 by default, plus SIMD (a build without it simply
-    // does not use it).
-    run(Command::new(&bin)
-        .arg("-O3")
-        .args([
-            "--enable-simd",
-            "--enable-bulk-memory",
-            "--enable-sign-ext",
-            "--enable-mutable-globals",
-            "--enable-nontrapping-float-to-int",
-            "--enable-reference-types",
-            "--enable-multivalue",
-        ])
-        .arg(wasm)
-        .arg("-o")
-        .arg(&tmp))?;
-    std::fs::rename(&tmp, wasm)?;
-    let after = std::fs::metadata(wasm)?.len();
-    println!(
-        "web: wasm-opt -O3: {:.1} MB -> {:.1} MB",
-        before as f64 / 1e6,
-        after as f64 / 1e6
-    );
-    Ok(())
+    Ok(bin)
 }
 
 fn target_dir(no_simd: bool) -> Result<PathBuf> {
