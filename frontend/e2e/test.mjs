@@ -8,7 +8,9 @@
 // assets and JSON with embedding vectors, never image data.
 //
 // Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY,
-// E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench, E2E_BENCH_LABEL.
+// E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench, E2E_BENCH_LABEL, and
+// E2E_BENCH_CONFIGS: comma-separated page-address queries to measure in turn, e.g.
+// "default,detect_side=256,detect_workers=2" ("default" = the app's own settings).
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -72,7 +74,7 @@ const consoleAll = [];
 let browserCount = 0;
 let lastPage = null;
 
-async function open(video, { withKey = true } = {}) {
+async function open(video, { withKey = true, query = '' } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'visage-e2e-profile-'));
   const ctx = await chromium.launchPersistentContext(userDataDir, {
     executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true,
@@ -87,12 +89,25 @@ async function open(video, { withKey = true } = {}) {
   page.on('console', (m) => { consoleAll.push(m.text()); if (m.type() === 'error') consoleErrors.push(m.text()); });
   page.on('pageerror', (e) => consoleErrors.push(String(e)));
   page.on('crash', () => console.error('page crashed'));
+  // Main-thread responsiveness: long tasks (over 50 ms) while the page runs.
+  await page.addInitScript(() => {
+    window.__longtasks = { count: 0, total_ms: 0, max_ms: 0 };
+    try {
+      new PerformanceObserver((list) => {
+        for (const e of list.getEntries()) {
+          window.__longtasks.count++;
+          window.__longtasks.total_ms += e.duration;
+          window.__longtasks.max_ms = Math.max(window.__longtasks.max_ms, e.duration);
+        }
+      }).observe({ type: 'longtask', buffered: true });
+    } catch { /* no long task timing */ }
+  });
   if (withKey) {
     await page.addInitScript((key) => {
       if (!localStorage.getItem('visage.settings')) localStorage.setItem('visage.settings', JSON.stringify({ api_key: key }));
     }, KEY);
   }
-  await page.goto(ORIGIN);
+  await page.goto(query ? `${ORIGIN}/?${query}` : ORIGIN);
   await page.locator('#models-status', { hasText: 'models ready' }).waitFor({ timeout: 240_000 });
   return { ctx, page, close: async () => { await ctx.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); } };
 }
@@ -226,6 +241,11 @@ function checkRequests() {
       vectors++;
     }
   }
+  // The wasm (models inside) is downloaded once per page: the workers get the page's compiled module.
+  for (let n = 1; n <= browserCount; n++) {
+    const wasm = requests.filter((r) => r.browser === n && new URL(r.url).pathname.endsWith('.wasm')).length;
+    if (wasm > 1) problems.push(`browser ${n} downloaded the wasm ${wasm} times`);
+  }
   assert(problems.length === 0, `requests carry more than vectors:\n  ${problems.join('\n  ')}`);
   assert(api > 0 && vectors > 0, 'the check saw the API calls it guards');
   const kinds = {};
@@ -244,33 +264,51 @@ function sizes() {
   return out;
 }
 
-async function bench(label) {
-  const b = await open(path.join(WORK, 'A2.y4m'));
+const pct = (xs, p) => { const v = [...xs].sort((a, b) => a - b); return v.length ? v[Math.min(v.length - 1, Math.floor(p * v.length))] : null; };
+const load = () => os.loadavg().map((x) => Math.round(x * 100) / 100);
+
+async function bench(label, query) {
+  const b = await open(path.join(WORK, 'A2.y4m'), { query });
   await waitLive(b.page, 'unknown', null, 120_000).catch((e) => log('no unknown label:', e.message));
   await b.page.waitForTimeout(3000);
+  const load0 = load();
   const s0 = await stats(b.page);
+  const lt0 = await b.page.evaluate(() => ({ ...window.__longtasks }));
   const t0 = Date.now();
   await b.page.waitForTimeout(20_000);
   const s1 = await stats(b.page);
+  const lt1 = await b.page.evaluate(() => ({ ...window.__longtasks }));
   const secs = (Date.now() - t0) / 1000;
-  const lat = [...s1.latencies_ms].sort((a, b) => a - b);
-  const q = (p) => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))];
+  const load1 = load();
   const result = {
-    label, frames: s1.frames - s0.frames, seconds: secs, fps: (s1.frames - s0.frames) / secs,
-    frame_ms_p50: q(0.5), frame_ms_p90: q(0.9), capture_to_overlay_ms_p50: s1.capture_to_overlay_ms_median, capture_samples: s1.capture_samples,
-    detect_ms_p50: s1.detect_ms_median, embed_ms_p50: s1.embed_ms_median, faces: s1.faces, sizes: sizes(),
+    label, query: query || 'default', config: s1.config, load_avg_start: load0, load_avg_end: load1,
+    // Overlays drawn per second (each from a distinct camera frame), and camera frames seen.
+    frames: s1.frames - s0.frames, seconds: secs, fps: (s1.frames - s0.frames) / secs,
+    camera_fps: (s1.video_frames - s0.video_frames) / secs, dropped: s1.dropped - s0.dropped, stale: s1.stale - s0.stale,
+    frame_ms_p50: pct(s1.latencies_ms, 0.5), frame_ms_p90: pct(s1.latencies_ms, 0.9),
+    capture_to_overlay_ms_p50: pct(s1.capture_to_overlay_ms, 0.5), capture_to_overlay_ms_p90: pct(s1.capture_to_overlay_ms, 0.9),
+    capture_samples: s1.capture_samples,
+    main_capture_ms_p50: s1.main_capture_ms_median, main_draw_ms_p50: s1.main_draw_ms_median,
+    prep_ms_p50: s1.prep_ms_median, detect_ms_p50: s1.detect_ms_median, align_ms_p50: s1.align_ms_median, embed_ms_p50: s1.embed_ms_median,
+    embeds: s1.embeds - s0.embeds, recognize_requests: s1.recognize_requests - s0.recognize_requests,
+    long_tasks: { count: lt1.count - lt0.count, total_ms: Math.round(lt1.total_ms - lt0.total_ms), max_ms: Math.round(lt1.max_ms) },
+    faces: s1.faces, sizes: sizes(),
   };
-  await b.page.locator('#view').screenshot({ path: path.join(ART, `bench-${label}.png`) });
+  const tag = query ? `${label}-${slug(query)}` : label;
+  await b.page.locator('#view').screenshot({ path: path.join(ART, `bench-${tag}.png`) });
   await b.close();
-  fs.writeFileSync(path.join(ART, `bench-${label}.json`), JSON.stringify(result, null, 2));
-  log('bench', JSON.stringify(result));
+  fs.writeFileSync(path.join(ART, `bench-${tag}.json`), JSON.stringify(result, null, 2));
+  const { sizes: _, ...brief } = result;
+  log('bench', JSON.stringify(brief));
 }
 
 // ---- main --------------------------------------------------------------------------------
 let failed = false;
 try {
   if (MODE === 'bench') {
-    await bench(env.E2E_BENCH_LABEL || 'simd');
+    for (const c of (env.E2E_BENCH_CONFIGS || 'default').split(',')) {
+      await bench(env.E2E_BENCH_LABEL || 'simd', c === 'default' ? '' : c);
+    }
   } else {
     await eraseEveryone();
     await scenario('Fixture A', { enrollVideo: path.join(WORK, 'A1.y4m'), sameVideo: path.join(WORK, 'A2.y4m'), otherVideo: path.join(WORK, 'B.y4m'), viaSettings: true });

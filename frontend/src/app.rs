@@ -28,15 +28,6 @@ enum EnrollStep {
     Failed(String),
 }
 
-async fn sleep(ms: i32) {
-    let p = js_sys::Promise::new(&mut |res, _| {
-        if let Some(w) = web_sys::window() {
-            let _ = w.set_timeout_with_callback_and_timeout_and_arguments_0(&res, ms);
-        }
-    });
-    let _ = JsFuture::from(p).await;
-}
-
 /// Reads the first file of a file input.
 async fn read_file(input: &web_sys::HtmlInputElement) -> Option<Vec<u8>> {
     let file = input.files()?.get(0)?;
@@ -65,13 +56,8 @@ pub fn App() -> impl IntoView {
     let video_ref = NodeRef::<leptos::html::Video>::new();
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
 
-    // Models load after the first paint, so the page shows "loading" meanwhile.
-    Effect::new(move |_| {
-        spawn_local(async move {
-            sleep(30).await;
-            ui.models.set(Some(engine::load_models()));
-        });
-    });
+    // The pipeline workers start (and load the models) after the first paint.
+    Effect::new(move |_| engine::start_workers(ui));
 
     // The frame loop starts once both elements exist.
     let started = StoredValue::new(false);
@@ -197,7 +183,7 @@ fn PhotoRecognize() -> impl IntoView {
             let Some(bytes) = read_file(&input).await else {
                 return status.set("could not read the file".into());
             };
-            let faces = match engine::analyze_photo(&bytes, &canvas) {
+            let faces = match engine::analyze_photo(&bytes, &canvas).await {
                 Ok(f) => f,
                 Err(e) => return status.set(e),
             };
@@ -286,7 +272,7 @@ fn Enroll() -> impl IntoView {
             let Some(bytes) = read_file(&input).await else {
                 return photo_msg.set("could not read the file".into());
             };
-            match engine::analyze_photo(&bytes, &canvas) {
+            match engine::analyze_photo(&bytes, &canvas).await {
                 Ok(faces) if faces.len() == 1 => match engine::offer_enrollment_face(&faces[0]) {
                     Ok(n) => {
                         photo_msg.set("photo accepted".into());

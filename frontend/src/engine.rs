@@ -1,30 +1,42 @@
-//! The browser side of the pipeline: models, camera, the per-frame loop, drawing, and the
-//! recognition calls. Runs on the page's main thread (a Web Worker is the next step).
+//! The page's side of the live view: camera, frame capture, the pipeline workers, tracking and
+//! voting, drawing, recognition calls. Runs on the page's main thread; the pipeline itself runs
+//! in module Web Workers (`worker.rs`), so the page stays responsive:
+//!
+//! - on each new camera frame (`requestVideoFrameCallback`) the frame is drawn into a
+//!   capture canvas, read back (RGBA) and its buffer moved (transferred, not copied) to a
+//!   detection worker, unless every detection worker is busy: then the frame is dropped,
+//!   never queued ([`FrameScheduler`]);
+//! - the detection worker answers with the faces (box, landmarks, quality, aligned crop) and
+//!   the frame itself, which is drawn with its overlay, so boxes always sit on their frame;
+//! - the tracker picks the faces to recognise; their crops go to the embedding worker, whose
+//!   embeddings go to the service (embeddings only, never pixels).
+//!
+//! Capture and drawing here, detection and embedding in two workers: three stages that overlap
+//! on the machine's cores.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
-use std::sync::OnceLock;
 
 use leptos::prelude::*;
-use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
-use visage_shared::{
-    AnalyzeOptions, AnalyzedFace, DetectOptions, Detection, Pipeline, QualityGate,
-};
+use visage_shared::{AnalyzedFace, Detection, Quality, QualityGate};
+use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::{Clamped, JsCast};
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlVideoElement};
 
 use crate::api;
+use crate::proto::{CROP_BYTES, FrameFace, Reply, Request, Role};
+use crate::schedule::{FrameScheduler, LoopConfig};
 use crate::settings::Settings;
 use crate::track::{Collector, Label, Tracker, Vote};
-
-static PIPELINE: OnceLock<Pipeline> = OnceLock::new();
+pub use crate::worker::now;
 
 /// Frames (and faces) per enrollment.
 pub const ENROLL_FRAMES: usize = 5;
 /// Recognition requests allowed in flight at once.
 const MAX_IN_FLIGHT: usize = 2;
+/// Frames between two enrollment faces.
+const ENROLL_GAP: u32 = 3;
 
 /// What the frame loop does with camera frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,16 +79,77 @@ pub struct Ui {
     pub settings: RwSignal<Settings>,
 }
 
-/// Mutable state of the loop, owned by the main thread.
-struct Engine {
-    tracker: Tracker,
-    collector: Collector,
+/// The pipeline workers.
+struct Pool {
+    detect: Vec<web_sys::Worker>,
+    embed: web_sys::Worker,
+    ready: usize,
+    started: f64,
+    /// Kept alive as long as the workers.
+    _handlers: Vec<Closure<dyn FnMut(web_sys::MessageEvent)>>,
+    _on_error: Closure<dyn FnMut(web_sys::ErrorEvent)>,
+}
+
+impl Pool {
+    fn is_ready(&self) -> bool {
+        self.ready == self.detect.len() + 1
+    }
+}
+
+/// A frame on its way through a detection worker.
+struct InFlight {
+    /// When its capture began (main thread clock).
+    t0: f64,
+    /// The camera's capture time, when the browser gives it.
+    capture: Option<f64>,
+    width: u32,
+    height: u32,
+}
+
+/// What an embedding job was for.
+enum EmbedJob {
+    /// Recognition of these tracks' faces.
+    Live(Vec<u64>),
+    /// An enrollment face of collection `generation`.
+    Enroll { generation: u64, quality: Quality },
+}
+
+/// Rolling samples (ms) for the statistics.
+#[derive(Default)]
+struct Samples {
     frame_ends: VecDeque<f64>,
     latencies: VecDeque<f64>,
     capture_latencies: VecDeque<f64>,
+    capture_ms: VecDeque<f64>,
+    draw_ms: VecDeque<f64>,
+    prep_ms: VecDeque<f64>,
     detect_ms: VecDeque<f64>,
+    align_ms: VecDeque<f64>,
     embed_ms: VecDeque<f64>,
+}
+
+/// Mutable state of the loop, owned by the main thread.
+struct Engine {
+    config: LoopConfig,
+    tracker: Tracker,
+    collector: Collector,
+    /// Bumped when a new enrollment begins, so late embeddings of the last one are ignored.
+    generation: u64,
+    pool: Option<Pool>,
+    sched: FrameScheduler,
+    frames_in_flight: HashMap<u64, InFlight>,
+    capture: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
+    view: Option<HtmlCanvasElement>,
+    embed_busy: usize,
+    next_job: u64,
+    embed_jobs: HashMap<u64, EmbedJob>,
+    photo_jobs: HashMap<u64, js_sys::Function>,
+    samples: Samples,
+    /// Overlays drawn.
     frames: u64,
+    /// Camera frames seen while the loop was on.
+    video_frames: u64,
+    embeds: u64,
     in_flight: usize,
     requests: u64,
     stream: Option<web_sys::MediaStream>,
@@ -84,42 +157,27 @@ struct Engine {
 
 thread_local! {
     static ENGINE: RefCell<Engine> = RefCell::new(Engine {
+        config: LoopConfig::default(),
         tracker: Tracker::default(),
-        collector: Collector::new(ENROLL_FRAMES, 3),
-        frame_ends: VecDeque::new(),
-        latencies: VecDeque::new(),
-        capture_latencies: VecDeque::new(),
-        detect_ms: VecDeque::new(),
-        embed_ms: VecDeque::new(),
+        collector: Collector::new(ENROLL_FRAMES, ENROLL_GAP),
+        generation: 0,
+        pool: None,
+        sched: FrameScheduler::new(1, 1),
+        frames_in_flight: HashMap::new(),
+        capture: None,
+        view: None,
+        embed_busy: 0,
+        next_job: 0,
+        embed_jobs: HashMap::new(),
+        photo_jobs: HashMap::new(),
+        samples: Samples::default(),
         frames: 0,
+        video_frames: 0,
+        embeds: 0,
         in_flight: 0,
         requests: 0,
         stream: None,
     });
-}
-
-pub fn now() -> f64 {
-    web_sys::window()
-        .and_then(|w| w.performance())
-        .map(|p| p.now())
-        .unwrap_or(0.0)
-}
-
-pub fn pipeline() -> Option<&'static Pipeline> {
-    PIPELINE.get()
-}
-
-/// Loads (parses and optimises) both models once; returns the time it took in ms.
-pub fn load_models() -> Result<f64, String> {
-    let t0 = now();
-    if PIPELINE.get().is_none() {
-        let p = Pipeline::load().map_err(|e| e.to_string())?;
-        p.detector
-            .warm_up(640, 480, &DetectOptions::VIDEO)
-            .map_err(|e| e.to_string())?;
-        let _ = PIPELINE.set(p);
-    }
-    Ok(now() - t0)
 }
 
 fn ctx2d(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {
@@ -146,6 +204,172 @@ fn median(q: &VecDeque<f64>) -> f64 {
     let mut v: Vec<f64> = q.iter().copied().collect();
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
+}
+
+/// Sends a request with its buffers moved to the worker.
+fn post(
+    worker: &web_sys::Worker,
+    req: &Request,
+    extra: &[(&str, &JsValue)],
+    transfer: &[&JsValue],
+) -> Result<(), String> {
+    let msg = js_sys::Object::new();
+    let _ = js_sys::Reflect::set(&msg, &"meta".into(), &req.to_json().into());
+    for (k, v) in extra {
+        let _ = js_sys::Reflect::set(&msg, &(*k).into(), v);
+    }
+    let list = js_sys::Array::new();
+    for t in transfer {
+        list.push(t);
+    }
+    worker
+        .post_message_with_transfer(&msg, &list)
+        .map_err(|e| format!("posting to a worker failed: {e:?}"))
+}
+
+/// Starts the pipeline workers (once): one or more for detection, one for embedding. Each
+/// gets the page's compiled wasm module (downloaded once, with the models in it) and loads its
+/// models; `ui.models` says when all are ready. The loop's settings come from the page address
+/// (see [`LoopConfig::from_query`]).
+pub fn start_workers(ui: Ui) {
+    if ENGINE.with_borrow(|e| e.pool.is_some()) {
+        return;
+    }
+    let query = web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .unwrap_or_default();
+    let config = LoopConfig::from_query(&query);
+    match spawn_pool(ui, &config) {
+        Ok(pool) => ENGINE.with_borrow_mut(|e| {
+            e.config = config;
+            e.sched = FrameScheduler::new(config.detect_workers, config.depth);
+            e.pool = Some(pool);
+        }),
+        Err(msg) => ui.models.set(Some(Err(msg))),
+    }
+}
+
+fn spawn_pool(ui: Ui, config: &LoopConfig) -> Result<Pool, String> {
+    let opts = web_sys::WorkerOptions::new();
+    opts.set_type(web_sys::WorkerType::Module);
+    // The page's own compiled module: workers instantiate it without downloading it again.
+    let module = wasm_bindgen::module();
+    let on_error =
+        Closure::<dyn FnMut(web_sys::ErrorEvent)>::new(move |ev: web_sys::ErrorEvent| {
+            ui.models.set(Some(Err(format!(
+                "a pipeline worker failed: {}",
+                ev.message()
+            ))));
+        });
+    let mut handlers = Vec::new();
+    let mut spawn = |role: Role, index: usize| -> Result<web_sys::Worker, String> {
+        let w = web_sys::Worker::new_with_options("./worker.js", &opts)
+            .map_err(|e| format!("this browser cannot start the pipeline worker: {e:?}"))?;
+        let h =
+            Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
+                on_reply(ui, role, index, &ev.data())
+            });
+        w.set_onmessage(Some(h.as_ref().unchecked_ref()));
+        w.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+        handlers.push(h);
+        post(
+            &w,
+            &Request::Load {
+                role,
+                detect: config.detect(),
+            },
+            &[("module", &module)],
+            &[],
+        )?;
+        Ok(w)
+    };
+    let embed = spawn(Role::Embed, 0)?;
+    let detect = (0..config.detect_workers)
+        .map(|i| spawn(Role::Detect, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Pool {
+        detect,
+        embed,
+        ready: 0,
+        started: now(),
+        _handlers: handlers,
+        _on_error: on_error,
+    })
+}
+
+fn on_reply(ui: Ui, role: Role, index: usize, data: &JsValue) {
+    let get = |k: &str| {
+        js_sys::Reflect::get(data, &k.into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    let Some(meta) = get("meta").and_then(|m| m.as_string()) else {
+        return;
+    };
+    let reply: Reply = match serde_json::from_str(&meta) {
+        Ok(r) => r,
+        Err(e) => {
+            ui.error
+                .set(Some(format!("bad message from the pipeline: {e}")));
+            return;
+        }
+    };
+    match reply {
+        Reply::Ready { .. } => {
+            let ready_in = ENGINE.with_borrow_mut(|e| {
+                let p = e.pool.as_mut()?;
+                p.ready += 1;
+                p.is_ready().then(|| now() - p.started)
+            });
+            if let Some(ms) = ready_in {
+                ui.models.set(Some(Ok(ms)));
+            }
+        }
+        Reply::Failed { error } => ui.models.set(Some(Err(error))),
+        Reply::Detected {
+            seq,
+            faces,
+            prep_ms,
+            detect_ms,
+            align_ms,
+            error,
+        } => {
+            let buf = get("buf");
+            let crops = get("crops").and_then(|c| c.dyn_into::<js_sys::ArrayBuffer>().ok());
+            if let Some(e) = &error {
+                ui.error.set(Some(format!("detection: {e}")));
+            }
+            on_detected(
+                ui,
+                Detected {
+                    worker: index,
+                    seq,
+                    faces,
+                    timings: [prep_ms, detect_ms, align_ms],
+                    failed: error.is_some(),
+                    frame: buf,
+                    crops,
+                },
+            );
+        }
+        Reply::Embedded {
+            job,
+            embeddings,
+            embed_ms,
+            error,
+        } => {
+            if let Some(e) = error {
+                ui.error.set(Some(format!("embedding: {e}")));
+            }
+            on_embedded(ui, job, embeddings, embed_ms);
+        }
+        Reply::Photo { job, .. } => {
+            debug_assert_eq!(role, Role::Embed);
+            if let Some(resolve) = ENGINE.with_borrow_mut(|e| e.photo_jobs.remove(&job)) {
+                let _ = resolve.call1(&JsValue::NULL, data);
+            }
+        }
+    }
 }
 
 /// Starts the chosen camera into `video`; on failure says why in `ui.camera`.
@@ -251,8 +475,9 @@ pub async fn list_cameras() -> Vec<(String, String)> {
 
 /// Starts the frame loop (once): one step per new camera frame, through
 /// `requestVideoFrameCallback` (requestAnimationFrame where the browser lacks it, skipping
-/// frames already processed). It does nothing while the mode is `Off`.
+/// frames already seen). It does nothing while the mode is `Off`.
 pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
+    ENGINE.with_borrow_mut(|e| e.view = Some(canvas));
     let rvfc = js_sys::Reflect::get(&video, &"requestVideoFrameCallback".into())
         .ok()
         .filter(|f| f.is_function());
@@ -291,7 +516,7 @@ pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
             let capture = js_sys::Reflect::get(&meta, &"captureTime".into())
                 .ok()
                 .and_then(|v| v.as_f64());
-            if let Err(e) = step(ui, &v2, &canvas, capture) {
+            if let Err(e) = capture_frame(ui, &v2, capture) {
                 ui.error.set(Some(e));
             }
         }
@@ -306,7 +531,10 @@ pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
 
 /// Resets enrollment collection (a new capture begins).
 pub fn reset_enrollment() {
-    ENGINE.with_borrow_mut(|e| e.collector = Collector::new(ENROLL_FRAMES, 3));
+    ENGINE.with_borrow_mut(|e| {
+        e.generation += 1;
+        e.collector = Collector::new(ENROLL_FRAMES, ENROLL_GAP);
+    });
 }
 
 /// Takes the collected enrollment faces.
@@ -337,152 +565,260 @@ pub fn clear_votes() {
     ENGINE.with_borrow_mut(|e| e.tracker.clear_votes());
 }
 
-fn step(
+/// One new camera frame: reads its pixels and moves them to a free detection worker, or drops
+/// the frame if none is free.
+fn capture_frame(
     ui: Ui,
     video: &HtmlVideoElement,
-    canvas: &HtmlCanvasElement,
     capture_time: Option<f64>,
 ) -> Result<(), String> {
     let mode = ui.mode.get_untracked();
     if mode == Mode::Off || video.ready_state() < 2 {
         return Ok(());
     }
-    let Some(pipeline) = pipeline() else {
-        return Ok(());
-    };
     let (w, h) = (video.video_width(), video.video_height());
     if w == 0 || h == 0 {
         return Ok(());
     }
-    let t0 = now();
-    if canvas.width() != w || canvas.height() != h {
-        canvas.set_width(w);
-        canvas.set_height(h);
-    }
-    let ctx = ctx2d(canvas).ok_or("no 2d canvas")?;
-    ctx.draw_image_with_html_video_element_and_dw_and_dh(video, 0.0, 0.0, w as f64, h as f64)
-        .map_err(|_| "drawing the frame failed")?;
-    let data = ctx
-        .get_image_data(0.0, 0.0, w as f64, h as f64)
-        .map_err(|_| "reading the frame failed")?
-        .data();
-    let img = from_rgba(w, h, &data, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    let t_det = now();
-    let dets = pipeline
-        .detect(&img, &DetectOptions::VIDEO)
-        .map_err(|e| e.to_string())?;
-    let detect_ms = now() - t_det;
-    let mut embed_total = 0.0;
-    let mut probes: Vec<(u64, visage_shared::Embedding)> = Vec::new();
-    let mut labels: Vec<(Detection, Label)> = Vec::new();
-    let mut ids: Vec<u64> = Vec::new();
-    let mut good_face: Option<bool> = None;
+    ENGINE.with_borrow_mut(|e| {
+        if !e.pool.as_ref().is_some_and(Pool::is_ready) {
+            return Ok(());
+        }
+        e.video_frames += 1;
+        let Some((worker, seq)) = e.sched.offer() else {
+            return Ok(());
+        };
+        let t0 = now();
+        if e.capture.is_none() {
+            let canvas: HtmlCanvasElement = web_sys::window()
+                .and_then(|w| w.document())
+                .and_then(|d| d.create_element("canvas").ok())
+                .and_then(|c| c.dyn_into().ok())
+                .ok_or("no canvas")?;
+            let ctx = ctx2d(&canvas).ok_or("no 2d canvas")?;
+            e.capture = Some((canvas, ctx));
+        }
+        let Some((canvas, ctx)) = e.capture.as_ref() else {
+            return Ok(());
+        };
+        if canvas.width() != w || canvas.height() != h {
+            canvas.set_width(w);
+            canvas.set_height(h);
+        }
+        let sent = ctx
+            .draw_image_with_html_video_element_and_dw_and_dh(video, 0.0, 0.0, w as f64, h as f64)
+            .map_err(|_| "drawing the frame failed".to_string())
+            .and_then(|_| {
+                ctx.get_image_data(0.0, 0.0, w as f64, h as f64)
+                    .map_err(|_| "reading the frame failed".to_string())
+            })
+            .and_then(|img| {
+                // The pixels' own buffer, moved to the worker: no copy into wasm memory here.
+                let buf = js_sys::Reflect::get(&img, &"data".into())
+                    .and_then(|d| js_sys::Reflect::get(&d, &"buffer".into()))
+                    .map_err(|_| "no frame buffer".to_string())?;
+                let pool = e.pool.as_ref().ok_or("no workers")?;
+                post(
+                    &pool.detect[worker],
+                    &Request::Frame {
+                        seq,
+                        width: w,
+                        height: h,
+                        detect: e.config.detect(),
+                    },
+                    &[("buf", &buf)],
+                    &[&buf],
+                )
+            });
+        if let Err(msg) = sent {
+            e.sched.done(worker, seq);
+            return Err(msg);
+        }
+        e.frames_in_flight.insert(
+            seq,
+            InFlight {
+                t0,
+                capture: capture_time,
+                width: w,
+                height: h,
+            },
+        );
+        push(&mut e.samples.capture_ms, now() - t0, 300);
+        Ok(())
+    })
+}
 
-    ENGINE.with_borrow_mut(|e| -> Result<(), String> {
+/// A detection worker's answer for one frame.
+struct Detected {
+    worker: usize,
+    seq: u64,
+    faces: Vec<FrameFace>,
+    /// RGBA to RGB, detection, alignment and quality (ms, in the worker).
+    timings: [f64; 3],
+    failed: bool,
+    /// The frame's RGBA pixels, handed back.
+    frame: Option<JsValue>,
+    crops: Option<js_sys::ArrayBuffer>,
+}
+
+/// Copies the chosen crops of a reply into one buffer for the embedding worker.
+fn select_crops(crops: &js_sys::ArrayBuffer, which: &[usize]) -> js_sys::ArrayBuffer {
+    let all = js_sys::Uint8Array::new(crops);
+    let out = js_sys::Uint8Array::new_with_length((which.len() * CROP_BYTES) as u32);
+    for (k, &i) in which.iter().enumerate() {
+        let from = (i * CROP_BYTES) as u32;
+        out.set(
+            &all.subarray(from, from + CROP_BYTES as u32),
+            (k * CROP_BYTES) as u32,
+        );
+    }
+    out.buffer()
+}
+
+fn send_embed_job(e: &mut Engine, job: EmbedJob, crops: js_sys::ArrayBuffer, count: usize) {
+    let Some(pool) = e.pool.as_ref() else { return };
+    e.next_job += 1;
+    let id = e.next_job;
+    let buf: JsValue = crops.into();
+    if post(
+        &pool.embed,
+        &Request::Embed { job: id, count },
+        &[("crops", &buf)],
+        &[&buf],
+    )
+    .is_ok()
+    {
+        e.embed_busy += 1;
+        e.embed_jobs.insert(id, job);
+    }
+}
+
+fn on_detected(ui: Ui, d: Detected) {
+    let mode = ui.mode.get_untracked();
+    let drawn = ENGINE.with_borrow_mut(|e| {
+        let fresh = e.sched.done(d.worker, d.seq);
+        let info = e.frames_in_flight.remove(&d.seq);
+        // Frames older than the oldest in flight can no longer come back.
+        let oldest = d.seq.saturating_sub(16);
+        e.frames_in_flight.retain(|s, _| *s > oldest);
+        let info = info?;
+        if !fresh || d.failed || mode == Mode::Off {
+            return None;
+        }
+        let t_start = now();
+        let view = e.view.clone()?;
+        if view.width() != info.width || view.height() != info.height {
+            view.set_width(info.width);
+            view.set_height(info.height);
+        }
+        let ctx = ctx2d(&view)?;
+        if let Some(frame) = &d.frame {
+            let pixels = js_sys::Uint8ClampedArray::new(frame);
+            if let Ok(img) = web_sys::ImageData::new_with_js_u8_clamped_array_and_sh(
+                &pixels,
+                info.width,
+                info.height,
+            ) {
+                let _ = ctx.put_image_data(&img, 0.0, 0.0);
+            }
+        }
+        let dets: Vec<Detection> = d.faces.iter().map(|f| f.detection.clone()).collect();
+        let mut labels: Vec<(Detection, Label)> = Vec::new();
+        let mut ids: Vec<u64> = Vec::new();
+        let mut good_face = None;
         match mode {
             Mode::Live => {
                 let idx = e.tracker.update(&dets);
-                for (d, &ti) in dets.iter().zip(&idx) {
-                    if e.tracker.tracks[ti].wants_embedding() && e.in_flight < MAX_IN_FLIGHT {
-                        let t = now();
-                        if let Some(face) = pipeline
-                            .analyze_detection(&img, d.clone())
-                            .map_err(|e| e.to_string())?
-                        {
-                            probes.push((e.tracker.tracks[ti].id, face.embedding));
-                            e.tracker.mark_embedded(ti);
-                        }
-                        embed_total += now() - t;
+                let mut want: Vec<usize> = Vec::new();
+                let mut tracks: Vec<u64> = Vec::new();
+                let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT;
+                for (f, &ti) in d.faces.iter().zip(&idx) {
+                    if let (true, Some(c), true) =
+                        (free, f.crop, e.tracker.tracks[ti].wants_embedding())
+                    {
+                        want.push(c);
+                        tracks.push(e.tracker.tracks[ti].id);
+                        e.tracker.mark_embedded(ti);
                     }
-                    labels.push((d.clone(), e.tracker.tracks[ti].label()));
+                    labels.push((f.detection.clone(), e.tracker.tracks[ti].label()));
                     ids.push(e.tracker.tracks[ti].id);
+                }
+                if let (false, Some(crops)) = (want.is_empty(), d.crops.as_ref()) {
+                    let n = want.len();
+                    send_embed_job(e, EmbedJob::Live(tracks), select_crops(crops, &want), n);
                 }
             }
             Mode::Enroll => {
-                let advice = match dets.len() {
-                    0 => {
-                        e.collector.offer(None);
-                        "no face in view: look at the camera".to_string()
-                    }
-                    1 => {
-                        let t = now();
-                        let face = pipeline
-                            .analyze_detection(&img, dets[0].clone())
-                            .map_err(|e| e.to_string())?;
-                        embed_total += now() - t;
-                        match face {
-                            None => {
-                                e.collector.offer(None);
-                                "face the camera".to_string()
-                            }
-                            Some(face) => {
-                                let issues = face.quality.issues(&QualityGate::default());
-                                good_face = Some(issues.is_empty());
-                                if issues.is_empty() {
-                                    e.collector.offer(Some((face.embedding, face.quality)));
-                                    if e.collector.is_full() {
-                                        "done: all frames collected".to_string()
-                                    } else {
-                                        "good: hold still".to_string()
-                                    }
+                e.collector.tick();
+                let advice = match d.faces.as_slice() {
+                    [] => "no face in view: look at the camera".to_string(),
+                    [f] => match f.quality {
+                        None => "face the camera".to_string(),
+                        Some(q) => {
+                            let issues = q.issues(&QualityGate::default());
+                            good_face = Some(issues.is_empty());
+                            if !issues.is_empty() {
+                                issues
+                                    .iter()
+                                    .map(|i| i.advice())
+                                    .collect::<Vec<_>>()
+                                    .join("; ")
+                            } else {
+                                if let (true, 0, Some(c), Some(crops)) =
+                                    (e.collector.wants(), e.embed_busy, f.crop, d.crops.as_ref())
+                                {
+                                    e.collector.reserve();
+                                    let job = EmbedJob::Enroll {
+                                        generation: e.generation,
+                                        quality: q,
+                                    };
+                                    send_embed_job(e, job, select_crops(crops, &[c]), 1);
+                                }
+                                if e.collector.is_full() {
+                                    "done: all frames collected".to_string()
                                 } else {
-                                    e.collector.offer(None);
-                                    issues
-                                        .iter()
-                                        .map(|i| i.advice())
-                                        .collect::<Vec<_>>()
-                                        .join("; ")
+                                    "good: hold still".to_string()
                                 }
                             }
                         }
-                    }
-                    n => {
-                        e.collector.offer(None);
-                        format!("{n} faces in view: only the person enrolling, please")
-                    }
+                    },
+                    faces => format!(
+                        "{} faces in view: only the person enrolling, please",
+                        faces.len()
+                    ),
                 };
                 if ui.advice.get_untracked() != advice {
                     ui.advice.set(advice);
                 }
-                let n = e.collector.items.len();
-                if ui.progress.get_untracked() != n {
-                    ui.progress.set(n);
-                }
-                for d in &dets {
-                    labels.push((d.clone(), Label::Pending));
+                for det in dets {
+                    labels.push((det, Label::Pending));
                 }
             }
             Mode::Off => {}
         }
-        Ok(())
-    })?;
+        draw_overlay(&ctx, &labels, mode, good_face);
+        let t_end = now();
 
-    draw_overlay(&ctx, &labels, mode, good_face);
-    let t_end = now();
-
-    if !probes.is_empty() {
-        spawn_recognition(ui, probes);
-    }
-
-    // Statistics, for the screen and for tests (window.__visage).
-    ENGINE.with_borrow_mut(|e| {
+        // Statistics, for the screen and for tests (window.__visage).
         e.frames += 1;
-        push(&mut e.frame_ends, t_end, 120);
-        push(&mut e.latencies, t_end - t0, 300);
-        if let Some(c) = capture_time.filter(|c| *c > 0.0 && *c <= t_end) {
-            push(&mut e.capture_latencies, t_end - c, 300);
+        let s = &mut e.samples;
+        push(&mut s.frame_ends, t_end, 120);
+        push(&mut s.latencies, t_end - info.t0, 300);
+        push(&mut s.draw_ms, t_end - t_start, 300);
+        if let Some(c) = info.capture.filter(|c| *c > 0.0 && *c <= t_end) {
+            push(&mut s.capture_latencies, t_end - c, 300);
         }
-        push(&mut e.detect_ms, detect_ms, 300);
-        if embed_total > 0.0 {
-            push(&mut e.embed_ms, embed_total, 300);
-        }
-        let fps = match (e.frame_ends.front(), e.frame_ends.back()) {
-            (Some(a), Some(b)) if b > a => (e.frame_ends.len() - 1) as f64 * 1000.0 / (b - a),
+        let [prep, det, align] = d.timings;
+        push(&mut s.prep_ms, prep, 300);
+        push(&mut s.detect_ms, det, 300);
+        push(&mut s.align_ms, align, 300);
+        let fps = match (s.frame_ends.front(), s.frame_ends.back()) {
+            (Some(a), Some(b)) if b > a => (s.frame_ends.len() - 1) as f64 * 1000.0 / (b - a),
             _ => 0.0,
         };
         if e.frames % 5 == 0 {
             ui.fps.set((fps * 10.0).round() / 10.0);
-            ui.latency_ms.set(median(&e.latencies).round());
+            ui.latency_ms.set(median(&s.latencies).round());
         }
         let rows: Vec<FaceRow> = labels
             .iter()
@@ -497,25 +833,80 @@ fn step(
                 },
             })
             .collect();
-        if mode == Mode::Live && ui.faces.get_untracked() != rows {
-            ui.faces.set(rows.clone());
-        }
         publish_stats(e, fps, &rows);
+        Some((rows, e.collector.items.len()))
     });
-    Ok(())
+    if let Some((rows, progress)) = drawn {
+        if mode == Mode::Live && ui.faces.get_untracked() != rows {
+            ui.faces.set(rows);
+        }
+        if mode == Mode::Enroll && ui.progress.get_untracked() != progress {
+            ui.progress.set(progress);
+        }
+    }
+}
+
+fn on_embedded(ui: Ui, job: u64, embeddings: Vec<Option<visage_shared::Embedding>>, embed_ms: f64) {
+    let (probes, progress) = ENGINE.with_borrow_mut(|e| {
+        e.embed_busy = e.embed_busy.saturating_sub(1);
+        e.embeds += embeddings.len() as u64;
+        push(&mut e.samples.embed_ms, embed_ms, 300);
+        match e.embed_jobs.remove(&job) {
+            Some(EmbedJob::Live(tracks)) => {
+                let probes: Vec<(u64, visage_shared::Embedding)> = tracks
+                    .into_iter()
+                    .zip(embeddings)
+                    .filter_map(|(t, emb)| Some((t, emb?)))
+                    .collect();
+                (probes, None)
+            }
+            Some(EmbedJob::Enroll {
+                generation,
+                quality,
+            }) if generation == e.generation => {
+                let item = embeddings.into_iter().next().flatten();
+                e.collector.fulfil(item.map(|emb| (emb, quality)));
+                (vec![], Some(e.collector.items.len()))
+            }
+            _ => (vec![], None),
+        }
+    });
+    if !probes.is_empty() {
+        spawn_recognition(ui, probes);
+    }
+    if let Some(n) = progress.filter(|n| ui.progress.get_untracked() != *n) {
+        ui.progress.set(n);
+    }
 }
 
 fn publish_stats(e: &Engine, fps: f64, rows: &[FaceRow]) {
-    let lat: Vec<f64> = e.latencies.iter().copied().collect();
+    let s = &e.samples;
+    let lat: Vec<f64> = s.latencies.iter().copied().collect();
+    let cap: Vec<f64> = s.capture_latencies.iter().copied().collect();
     let stats = serde_json::json!({
         "frames": e.frames,
+        "video_frames": e.video_frames,
+        "dropped": e.sched.dropped,
+        "stale": e.sched.stale,
+        "frames_in_flight": e.sched.in_flight(),
         "fps": fps,
-        "latency_ms_median": median(&e.latencies),
+        "config": {
+            "detect_side": e.config.detect_side,
+            "detect_workers": e.config.detect_workers,
+            "depth": e.config.depth,
+        },
+        "latency_ms_median": median(&s.latencies),
         "latencies_ms": lat,
-        "capture_to_overlay_ms_median": median(&e.capture_latencies),
-        "capture_samples": e.capture_latencies.len(),
-        "detect_ms_median": median(&e.detect_ms),
-        "embed_ms_median": median(&e.embed_ms),
+        "capture_to_overlay_ms_median": median(&s.capture_latencies),
+        "capture_to_overlay_ms": cap,
+        "capture_samples": s.capture_latencies.len(),
+        "main_capture_ms_median": median(&s.capture_ms),
+        "main_draw_ms_median": median(&s.draw_ms),
+        "prep_ms_median": median(&s.prep_ms),
+        "detect_ms_median": median(&s.detect_ms),
+        "align_ms_median": median(&s.align_ms),
+        "embed_ms_median": median(&s.embed_ms),
+        "embeds": e.embeds,
         "recognize_requests": e.requests,
         "faces": rows.iter().map(|r| serde_json::json!({"track": r.track, "label": r.label, "known": r.known})).collect::<Vec<_>>(),
     });
@@ -595,29 +986,62 @@ fn draw_overlay(
     }
 }
 
-/// Decodes an uploaded photo in the browser, finds and embeds every face, and draws it.
-pub fn analyze_photo(
+/// Decodes an uploaded photo in the embedding worker (it never leaves the browser), finds and
+/// embeds every face, and draws it.
+pub async fn analyze_photo(
     bytes: &[u8],
     canvas: &HtmlCanvasElement,
 ) -> Result<Vec<AnalyzedFace>, String> {
-    let pipeline = pipeline().ok_or("the models are still loading")?;
-    let img = decode_image(bytes, &DecodeLimits::default()).map_err(|e| e.to_string())?;
-    let faces = pipeline
-        .analyze(
-            &img,
-            &AnalyzeOptions {
-                detect: DetectOptions::PHOTO,
-            },
-        )
-        .map_err(|e| e.to_string())?;
-    let (w, h) = img.dimensions();
-    let rgba: Vec<u8> = img.pixels().flat_map(|p| [p[0], p[1], p[2], 255]).collect();
-    canvas.set_width(w);
-    canvas.set_height(h);
+    let mut resolve = None;
+    let promise = js_sys::Promise::new(&mut |res, _| resolve = Some(res));
+    let resolve = resolve.ok_or("no promise")?;
+    ENGINE.with_borrow_mut(|e| {
+        let pool = e
+            .pool
+            .as_ref()
+            .filter(|p| p.is_ready())
+            .ok_or("the models are still loading")?;
+        e.next_job += 1;
+        let job = e.next_job;
+        let buf: JsValue = js_sys::Uint8Array::from(bytes).buffer().into();
+        post(
+            &pool.embed,
+            &Request::Photo { job },
+            &[("buf", &buf)],
+            &[&buf],
+        )?;
+        e.photo_jobs.insert(job, resolve);
+        Ok::<_, String>(())
+    })?;
+    let data = wasm_bindgen_futures::JsFuture::from(promise)
+        .await
+        .map_err(|_| "the photo could not be analysed")?;
+    let meta = js_sys::Reflect::get(&data, &"meta".into())
+        .ok()
+        .and_then(|m| m.as_string())
+        .unwrap_or_default();
+    let Ok(Reply::Photo {
+        width,
+        height,
+        faces,
+        error,
+        ..
+    }) = serde_json::from_str::<Reply>(&meta)
+    else {
+        return Err("bad answer from the pipeline".into());
+    };
+    if let Some(e) = error {
+        return Err(e);
+    }
+    let faces: Vec<AnalyzedFace> = faces.into_iter().map(AnalyzedFace::from).collect();
+    canvas.set_width(width);
+    canvas.set_height(height);
     let ctx = ctx2d(canvas).ok_or("no 2d canvas")?;
-    let data = web_sys::ImageData::new_with_u8_clamped_array_and_sh(Clamped(&rgba), w, h)
+    let buf = js_sys::Reflect::get(&data, &"buf".into()).map_err(|_| "no pixels")?;
+    let pixels = js_sys::Uint8ClampedArray::new(&buf);
+    let img = web_sys::ImageData::new_with_js_u8_clamped_array_and_sh(&pixels, width, height)
         .map_err(|_| "image too large to show")?;
-    ctx.put_image_data(&data, 0.0, 0.0)
+    ctx.put_image_data(&img, 0.0, 0.0)
         .map_err(|_| "drawing failed")?;
     let labels: Vec<(Detection, Label)> = faces
         .iter()

@@ -1,13 +1,23 @@
-//! visage browser client: the face pipeline runs here in WebAssembly on camera frames; only
-//! embeddings (JSON vectors) go to the service.
+//! visage browser client: the face pipeline runs here in WebAssembly, in Web Workers, on
+//! camera frames; only embeddings (JSON vectors) go to the service.
 
 mod api;
 mod app;
 mod engine;
+mod proto;
+mod schedule;
 mod settings;
 mod track;
+mod worker;
+
+pub use worker::worker_main;
 
 fn main() {
     console_error_panic_hook::set_once();
+    // wasm-bindgen runs this start function in the pipeline workers too (`worker.js` then calls
+    // `worker_main`): only a page with a document mounts the app.
+    if web_sys::window().and_then(|w| w.document()).is_none() {
+        return;
+    }
     leptos::mount::mount_to_body(app::App);
 }

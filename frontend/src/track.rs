@@ -197,11 +197,17 @@ impl Tracker {
 }
 
 /// Collects good frames for enrollment, spaced apart so they are not near-duplicates.
+///
+/// Live frames are embedded in a worker, so a good face is first *reserved* (spacing counts
+/// from it) and its embedding *fulfilled* when it arrives; [`Collector::offer`] does both at
+/// once for a face already embedded (an uploaded photo).
 #[derive(Debug)]
 pub struct Collector {
     pub target: usize,
     pub min_gap_frames: u32,
     pub frames_since: u32,
+    /// Reserved faces whose embedding has not arrived yet.
+    pub pending: usize,
     pub items: Vec<(visage_shared::Embedding, visage_shared::Quality)>,
 }
 
@@ -211,6 +217,7 @@ impl Collector {
             target,
             min_gap_frames,
             frames_since: u32::MAX / 2,
+            pending: 0,
             items: Vec::new(),
         }
     }
@@ -219,18 +226,48 @@ impl Collector {
         self.items.len() >= self.target
     }
 
-    /// Called once per frame; `good` is the frame's embedding if the face passed the gate.
+    /// Called once per frame.
+    pub fn tick(&mut self) {
+        self.frames_since = self.frames_since.saturating_add(1);
+    }
+
+    /// Whether a good face seen in this frame would be kept.
+    pub fn wants(&self) -> bool {
+        self.pending == 0 && !self.is_full() && self.frames_since >= self.min_gap_frames
+    }
+
+    /// A good face of this frame is being embedded.
+    pub fn reserve(&mut self) {
+        self.pending += 1;
+        self.frames_since = 0;
+    }
+
+    /// The embedding of a reserved face arrived (`None`: it failed). Returns whether it was kept.
+    pub fn fulfil(
+        &mut self,
+        item: Option<(visage_shared::Embedding, visage_shared::Quality)>,
+    ) -> bool {
+        self.pending = self.pending.saturating_sub(1);
+        match item {
+            Some(item) if !self.is_full() => {
+                self.items.push(item);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Called once per frame with the frame's embedding if the face passed the gate.
     /// Returns whether it was kept.
     pub fn offer(
         &mut self,
         good: Option<(visage_shared::Embedding, visage_shared::Quality)>,
     ) -> bool {
-        self.frames_since = self.frames_since.saturating_add(1);
+        self.tick();
         match good {
-            Some(item) if !self.is_full() && self.frames_since >= self.min_gap_frames => {
-                self.items.push(item);
-                self.frames_since = 0;
-                true
+            Some(item) if self.wants() => {
+                self.reserve();
+                self.fulfil(Some(item))
             }
             _ => false,
         }
@@ -343,5 +380,51 @@ mod tests {
             vec![true, false, false, true, false, false, false, false]
         );
         assert!(c.is_full());
+    }
+
+    #[test]
+    fn collector_reserves_faces_whose_embedding_is_on_its_way() {
+        let emb = visage_shared::Embedding::new(
+            visage_shared::model::EMBEDDER_ID,
+            vec![1.0; visage_shared::model::EMBEDDING_DIM],
+        )
+        .unwrap();
+        let q = visage_shared::Quality {
+            score: 0.9,
+            face_px: 100.0,
+            interocular_px: 40.0,
+            sharpness: 100.0,
+            brightness: 120.0,
+            yaw_deg: 0.0,
+            pitch_deg: 0.0,
+            roll_deg: 0.0,
+        };
+        let mut c = Collector::new(2, 3);
+        c.tick();
+        assert!(c.wants());
+        c.reserve();
+        // While one is on its way, and until the gap has passed, no other face is taken.
+        for _ in 0..5 {
+            c.tick();
+            assert!(!c.wants());
+        }
+        assert!(c.fulfil(Some((emb.clone(), q))));
+        assert_eq!(c.items.len(), 1);
+        c.tick();
+        assert!(c.wants(), "the gap counts from the reservation");
+        c.reserve();
+        // A failed embedding frees the place.
+        assert!(!c.fulfil(None));
+        c.tick();
+        c.tick();
+        c.tick();
+        assert!(c.wants());
+        c.reserve();
+        assert!(c.fulfil(Some((emb, q))));
+        assert!(c.is_full());
+        c.tick();
+        c.tick();
+        c.tick();
+        assert!(!c.wants());
     }
 }

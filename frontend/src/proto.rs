@@ -1,0 +1,287 @@
+//! Messages between the page and its pipeline workers (pure, unit-tested on the host).
+//!
+//! A message is a JS object `{ meta, buf, crops }`: `meta` is one of the JSON types below,
+//! `buf` and `crops` are `ArrayBuffer`s moved with the message (transferred, not copied): the
+//! RGBA camera frame (sent to the worker and handed back for display), a photo's bytes or
+//! pixels, and aligned 112x112 face crops, RGBA, packed one after another.
+
+use serde::{Deserialize, Serialize};
+use visage_shared::align::ALIGNED_SIZE;
+use visage_shared::{AnalyzedFace, DetectOptions, Detection, Embedding, Quality};
+
+/// Bytes of one aligned face crop (RGBA, as `decode::from_rgba` takes it back).
+pub const CROP_BYTES: usize = (ALIGNED_SIZE * ALIGNED_SIZE * 4) as usize;
+
+/// What a worker does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Detection on camera frames, with alignment and quality of every face.
+    Detect,
+    /// Embedding of aligned crops, and whole uploaded photos.
+    Embed,
+}
+
+/// Page to worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// Load the models the role needs (the first message; the wasm module comes beside it).
+    Load { role: Role, detect: DetectOptions },
+    /// Detect faces in an RGBA frame (`buf`: `width * height * 4` bytes).
+    Frame {
+        seq: u64,
+        width: u32,
+        height: u32,
+        detect: DetectOptions,
+    },
+    /// Embed `count` aligned crops (`crops`: `count * CROP_BYTES` bytes).
+    Embed { job: u64, count: usize },
+    /// Decode a photo (`buf`: the file), find and embed every face.
+    Photo { job: u64 },
+}
+
+/// One face of a camera frame, as the detection worker reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FrameFace {
+    pub detection: Detection,
+    /// Measured on the aligned crop; `None` when the landmarks cannot be aligned.
+    pub quality: Option<Quality>,
+    /// Index of this face's crop in the reply's `crops`.
+    pub crop: Option<usize>,
+}
+
+/// One face of a photo: everything [`AnalyzedFace`] holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PhotoFace {
+    pub detection: Detection,
+    pub quality: Quality,
+    pub embedding: Embedding,
+}
+
+impl From<AnalyzedFace> for PhotoFace {
+    fn from(f: AnalyzedFace) -> Self {
+        Self {
+            detection: f.detection,
+            quality: f.quality,
+            embedding: f.embedding,
+        }
+    }
+}
+
+impl From<PhotoFace> for AnalyzedFace {
+    fn from(f: PhotoFace) -> Self {
+        Self {
+            detection: f.detection,
+            quality: f.quality,
+            embedding: f.embedding,
+        }
+    }
+}
+
+/// Worker to page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Reply {
+    /// Models loaded (and the detector's plan for the video size built) in `load_ms`.
+    Ready { role: Role, load_ms: f64 },
+    /// The models could not be loaded: the worker is useless.
+    Failed { error: String },
+    /// Faces of frame `seq`, best first; `buf` is the frame back, `crops` their aligned crops.
+    Detected {
+        seq: u64,
+        faces: Vec<FrameFace>,
+        /// RGBA to RGB in the worker.
+        prep_ms: f64,
+        /// Detection (resize, network, decoding, NMS).
+        detect_ms: f64,
+        /// Alignment and quality of every face.
+        align_ms: f64,
+        error: Option<String>,
+    },
+    /// Embeddings of job `job`'s crops, in order (`None` for a crop that failed).
+    Embedded {
+        job: u64,
+        embeddings: Vec<Option<Embedding>>,
+        embed_ms: f64,
+        error: Option<String>,
+    },
+    /// A photo's faces and its RGBA pixels (`buf`, `width` x `height`) to show it.
+    Photo {
+        job: u64,
+        width: u32,
+        height: u32,
+        faces: Vec<PhotoFace>,
+        error: Option<String>,
+    },
+}
+
+impl Request {
+    pub fn to_json(&self) -> String {
+        // Plain data: serialising cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+impl Reply {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Appends RGB pixels (an aligned crop's raw bytes, say) as RGBA.
+pub fn push_rgba(packed: &mut Vec<u8>, rgb: &[u8]) {
+    packed.reserve(rgb.len() / 3 * 4);
+    for p in rgb.chunks_exact(3) {
+        packed.extend_from_slice(&[p[0], p[1], p[2], 255]);
+    }
+}
+
+/// Crop `i` of packed crops (RGBA), if it is there and whole.
+pub fn crop(packed: &[u8], i: usize) -> Option<&[u8]> {
+    packed.get(i * CROP_BYTES..(i + 1) * CROP_BYTES)
+}
+
+/// Number of whole crops in a packed buffer (`None` if its length is not a multiple).
+pub fn crop_count(packed: &[u8]) -> Option<usize> {
+    (packed.len() % CROP_BYTES == 0).then_some(packed.len() / CROP_BYTES)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use visage_shared::geometry::{BBox, Point};
+
+    fn det() -> Detection {
+        Detection {
+            score: 0.93,
+            bbox: BBox::new(10.0, 20.0, 150.0, 170.0),
+            landmarks: [Point::new(50.0, 60.0); 5],
+        }
+    }
+
+    fn quality() -> Quality {
+        Quality {
+            score: 0.93,
+            face_px: 160.0,
+            interocular_px: 60.0,
+            sharpness: 120.0,
+            brightness: 110.0,
+            yaw_deg: 3.0,
+            pitch_deg: -2.0,
+            roll_deg: 1.0,
+        }
+    }
+
+    fn embedding() -> Embedding {
+        let mut v = vec![0.0; visage_shared::model::EMBEDDING_DIM];
+        v[0] = 0.6;
+        v[1] = 0.8;
+        Embedding::new(visage_shared::model::EMBEDDER_ID, v).unwrap()
+    }
+
+    #[test]
+    fn requests_and_replies_survive_json() {
+        let reqs = [
+            Request::Load {
+                role: Role::Detect,
+                detect: DetectOptions::VIDEO,
+            },
+            Request::Frame {
+                seq: 7,
+                width: 640,
+                height: 480,
+                detect: DetectOptions {
+                    max_side: 256,
+                    ..DetectOptions::VIDEO
+                },
+            },
+            Request::Embed { job: 3, count: 2 },
+            Request::Photo { job: 4 },
+        ];
+        for r in reqs {
+            let back: Request = serde_json::from_str(&r.to_json()).unwrap();
+            assert_eq!(back, r);
+        }
+        let replies = [
+            Reply::Ready {
+                role: Role::Embed,
+                load_ms: 812.5,
+            },
+            Reply::Failed {
+                error: "model error".into(),
+            },
+            Reply::Detected {
+                seq: 9,
+                faces: vec![
+                    FrameFace {
+                        detection: det(),
+                        quality: Some(quality()),
+                        crop: Some(0),
+                    },
+                    FrameFace {
+                        detection: det(),
+                        quality: None,
+                        crop: None,
+                    },
+                ],
+                prep_ms: 1.0,
+                detect_ms: 20.0,
+                align_ms: 0.5,
+                error: None,
+            },
+            Reply::Embedded {
+                job: 3,
+                embeddings: vec![Some(embedding()), None],
+                embed_ms: 40.0,
+                error: None,
+            },
+            Reply::Photo {
+                job: 4,
+                width: 10,
+                height: 12,
+                faces: vec![PhotoFace {
+                    detection: det(),
+                    quality: quality(),
+                    embedding: embedding(),
+                }],
+                error: None,
+            },
+        ];
+        for r in replies {
+            let back: Reply = serde_json::from_str(&r.to_json()).unwrap();
+            assert_eq!(back, r);
+        }
+    }
+
+    #[test]
+    fn an_invalid_embedding_is_refused_when_decoding() {
+        let json = r#"{"op":"embedded","job":1,"embeddings":[{"model":"x","vector":[0.0]}],"embed_ms":1.0,"error":null}"#;
+        assert!(serde_json::from_str::<Reply>(json).is_err());
+    }
+
+    #[test]
+    fn crops_pack_and_unpack_in_order() {
+        let n = (ALIGNED_SIZE * ALIGNED_SIZE) as usize;
+        let a: Vec<u8> = [1u8, 2, 3].repeat(n);
+        let b: Vec<u8> = [4u8, 5, 6].repeat(n);
+        let mut packed = Vec::new();
+        push_rgba(&mut packed, &a);
+        push_rgba(&mut packed, &b);
+        assert_eq!(crop_count(&packed), Some(2));
+        assert_eq!(crop(&packed, 0).unwrap(), [1u8, 2, 3, 255].repeat(n));
+        assert_eq!(crop(&packed, 1).unwrap(), [4u8, 5, 6, 255].repeat(n));
+        assert!(crop(&packed, 2).is_none());
+        assert_eq!(crop_count(&packed[1..]), None);
+        assert_eq!(crop_count(&[]), Some(0));
+        // The RGBA crop reads back as the same RGB image.
+        let img = visage_shared::decode::from_rgba(
+            ALIGNED_SIZE,
+            ALIGNED_SIZE,
+            crop(&packed, 1).unwrap(),
+            &visage_shared::DecodeLimits::default(),
+        )
+        .unwrap();
+        assert_eq!(img.as_raw(), &b);
+    }
+}

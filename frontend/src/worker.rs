@@ -1,0 +1,308 @@
+//! The pipeline's side of a Web Worker (`worker.js` loads the app's wasm module in a module
+//! worker and calls [`worker_main`]). A worker has one [`Role`]:
+//!
+//! - `Detect`: an RGBA camera frame in (transferred, not copied), faces out: boxes,
+//!   landmarks, quality and the aligned 112x112 crop of each, with the frame handed back for
+//!   display. Only the detector is loaded.
+//! - `Embed`: aligned crops in, embeddings out; and uploaded photos (decode, detect, align,
+//!   embed). Both models are loaded.
+//!
+//! Models are parsed and optimised once per worker, on the `Load` message; the wasm itself (with
+//! the models compiled in) is downloaded and compiled once by the page and handed over as a
+//! `WebAssembly.Module`.
+
+use std::cell::RefCell;
+
+use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
+use visage_shared::{AnalyzeOptions, DetectOptions, Detector, Pipeline, Quality, model};
+use wasm_bindgen::JsCast;
+use wasm_bindgen::prelude::*;
+
+use crate::proto::{self, FrameFace, PhotoFace, Reply, Request, Role};
+
+#[derive(Default)]
+struct State {
+    detector: Option<Detector>,
+    pipeline: Option<Pipeline>,
+    /// The latest frame's RGBA bytes, reused between frames.
+    rgba: Vec<u8>,
+}
+
+thread_local! {
+    static STATE: RefCell<State> = RefCell::new(State::default());
+}
+
+/// `performance.now()` of whichever global this runs in (window or worker).
+pub fn now() -> f64 {
+    js_sys::Reflect::get(&js_sys::global(), &"performance".into())
+        .ok()
+        .filter(|p| !p.is_undefined())
+        .map(|p| p.unchecked_into::<web_sys::Performance>().now())
+        .unwrap_or(0.0)
+}
+
+/// Entry point inside a worker: answers `first` (the `Load` message that carried the wasm
+/// module), then every later message.
+#[wasm_bindgen]
+pub fn worker_main(first: JsValue) {
+    console_error_panic_hook::set_once();
+    let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let handler = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(|ev: web_sys::MessageEvent| {
+        handle(&ev.data())
+    });
+    scope.set_onmessage(Some(handler.as_ref().unchecked_ref()));
+    // The handler lives as long as the worker.
+    handler.forget();
+    handle(&first);
+}
+
+fn field(data: &JsValue, name: &str) -> Option<JsValue> {
+    js_sys::Reflect::get(data, &name.into())
+        .ok()
+        .filter(|v| !v.is_undefined() && !v.is_null())
+}
+
+fn buffer(data: &JsValue, name: &str) -> Option<js_sys::ArrayBuffer> {
+    field(data, name).and_then(|v| v.dyn_into().ok())
+}
+
+/// Posts a reply with its buffers moved (transferred) to the page.
+fn post(reply: &Reply, buf: Option<&js_sys::ArrayBuffer>, crops: Option<&js_sys::ArrayBuffer>) {
+    let msg = js_sys::Object::new();
+    let transfer = js_sys::Array::new();
+    let _ = js_sys::Reflect::set(&msg, &"meta".into(), &reply.to_json().into());
+    for (k, b) in [("buf", buf), ("crops", crops)] {
+        if let Some(b) = b {
+            let _ = js_sys::Reflect::set(&msg, &k.into(), b);
+            transfer.push(b);
+        }
+    }
+    let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    if let Err(e) = scope.post_message_with_transfer(&msg, &transfer) {
+        web_sys::console::error_2(&"visage worker: posting a reply failed".into(), &e);
+    }
+}
+
+fn bytes_to_buffer(bytes: &[u8]) -> js_sys::ArrayBuffer {
+    js_sys::Uint8Array::from(bytes).buffer()
+}
+
+fn handle(data: &JsValue) {
+    let Some(meta) = field(data, "meta").and_then(|m| m.as_string()) else {
+        return;
+    };
+    let req: Request = match serde_json::from_str(&meta) {
+        Ok(r) => r,
+        Err(e) => {
+            web_sys::console::error_1(&format!("visage worker: bad message: {e}").into());
+            return;
+        }
+    };
+    match req {
+        Request::Load { role, detect } => {
+            let t0 = now();
+            match load(role, &detect) {
+                Ok(()) => post(
+                    &Reply::Ready {
+                        role,
+                        load_ms: now() - t0,
+                    },
+                    None,
+                    None,
+                ),
+                Err(error) => post(&Reply::Failed { error }, None, None),
+            }
+        }
+        Request::Frame {
+            seq,
+            width,
+            height,
+            detect,
+        } => {
+            let buf = buffer(data, "buf");
+            let (reply, crops) = match &buf {
+                Some(b) => detect_frame(seq, width, height, &detect, b),
+                None => (frame_error(seq, "no frame".into()), Vec::new()),
+            };
+            let crops = (!crops.is_empty()).then(|| bytes_to_buffer(&crops));
+            post(&reply, buf.as_ref(), crops.as_ref());
+        }
+        Request::Embed { job, count } => {
+            let packed = buffer(data, "crops")
+                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+                .unwrap_or_default();
+            post(&embed_crops(job, count, &packed), None, None);
+        }
+        Request::Photo { job } => {
+            let bytes = buffer(data, "buf")
+                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+                .unwrap_or_default();
+            let (reply, rgba) = analyze_photo(job, &bytes);
+            let rgba = (!rgba.is_empty()).then(|| bytes_to_buffer(&rgba));
+            post(&reply, rgba.as_ref(), None);
+        }
+    }
+}
+
+fn load(role: Role, detect: &DetectOptions) -> Result<(), String> {
+    STATE.with_borrow_mut(|s| match role {
+        Role::Detect => {
+            if s.detector.is_none() {
+                let d = Detector::new(model::DETECTOR_ONNX).map_err(|e| e.to_string())?;
+                // Builds the plan for VGA frames now, not on the first frame.
+                d.warm_up(640, 480, detect).map_err(|e| e.to_string())?;
+                s.detector = Some(d);
+            }
+            Ok(())
+        }
+        Role::Embed => {
+            if s.pipeline.is_none() {
+                s.pipeline = Some(Pipeline::load().map_err(|e| e.to_string())?);
+            }
+            Ok(())
+        }
+    })
+}
+
+fn frame_error(seq: u64, error: String) -> Reply {
+    Reply::Detected {
+        seq,
+        faces: Vec::new(),
+        prep_ms: 0.0,
+        detect_ms: 0.0,
+        align_ms: 0.0,
+        error: Some(error),
+    }
+}
+
+/// Detects, aligns and measures every face of one frame; returns the reply and the packed crops.
+fn detect_frame(
+    seq: u64,
+    width: u32,
+    height: u32,
+    opts: &DetectOptions,
+    buf: &js_sys::ArrayBuffer,
+) -> (Reply, Vec<u8>) {
+    STATE.with_borrow_mut(|s| {
+        let Some(detector) = s.detector.as_ref() else {
+            return (
+                frame_error(seq, "the detector is not loaded".into()),
+                vec![],
+            );
+        };
+        let t0 = now();
+        let view = js_sys::Uint8Array::new(buf);
+        s.rgba.resize(view.length() as usize, 0);
+        view.copy_to(&mut s.rgba);
+        let img = match from_rgba(width, height, &s.rgba, &DecodeLimits::default()) {
+            Ok(i) => i,
+            Err(e) => return (frame_error(seq, e.to_string()), vec![]),
+        };
+        let t1 = now();
+        let dets = match detector.detect(&img, opts) {
+            Ok(d) => d,
+            Err(e) => return (frame_error(seq, e.to_string()), vec![]),
+        };
+        let t2 = now();
+        let mut crops = Vec::new();
+        let mut n = 0;
+        let faces = dets
+            .into_iter()
+            .map(|d| match visage_shared::align::align(&img, &d.landmarks) {
+                Some(aligned) => {
+                    let quality = Quality::measure(&d, &aligned);
+                    proto::push_rgba(&mut crops, aligned.as_raw());
+                    n += 1;
+                    FrameFace {
+                        detection: d,
+                        quality: Some(quality),
+                        crop: Some(n - 1),
+                    }
+                }
+                None => FrameFace {
+                    detection: d,
+                    quality: None,
+                    crop: None,
+                },
+            })
+            .collect();
+        let reply = Reply::Detected {
+            seq,
+            faces,
+            prep_ms: t1 - t0,
+            detect_ms: t2 - t1,
+            align_ms: now() - t2,
+            error: None,
+        };
+        (reply, crops)
+    })
+}
+
+fn embed_crops(job: u64, count: usize, packed: &[u8]) -> Reply {
+    let t0 = now();
+    let result = STATE.with_borrow(|s| {
+        let p = s.pipeline.as_ref().ok_or("the embedder is not loaded")?;
+        if proto::crop_count(packed) != Some(count) {
+            return Err("the crops do not match their count");
+        }
+        let size = visage_shared::align::ALIGNED_SIZE;
+        Ok((0..count)
+            .map(|i| {
+                let rgba = proto::crop(packed, i)?;
+                let img = from_rgba(size, size, rgba, &DecodeLimits::default()).ok()?;
+                p.embedder.embed(&img).ok()
+            })
+            .collect::<Vec<_>>())
+    });
+    let (embeddings, error) = match result {
+        Ok(e) => (e, None),
+        Err(e) => (vec![None; count], Some(e.to_string())),
+    };
+    Reply::Embedded {
+        job,
+        embeddings,
+        embed_ms: now() - t0,
+        error,
+    }
+}
+
+fn analyze_photo(job: u64, bytes: &[u8]) -> (Reply, Vec<u8>) {
+    let result = STATE.with_borrow(|s| {
+        let p = s.pipeline.as_ref().ok_or("the models are not loaded")?;
+        let img = decode_image(bytes, &DecodeLimits::default()).map_err(|e| e.to_string())?;
+        let faces = p
+            .analyze(
+                &img,
+                &AnalyzeOptions {
+                    detect: DetectOptions::PHOTO,
+                },
+            )
+            .map_err(|e| e.to_string())?;
+        let (w, h) = img.dimensions();
+        let mut rgba = Vec::with_capacity(w as usize * h as usize * 4);
+        proto::push_rgba(&mut rgba, img.as_raw());
+        Ok::<_, String>((w, h, faces, rgba))
+    });
+    match result {
+        Ok((width, height, faces, rgba)) => (
+            Reply::Photo {
+                job,
+                width,
+                height,
+                faces: faces.into_iter().map(PhotoFace::from).collect(),
+                error: None,
+            },
+            rgba,
+        ),
+        Err(e) => (
+            Reply::Photo {
+                job,
+                width: 0,
+                height: 0,
+                faces: vec![],
+                error: Some(e),
+            },
+            vec![],
+        ),
+    }
+}
