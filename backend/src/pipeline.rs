@@ -23,6 +23,7 @@ pub struct Analysis {
 #[derive(Clone)]
 pub struct PipelineService {
     permits: Arc<Semaphore>,
+    threads: usize,
     limits: DecodeLimits,
 }
 
@@ -38,8 +39,14 @@ impl PipelineService {
         };
         Self {
             permits: Arc::new(Semaphore::new(n)),
+            threads: n,
             limits,
         }
+    }
+
+    /// How many analyses run at once (the pool size).
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 
     /// Whether the models are loaded (for `/readyz`).

@@ -158,9 +158,14 @@ impl Application {
             max_pixels: args.max_image_pixels,
             ..DecodeLimits::default()
         };
+        let pipeline = PipelineService::new(args.pipeline_threads, limits);
+        tracing::info!(
+            threads = pipeline.threads(),
+            "face pipeline: this many images analysed at once"
+        );
         let state = AppState(Arc::new(Inner {
             pool,
-            pipeline: PipelineService::new(args.pipeline_threads, limits),
+            pipeline,
             rate_limits: RateLimits::new(args.rate_per_minute),
             metrics: telemetry::metrics_handle(),
             ef_search: args.ef_search,
