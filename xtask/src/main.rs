@@ -93,7 +93,13 @@ const EXPO: (&str, &str) = (
 );
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    // `cargo run` sets CARGO_MANIFEST_DIR at run time too. Prefer it to the compile-time value:
+    // a target directory shared between clones (CI caches one) may hold an xtask binary built
+    // in another clone, which would otherwise work on that clone's files.
+    let dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    dir.join("..")
 }
 
 /// The cargo that runs xtask (so the same toolchain builds everything).
