@@ -144,10 +144,27 @@ assert len(r) == 1 and r[0]["candidates"][0]["match"] and r[0]["candidates"][0][
 
 echo "machine: $(nproc) cores, $(lscpu | sed -n 's/^Model name: *//p'); server pipeline pool: $THREADS; enrolled: 1 + $DISTRACTORS people"
 echo "load before: $(uptime | sed 's/.*load average: //')"
-printf '| connections | wrk threads | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | non-200 or no match | socket errors | load average after (1 min) |\n'
-printf '|---|---|---|---|---|---|---|---|---|---|---|\n'
+# The server's own stage histograms (sum and count per stage), differenced around each run.
+stages() {
+  curl -s "$BASE/metrics" | sed -n 's/^visage_pipeline_stage_seconds_\(sum\|count\){stage="\([a-z_]*\)"} \(.*\)$/\2 \1 \3/p'
+}
+stage_means() {
+  python3 -c '
+import sys
+def read(p):
+    return {(st, kind): float(v) for st, kind, v in (line.split() for line in open(p))}
+a, b = read(sys.argv[1]), read(sys.argv[2])
+def mean(st):
+    n = b.get((st, "count"), 0) - a.get((st, "count"), 0)
+    return 1000 * (b.get((st, "sum"), 0) - a.get((st, "sum"), 0)) / n if n else float("nan")
+print(" / ".join(f"{mean(st):.1f}" for st in ["decode", "detect", "align_quality_embed"]))
+' "$1" "$2"
+}
+printf '| connections | wrk threads | requests/s | p50 ms | p90 ms | p99 ms | max ms | requests | non-200 or no match | socket errors | server decode / detect / align+embed ms | load average after (1 min) |\n'
+printf '|---|---|---|---|---|---|---|---|---|---|---|---|\n'
 failed=0
 for c in $CONNECTIONS; do
+  stages > "$WORK/stages-before-c$c.txt"
   t=$(( c < 2 ? 1 : 2 ))
   out=$(VISAGE_KEY=$KEY PROBE=$PROBE wrk -t"$t" -c"$c" -d"$DURATION" --timeout 10s --latency \
     -s "$ROOT/scripts/load_recognize.lua" "$BASE")
@@ -158,20 +175,12 @@ for c in $CONNECTIONS; do
   bad=$(( $(get non200) + $(get unmatched) ))
   sock=$(( $(get connect) + $(get read) + $(get write) + $(get timeout) ))
   load=$(uptime | sed 's/.*load average: //' | cut -d, -f1)
-  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$t" "$rps" \
-    "$(get p50_ms)" "$(get p90_ms)" "$(get p99_ms)" "$(get max_ms)" "$(get requests)" "$bad" "$sock" "$load"
+  stages > "$WORK/stages-after-c$c.txt"
+  means=$(stage_means "$WORK/stages-before-c$c.txt" "$WORK/stages-after-c$c.txt")
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$c" "$t" "$rps" \
+    "$(get p50_ms)" "$(get p90_ms)" "$(get p99_ms)" "$(get max_ms)" "$(get requests)" "$bad" "$sock" "$means" "$load"
   if [ "$bad" -ne 0 ] || [ "$sock" -ne 0 ]; then failed=1; fi
 done
-# Where the server's time went (its own histograms).
-curl -s "$BASE/metrics" | python3 -c '
-import re, sys
-s, n = {}, {}
-for line in sys.stdin:
-    m = re.match(r"visage_pipeline_stage_seconds_(sum|count)\{stage=\"(\w+)\"\} (\S+)", line)
-    if m:
-        (s if m.group(1) == "sum" else n)[m.group(2)] = float(m.group(3))
-print("server stage means (ms): " + ", ".join(f"{k} {1000 * s[k] / n[k]:.1f}" for k in s if n.get(k)))
-'
 echo "wrk outputs and the server log: $WORK"
 if [ "$failed" -ne 0 ]; then
   echo "load_recognize: FAILED: some answers were not a 200 with the match, or sockets failed" >&2
