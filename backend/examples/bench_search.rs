@@ -22,7 +22,7 @@
 //! VISAGE_PG_DIR=/var/tmp/visage-bench-pg VISAGE_PG_SHARED_BUFFERS=3GB \
 //!   cargo run --release -p visage-backend --example bench_search -- 10000 100000 1000000 \
 //!   [--keep] [--rebuild] [--seed 42] [--probes 1000] [--ef 40,100,200,400] [--warm 1000]
-//!   [--exact-probes N] [--m 16] [--ef-construction 64] [--maintenance-work-mem 2GB]
+//!   [--exact-probes N] [--m 16] [--ef-construction 128] [--maintenance-work-mem 2GB]
 //!   [--data isotropic|fitted] [--markdown FILE]
 //! ```
 
@@ -712,7 +712,7 @@ async fn main() -> anyhow::Result<()> {
         warm: 1000,
         exact_probes: None,
         m: 16,
-        ef_construction: 64,
+        ef_construction: 128,
         keep: false,
         rebuild: false,
         data: Data::Isotropic,
