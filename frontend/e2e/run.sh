@@ -65,7 +65,10 @@ KEY="vsg_e2e_$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 export VISAGE_PG_DIR="${VISAGE_PG_DIR:-/var/tmp/visage-e2e-pg}"
 LOG="$ART/service-$(date +%s)-$$.log"
 rm -f "$ART"/service-*.log
-"$CARGO_TARGET_DIR/debug/visage" serve --port 0 --bootstrap-key "$KEY" --rate-per-minute 100000 >"$LOG" 2>&1 &
+# The service serves the flow test's app itself (as `cargo xtask serve` does); the benchmark
+# compares builds from several directories through test.mjs's own static server.
+"$CARGO_TARGET_DIR/debug/visage" serve --port 0 --bootstrap-key "$KEY" --rate-per-minute 100000 \
+  --web-dir "$ROOT/frontend/dist" >"$LOG" 2>&1 &
 SERVICE=$!
 cleanup() { kill -TERM "$SERVICE" 2>/dev/null || true; wait "$SERVICE" 2>/dev/null || true; }
 trap cleanup EXIT
@@ -88,5 +91,5 @@ if [ "$MODE" = bench ]; then
     E2E_MODE=bench E2E_BENCH_LABEL="$v" E2E_DIST="$dist" node "$HERE/test.mjs"
   done
 else
-  E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
+  E2E_APP_FROM_BACKEND=1 E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"
 fi

@@ -30,7 +30,12 @@ fs.mkdirSync(ART, { recursive: true });
 const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...a);
 function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
 
-// ---- static server + /v1 forwarder -------------------------------------------------------
+// ---- where the page comes from -----------------------------------------------------------
+// E2E_APP_FROM_BACKEND=1 (the flow test): the visage service serves the app at `/`, with its
+// Content-Security-Policy, exactly as `cargo xtask serve` ships it. Otherwise (the benchmark,
+// which compares builds from several directories): a tiny static server for E2E_DIST that
+// forwards /v1/* to the service, so the page still talks to its own origin.
+const FROM_BACKEND = env.E2E_APP_FROM_BACKEND === '1';
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.png': 'image/png', '.ico': 'image/x-icon' };
 const server = http.createServer((req, res) => {
   if (req.url.startsWith('/v1/')) {
@@ -48,9 +53,9 @@ const server = http.createServer((req, res) => {
   res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
   fs.createReadStream(file).pipe(res);
 });
-await new Promise((r) => server.listen(0, '127.0.0.1', r));
-const ORIGIN = `http://127.0.0.1:${server.address().port}`;
-log('app served at', ORIGIN, 'from', DIST, '; service at', BACKEND);
+if (!FROM_BACKEND) await new Promise((r) => server.listen(0, '127.0.0.1', r));
+const ORIGIN = FROM_BACKEND ? new URL(BACKEND).origin : `http://127.0.0.1:${server.address().port}`;
+log('app served at', ORIGIN, FROM_BACKEND ? 'by the visage service' : `from ${DIST}; service at ${BACKEND}`);
 
 // ---- the service, directly (setup and cleanup only) --------------------------------------
 async function api(method, p, body) {
@@ -318,6 +323,8 @@ try {
       log('../shared/faces not found: skipping the two-photo check');
     }
     checkRequests();
+    const blocked = consoleErrors.filter((t) => /Content Security Policy/i.test(t));
+    assert(blocked.length === 0, `nothing is blocked by the service's Content-Security-Policy: ${blocked.join('; ')}`);
     const keyLeaks = consoleAll.filter((t) => t.includes(KEY));
     assert(keyLeaks.length === 0, 'the API key never appears in the console');
     log('PASS');
@@ -331,6 +338,6 @@ try {
   }
   if (consoleErrors.length) console.error('browser console errors:\n ', consoleErrors.slice(-20).join('\n  '));
 } finally {
-  server.close();
+  if (!FROM_BACKEND) server.close();
 }
 process.exit(failed ? 1 : 0);
