@@ -118,6 +118,14 @@ person() {
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
 
+# A clean gallery: the database directory is kept between runs, so erase what an earlier run
+# (or an interrupted one) left.
+while :; do
+  ids=$(api "$BASE/v1/people?limit=200" | python3 -c 'import json,sys; print(" ".join(p["id"] for p in json.load(sys.stdin)["items"]))')
+  [ -n "$ids" ] || break
+  for id in $ids; do api -X DELETE "$BASE/v1/people/$id" >/dev/null; done
+done
+
 # The probe's person, enrolled from the probe itself; and distractors with random embeddings
 # (three each) so the search has a crowd to look through.
 P=$(person "Probe person")
