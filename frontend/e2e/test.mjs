@@ -72,18 +72,21 @@ async function eraseEveryone() {
 
 // ---- browser -----------------------------------------------------------------------------
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream', '--use-fake-device-for-media-stream'];
+  '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream'];
 const requests = [];
 const consoleErrors = [];
 const consoleAll = [];
 let browserCount = 0;
 let lastPage = null;
 
+/// Opens the app in a fresh browser whose webcam plays `video`; `video = null`: a machine
+/// without any camera.
 async function open(video, { withKey = true, query = '' } = {}) {
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'visage-e2e-profile-'));
+  const camera = video ? ['--use-fake-device-for-media-stream', `--use-file-for-fake-video-capture=${video}`] : [];
   const ctx = await chromium.launchPersistentContext(userDataDir, {
     executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true,
-    args: [...FLAGS, `--use-file-for-fake-video-capture=${video}`], viewport: { width: 1000, height: 1100 },
+    args: [...FLAGS, ...camera], viewport: { width: 1000, height: 1100 },
     acceptDownloads: true,
   });
   const page = ctx.pages()[0] || await ctx.newPage();
@@ -162,7 +165,22 @@ async function enroll(video, name, { viaSettings = false } = {}) {
 
 const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-');
 
-async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings }) {
+/// Without a camera: the page says so, and a photo chosen from disk is still analysed in the
+/// browser (only its embeddings go to the service; checkRequests verifies that too).
+async function noCamera(photo, name, faces) {
+  const b = await open(null);
+  await b.page.locator('#camera-message', { hasText: 'Camera unavailable' }).waitFor({ timeout: 60_000 });
+  await b.page.locator('#photo-recognize').setInputFiles(photo);
+  await b.page.locator('#photo-faces li').nth(faces - 1).waitFor({ timeout: 60_000 });
+  const labels = await b.page.locator('#photo-faces li').allTextContents();
+  assert(labels.length === faces, `${faces} faces in ${path.basename(photo)}: ${labels}`);
+  assert(labels.filter((t) => t.includes(name)).length === 1, `exactly one face of the photo is ${name}: ${labels}`);
+  await b.page.screenshot({ path: path.join(ART, 'no-camera-photo.png') });
+  await b.close();
+  log(`without a camera: ${path.basename(photo)} analysed in the browser:`, labels.join(' | '));
+}
+
+async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings, photo }) {
   const name = `${label} ${Date.now() % 100000}`;
   log(`--- scenario ${label}: enroll from ${path.basename(enrollVideo)}, recognise in ${path.basename(sameVideo)}, unknown ${path.basename(otherVideo)}`);
   await enroll(enrollVideo, name, { viaSettings });
@@ -181,6 +199,8 @@ async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings
   log('a different person is unknown');
   await b.page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-other-unknown.png`) });
   await b.close();
+
+  if (photo) await noCamera(photo.file, name, photo.faces);
 
   b = await open(sameVideo);
   const { page } = b;
@@ -316,7 +336,8 @@ try {
     }
   } else {
     await eraseEveryone();
-    await scenario('Fixture A', { enrollVideo: path.join(WORK, 'A1.y4m'), sameVideo: path.join(WORK, 'A2.y4m'), otherVideo: path.join(WORK, 'B.y4m'), viaSettings: true });
+    await scenario('Fixture A', { enrollVideo: path.join(WORK, 'A1.y4m'), sameVideo: path.join(WORK, 'A2.y4m'), otherVideo: path.join(WORK, 'B.y4m'), viaSettings: true,
+      photo: { file: path.join(WORK, 'demo', 'sample1.jpg'), faces: 3 } });
     if (fs.existsSync(path.join(WORK, 'S1.y4m'))) {
       await scenario('Shared faces', { enrollVideo: path.join(WORK, 'S1.y4m'), sameVideo: path.join(WORK, 'S2.y4m'), otherVideo: path.join(WORK, 'B.y4m') });
     } else {
