@@ -207,6 +207,14 @@ async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings
   await tab(page, 'People');
   const row = page.locator('#people-list tr', { hasText: name });
   await row.waitFor({ timeout: 30_000 });
+  // Search by name: a query that fits nobody hides the row, part of the name brings it back.
+  const search = page.locator('#people-search');
+  await search.fill('nobody-by-this-name');
+  await search.press('Enter');
+  await row.waitFor({ state: 'detached', timeout: 30_000 });
+  await search.fill(name.split(' ').pop());
+  await search.press('Enter');
+  await row.waitFor({ timeout: 30_000 });
   // Export downloads the person's data as JSON.
   const [download] = await Promise.all([page.waitForEvent('download'), row.locator('button.export').click()]);
   const exported = JSON.parse(fs.readFileSync(await download.path(), 'utf8'));
