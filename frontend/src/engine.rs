@@ -19,7 +19,7 @@ use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 
 use leptos::prelude::*;
-use visage_shared::{AnalyzedFace, DetectOptions, Detection, Quality, QualityGate};
+use visage_shared::{AnalyzedFace, Detection, Quality, QualityGate};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlVideoElement};
@@ -104,9 +104,6 @@ struct InFlight {
     capture: Option<f64>,
     width: u32,
     height: u32,
-    /// Whether its landmarks were refined: only such faces are embedded (their embeddings
-    /// match photos' and each other's more closely).
-    refined: bool,
 }
 
 /// What an embedding job was for.
@@ -591,8 +588,6 @@ fn capture_frame(
         let Some((worker, seq)) = e.sched.offer() else {
             return Ok(());
         };
-        // Enrollment keeps every frame's crop it accepts: always refined. Live: when due.
-        let refine = mode == Mode::Enroll || e.tracker.wants_refinement();
         let t0 = now();
         if e.capture.is_none() {
             let canvas: HtmlCanvasElement = web_sys::window()
@@ -629,10 +624,7 @@ fn capture_frame(
                         seq,
                         width: w,
                         height: h,
-                        detect: DetectOptions {
-                            refine_landmarks: refine,
-                            ..e.config.detect()
-                        },
+                        detect: e.config.detect(),
                     },
                     &[("buf", &buf)],
                     &[&buf],
@@ -649,7 +641,6 @@ fn capture_frame(
                 capture: capture_time,
                 width: w,
                 height: h,
-                refined: refine,
             },
         );
         push(&mut e.samples.capture_ms, now() - t0, 300);
@@ -742,11 +733,9 @@ fn on_detected(ui: Ui, d: Detected) {
                 let mut tracks: Vec<u64> = Vec::new();
                 let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT;
                 for (f, &ti) in d.faces.iter().zip(&idx) {
-                    if let (true, Some(c), true) = (
-                        free && info.refined,
-                        f.crop,
-                        e.tracker.tracks[ti].wants_embedding(),
-                    ) {
+                    if let (true, Some(c), true) =
+                        (free, f.crop, e.tracker.tracks[ti].wants_embedding())
+                    {
                         want.push(c);
                         tracks.push(e.tracker.tracks[ti].id);
                         e.tracker.mark_embedded(ti);

@@ -170,19 +170,6 @@ impl Tracker {
             .collect()
     }
 
-    /// Whether the next frames should get refined landmarks (a second detector pass per face,
-    /// [`visage_shared::Detector::refine`]): when a face is new or about to be embedded again.
-    /// Frames are in flight while this is decided, so "about to" includes the frame before;
-    /// a due face whose frame was not refined waits for the next refined one. With no face in
-    /// view it costs nothing and lets a face that appears be refined at once.
-    pub fn wants_refinement(&self) -> bool {
-        self.tracks.is_empty()
-            || self
-                .tracks
-                .iter()
-                .any(|t| t.embeds < EAGER_EMBEDS || t.frames_since_embed + 2 >= EMBED_EVERY)
-    }
-
     /// Records that track `index` was embedded this frame.
     pub fn mark_embedded(&mut self, index: usize) {
         let t = &mut self.tracks[index];
@@ -340,29 +327,6 @@ mod tests {
             }
         }
         assert_eq!(embedded, vec![0, 1, 2, 7, 12, 17]);
-    }
-
-    #[test]
-    fn refines_from_two_frames_before_each_embedding() {
-        let mut t = Tracker::default();
-        assert!(
-            t.wants_refinement(),
-            "no face yet: a new one is refined at once"
-        );
-        let mut refined = Vec::new();
-        for frame in 0..20 {
-            // Decided when the frame is sent, before its detections come back.
-            if t.wants_refinement() {
-                refined.push(frame);
-            }
-            let i = t.update(&[det(0.0, 0.0)])[0];
-            if t.tracks[i].wants_embedding() {
-                t.mark_embedded(i);
-            }
-        }
-        // Embedded at 0, 1, 2, 7, 12, 17 (above): each of those frames is refined, and the one
-        // before each later embedding (a frame is sent before its predecessor's reply is in).
-        assert_eq!(refined, vec![0, 1, 2, 6, 7, 11, 12, 16, 17]);
     }
 
     #[test]
