@@ -8,7 +8,9 @@
 //!   never queued ([`FrameScheduler`]);
 //! - the detection worker answers with the faces (box, landmarks, quality, aligned crop) and
 //!   the frame itself, which is drawn with its overlay, so boxes always sit on their frame;
-//! - the tracker picks the faces to recognise; their crops go to the embedding worker, whose
+//! - the tracker picks the faces to recognise; the drawn frame moves on with them to the
+//!   embedding worker, which refines their landmarks on a crop around each (a second detector
+//!   pass, only for these faces, off the overlay's path), aligns and embeds them; the
 //!   embeddings go to the service (embeddings only, never pixels).
 //!
 //! Capture and drawing here, detection and embedding in two workers: three stages that overlap
@@ -25,7 +27,7 @@ use wasm_bindgen::prelude::*;
 use web_sys::{CanvasRenderingContext2d, HtmlCanvasElement, HtmlVideoElement};
 
 use crate::api;
-use crate::proto::{CROP_BYTES, FrameFace, Reply, Request, Role};
+use crate::proto::{FrameFace, Reply, Request, Role};
 use crate::schedule::{FrameScheduler, LoopConfig};
 use crate::settings::Settings;
 use crate::track::{Collector, Label, Tracker, Vote};
@@ -335,7 +337,6 @@ fn on_reply(ui: Ui, role: Role, index: usize, data: &JsValue) {
             error,
         } => {
             let buf = get("buf");
-            let crops = get("crops").and_then(|c| c.dyn_into::<js_sys::ArrayBuffer>().ok());
             if let Some(e) = &error {
                 ui.error.set(Some(format!("detection: {e}")));
             }
@@ -348,7 +349,6 @@ fn on_reply(ui: Ui, role: Role, index: usize, data: &JsValue) {
                     timings: [prep_ms, detect_ms, align_ms],
                     failed: error.is_some(),
                     frame: buf,
-                    crops,
                 },
             );
         }
@@ -658,36 +658,28 @@ struct Detected {
     failed: bool,
     /// The frame's RGBA pixels, handed back.
     frame: Option<JsValue>,
-    crops: Option<js_sys::ArrayBuffer>,
 }
 
-/// Copies the chosen crops of a reply into one buffer for the embedding worker.
-fn select_crops(crops: &js_sys::ArrayBuffer, which: &[usize]) -> js_sys::ArrayBuffer {
-    let all = js_sys::Uint8Array::new(crops);
-    let out = js_sys::Uint8Array::new_with_length((which.len() * CROP_BYTES) as u32);
-    for (k, &i) in which.iter().enumerate() {
-        let from = (i * CROP_BYTES) as u32;
-        out.set(
-            &all.subarray(from, from + CROP_BYTES as u32),
-            (k * CROP_BYTES) as u32,
-        );
-    }
-    out.buffer()
-}
-
-fn send_embed_job(e: &mut Engine, job: EmbedJob, crops: js_sys::ArrayBuffer, count: usize) {
+/// Sends faces of a drawn frame to the embedding worker, which refines their landmarks
+/// first; the frame's buffer moves with them (the page is done with it).
+fn send_embed_faces(
+    e: &mut Engine,
+    job: EmbedJob,
+    frame: &JsValue,
+    (width, height): (u32, u32),
+    faces: Vec<Detection>,
+) {
     let Some(pool) = e.pool.as_ref() else { return };
     e.next_job += 1;
     let id = e.next_job;
-    let buf: JsValue = crops.into();
-    if post(
-        &pool.embed,
-        &Request::Embed { job: id, count },
-        &[("crops", &buf)],
-        &[&buf],
-    )
-    .is_ok()
-    {
+    let request = Request::EmbedFaces {
+        job: id,
+        width,
+        height,
+        faces,
+        detect: e.config.detect(),
+    };
+    if post(&pool.embed, &request, &[("buf", frame)], &[frame]).is_ok() {
         e.embed_busy += 1;
         e.embed_jobs.insert(id, job);
     }
@@ -729,23 +721,23 @@ fn on_detected(ui: Ui, d: Detected) {
         match mode {
             Mode::Live => {
                 let idx = e.tracker.update(&dets);
-                let mut want: Vec<usize> = Vec::new();
+                let mut want: Vec<Detection> = Vec::new();
                 let mut tracks: Vec<u64> = Vec::new();
-                let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT;
+                let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT && d.frame.is_some();
                 for (f, &ti) in d.faces.iter().zip(&idx) {
-                    if let (true, Some(c), true) =
+                    if let (true, Some(_), true) =
                         (free, f.crop, e.tracker.tracks[ti].wants_embedding())
                     {
-                        want.push(c);
+                        want.push(f.detection.clone());
                         tracks.push(e.tracker.tracks[ti].id);
                         e.tracker.mark_embedded(ti);
                     }
                     labels.push((f.detection.clone(), e.tracker.tracks[ti].label()));
                     ids.push(e.tracker.tracks[ti].id);
                 }
-                if let (false, Some(crops)) = (want.is_empty(), d.crops.as_ref()) {
-                    let n = want.len();
-                    send_embed_job(e, EmbedJob::Live(tracks), select_crops(crops, &want), n);
+                if let (false, Some(frame)) = (want.is_empty(), d.frame.as_ref()) {
+                    let size = (info.width, info.height);
+                    send_embed_faces(e, EmbedJob::Live(tracks), frame, size, want);
                 }
             }
             Mode::Enroll => {
@@ -764,15 +756,17 @@ fn on_detected(ui: Ui, d: Detected) {
                                     .collect::<Vec<_>>()
                                     .join("; ")
                             } else {
-                                if let (true, 0, Some(c), Some(crops)) =
-                                    (e.collector.wants(), e.embed_busy, f.crop, d.crops.as_ref())
+                                if let (true, 0, Some(_), Some(frame)) =
+                                    (e.collector.wants(), e.embed_busy, f.crop, d.frame.as_ref())
                                 {
                                     e.collector.reserve();
                                     let job = EmbedJob::Enroll {
                                         generation: e.generation,
                                         quality: q,
                                     };
-                                    send_embed_job(e, job, select_crops(crops, &[c]), 1);
+                                    let size = (info.width, info.height);
+                                    let face = vec![f.detection.clone()];
+                                    send_embed_faces(e, job, frame, size, face);
                                 }
                                 if e.collector.is_full() {
                                     "done: all frames collected".to_string()

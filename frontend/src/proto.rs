@@ -37,6 +37,17 @@ pub enum Request {
     },
     /// Embed `count` aligned crops (`crops`: `count * CROP_BYTES` bytes).
     Embed { job: u64, count: usize },
+    /// Embed these faces of an RGBA camera frame (`buf`: `width * height * 4` bytes, after the
+    /// page has drawn it), each after refining its landmarks on a crop around it
+    /// ([`visage_shared::Detector::refine`]; `detect`: what found them). Refining here, for
+    /// the few faces that get embedded, keeps the second detector pass off the overlay's path.
+    EmbedFaces {
+        job: u64,
+        width: u32,
+        height: u32,
+        faces: Vec<Detection>,
+        detect: DetectOptions,
+    },
     /// Decode a photo (`buf`: the file), find and embed every face.
     Photo { job: u64 },
 }
@@ -197,6 +208,13 @@ mod tests {
                 },
             },
             Request::Embed { job: 3, count: 2 },
+            Request::EmbedFaces {
+                job: 5,
+                width: 640,
+                height: 480,
+                faces: vec![det()],
+                detect: DetectOptions::VIDEO,
+            },
             Request::Photo { job: 4 },
         ];
         for r in reqs {

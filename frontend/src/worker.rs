@@ -14,7 +14,9 @@
 use std::cell::RefCell;
 
 use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
-use visage_shared::{AnalyzeOptions, DetectOptions, Detector, Pipeline, Quality, model};
+use visage_shared::{
+    AnalyzeOptions, DetectOptions, Detection, Detector, Embedding, Pipeline, Quality, model,
+};
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
@@ -133,6 +135,19 @@ fn handle(data: &JsValue) {
                 .unwrap_or_default();
             post(&embed_crops(job, count, &packed), None, None);
         }
+        Request::EmbedFaces {
+            job,
+            width,
+            height,
+            faces,
+            detect,
+        } => {
+            let rgba = buffer(data, "buf")
+                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+                .unwrap_or_default();
+            let reply = embed_faces(job, width, height, &faces, &detect, &rgba);
+            post(&reply, None, None);
+        }
         Request::Photo { job } => {
             let bytes = buffer(data, "buf")
                 .map(|b| js_sys::Uint8Array::new(&b).to_vec())
@@ -157,7 +172,17 @@ fn load(role: Role, detect: &DetectOptions) -> Result<(), String> {
         }
         Role::Embed => {
             if s.pipeline.is_none() {
-                s.pipeline = Some(Pipeline::load().map_err(|e| e.to_string())?);
+                let p = Pipeline::load().map_err(|e| e.to_string())?;
+                // The refinement's fixed-size plan, built now rather than on the first face.
+                let side = visage_shared::detect::REFINE_SIDE;
+                let refine = DetectOptions {
+                    max_side: side,
+                    ..*detect
+                };
+                p.detector
+                    .warm_up(side, side, &refine)
+                    .map_err(|e| e.to_string())?;
+                s.pipeline = Some(p);
             }
             Ok(())
         }
@@ -236,6 +261,43 @@ fn detect_frame(
         };
         (reply, crops)
     })
+}
+
+/// Refines, aligns and embeds faces of a camera frame (the embedding worker's pipeline has its
+/// own detector for the refinement).
+fn embed_faces(
+    job: u64,
+    width: u32,
+    height: u32,
+    faces: &[Detection],
+    detect: &DetectOptions,
+    rgba: &[u8],
+) -> Reply {
+    let t0 = now();
+    let result = STATE.with_borrow(|s| -> Result<Vec<Option<Embedding>>, &'static str> {
+        let p = s.pipeline.as_ref().ok_or("the embedder is not loaded")?;
+        let img = from_rgba(width, height, rgba, &DecodeLimits::default())
+            .map_err(|_| "the frame does not match its size")?;
+        let (scale, _, _) = visage_shared::detect::input_size(width, height, detect.max_side);
+        Ok(faces
+            .iter()
+            .map(|d| {
+                let d = p.detector.refine(&img, d.clone(), scale).ok()?;
+                let aligned = visage_shared::align::align(&img, &d.landmarks)?;
+                p.embedder.embed(&aligned).ok()
+            })
+            .collect::<Vec<_>>())
+    });
+    let (embeddings, error) = match result {
+        Ok(e) => (e, None),
+        Err(e) => (vec![None; faces.len()], Some(String::from(e))),
+    };
+    Reply::Embedded {
+        job,
+        embeddings,
+        embed_ms: now() - t0,
+        error,
+    }
 }
 
 fn embed_crops(job: u64, count: usize, packed: &[u8]) -> Reply {
