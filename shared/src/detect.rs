@@ -57,10 +57,10 @@ impl DetectOptions {
     };
     /// For live video: 320 px (4x fewer pixels than 640), threshold 0.6, because true faces
     /// score lower at the smaller size. Costs in recall are measured in BENCHMARKS.md.
-    /// Landmarks are not refined. Measured in the browser: refining the frames whose faces get
-    /// embedded cut the live view from 30 to 19-20 FPS (the refined frames, 3x slower, came
-    /// back after later ones), though it lifted the fixture's live similarity from 0.70 to
-    /// 0.97. Refining only enrollment frames would make enrolled and live embeddings differ.
+    /// Landmarks are not refined here: refining every frame cut the browser's live view from 30
+    /// to 19-20 FPS. The browser refines only the faces it embeds, in its embedding worker
+    /// ([`Detector::refine`] on the drawn frame), which lifted the e2e fixture's live similarity
+    /// from 0.70 to 0.97.
     pub const VIDEO: DetectOptions = DetectOptions {
         max_side: 320,
         score_threshold: 0.6,
