@@ -6,7 +6,7 @@
 //!   capture canvas, read back (RGBA) and its buffer moved (transferred, not copied) to a
 //!   detection worker, unless every detection worker is busy: then the frame is dropped,
 //!   never queued ([`FrameScheduler`]);
-//! - the detection worker answers with the faces (box, landmarks, quality, aligned crop) and
+//! - the detection worker answers with the faces (box, landmarks, quality) and
 //!   the frame itself, which is drawn with its overlay, so boxes always sit on their frame;
 //! - the tracker picks the faces to recognise; the drawn frame moves on with them to the
 //!   embedding worker, which refines their landmarks on a crop around each (a second detector
@@ -725,9 +725,7 @@ fn on_detected(ui: Ui, d: Detected) {
                 let mut tracks: Vec<u64> = Vec::new();
                 let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT && d.frame.is_some();
                 for (f, &ti) in d.faces.iter().zip(&idx) {
-                    if let (true, Some(_), true) =
-                        (free, f.crop, e.tracker.tracks[ti].wants_embedding())
-                    {
+                    if free && f.quality.is_some() && e.tracker.tracks[ti].wants_embedding() {
                         want.push(f.detection.clone());
                         tracks.push(e.tracker.tracks[ti].id);
                         e.tracker.mark_embedded(ti);
@@ -756,8 +754,8 @@ fn on_detected(ui: Ui, d: Detected) {
                                     .collect::<Vec<_>>()
                                     .join("; ")
                             } else {
-                                if let (true, 0, Some(_), Some(frame)) =
-                                    (e.collector.wants(), e.embed_busy, f.crop, d.frame.as_ref())
+                                if let (true, 0, Some(frame)) =
+                                    (e.collector.wants(), e.embed_busy, d.frame.as_ref())
                                 {
                                     e.collector.reserve();
                                     let job = EmbedJob::Enroll {

@@ -1,16 +1,12 @@
 //! Messages between the page and its pipeline workers (pure, unit-tested on the host).
 //!
-//! A message is a JS object `{ meta, buf, crops }`: `meta` is one of the JSON types below,
-//! `buf` and `crops` are `ArrayBuffer`s moved with the message (transferred, not copied): the
-//! RGBA camera frame (sent to the worker and handed back for display), a photo's bytes or
-//! pixels, and aligned 112x112 face crops, RGBA, packed one after another.
+//! A message is a JS object `{ meta, buf }`: `meta` is one of the JSON types below, `buf` an
+//! `ArrayBuffer` moved with the message (transferred, not copied): the RGBA camera frame (sent
+//! to a detection worker, handed back for display, then on to the embedding worker with the
+//! faces to embed), or a photo's bytes or pixels.
 
 use serde::{Deserialize, Serialize};
-use visage_shared::align::ALIGNED_SIZE;
 use visage_shared::{AnalyzedFace, DetectOptions, Detection, Embedding, Quality};
-
-/// Bytes of one aligned face crop (RGBA, as `decode::from_rgba` takes it back).
-pub const CROP_BYTES: usize = (ALIGNED_SIZE * ALIGNED_SIZE * 4) as usize;
 
 /// What a worker does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,7 +14,8 @@ pub const CROP_BYTES: usize = (ALIGNED_SIZE * ALIGNED_SIZE * 4) as usize;
 pub enum Role {
     /// Detection on camera frames, with alignment and quality of every face.
     Detect,
-    /// Embedding of aligned crops, and whole uploaded photos.
+    /// Landmark refinement and embedding of chosen faces of camera frames, and whole uploaded
+    /// photos.
     Embed,
 }
 
@@ -35,8 +32,6 @@ pub enum Request {
         height: u32,
         detect: DetectOptions,
     },
-    /// Embed `count` aligned crops (`crops`: `count * CROP_BYTES` bytes).
-    Embed { job: u64, count: usize },
     /// Embed these faces of an RGBA camera frame (`buf`: `width * height * 4` bytes, after the
     /// page has drawn it), each after refining its landmarks on a crop around it
     /// ([`visage_shared::Detector::refine`]; `detect`: what found them). Refining here, for
@@ -56,10 +51,9 @@ pub enum Request {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FrameFace {
     pub detection: Detection,
-    /// Measured on the aligned crop; `None` when the landmarks cannot be aligned.
+    /// Measured on the aligned crop; `None` when the landmarks cannot be aligned (such a face
+    /// is shown but never embedded).
     pub quality: Option<Quality>,
-    /// Index of this face's crop in the reply's `crops`.
-    pub crop: Option<usize>,
 }
 
 /// One face of a photo: everything [`AnalyzedFace`] holds.
@@ -98,7 +92,7 @@ pub enum Reply {
     Ready { role: Role, load_ms: f64 },
     /// The models could not be loaded: the worker is useless.
     Failed { error: String },
-    /// Faces of frame `seq`, best first; `buf` is the frame back, `crops` their aligned crops.
+    /// Faces of frame `seq`, best first; `buf` is the frame back.
     Detected {
         seq: u64,
         faces: Vec<FrameFace>,
@@ -110,7 +104,7 @@ pub enum Reply {
         align_ms: f64,
         error: Option<String>,
     },
-    /// Embeddings of job `job`'s crops, in order (`None` for a crop that failed).
+    /// Embeddings of job `job`'s faces, in order (`None` for a face that failed).
     Embedded {
         job: u64,
         embeddings: Vec<Option<Embedding>>,
@@ -140,22 +134,12 @@ impl Reply {
     }
 }
 
-/// Appends RGB pixels (an aligned crop's raw bytes, say) as RGBA.
+/// Appends RGB pixels (a photo's, to show it on a canvas) as RGBA.
 pub fn push_rgba(packed: &mut Vec<u8>, rgb: &[u8]) {
     packed.reserve(rgb.len() / 3 * 4);
     for p in rgb.chunks_exact(3) {
         packed.extend_from_slice(&[p[0], p[1], p[2], 255]);
     }
-}
-
-/// Crop `i` of packed crops (RGBA), if it is there and whole.
-pub fn crop(packed: &[u8], i: usize) -> Option<&[u8]> {
-    packed.get(i * CROP_BYTES..(i + 1) * CROP_BYTES)
-}
-
-/// Number of whole crops in a packed buffer (`None` if its length is not a multiple).
-pub fn crop_count(packed: &[u8]) -> Option<usize> {
-    (packed.len() % CROP_BYTES == 0).then_some(packed.len() / CROP_BYTES)
 }
 
 #[cfg(test)]
@@ -207,7 +191,6 @@ mod tests {
                     ..DetectOptions::VIDEO
                 },
             },
-            Request::Embed { job: 3, count: 2 },
             Request::EmbedFaces {
                 job: 5,
                 width: 640,
@@ -235,12 +218,10 @@ mod tests {
                     FrameFace {
                         detection: det(),
                         quality: Some(quality()),
-                        crop: Some(0),
                     },
                     FrameFace {
                         detection: det(),
                         quality: None,
-                        crop: None,
                     },
                 ],
                 prep_ms: 1.0,
@@ -279,27 +260,9 @@ mod tests {
     }
 
     #[test]
-    fn crops_pack_and_unpack_in_order() {
-        let n = (ALIGNED_SIZE * ALIGNED_SIZE) as usize;
-        let a: Vec<u8> = [1u8, 2, 3].repeat(n);
-        let b: Vec<u8> = [4u8, 5, 6].repeat(n);
+    fn rgb_is_packed_as_opaque_rgba() {
         let mut packed = Vec::new();
-        push_rgba(&mut packed, &a);
-        push_rgba(&mut packed, &b);
-        assert_eq!(crop_count(&packed), Some(2));
-        assert_eq!(crop(&packed, 0).unwrap(), [1u8, 2, 3, 255].repeat(n));
-        assert_eq!(crop(&packed, 1).unwrap(), [4u8, 5, 6, 255].repeat(n));
-        assert!(crop(&packed, 2).is_none());
-        assert_eq!(crop_count(&packed[1..]), None);
-        assert_eq!(crop_count(&[]), Some(0));
-        // The RGBA crop reads back as the same RGB image.
-        let img = visage_shared::decode::from_rgba(
-            ALIGNED_SIZE,
-            ALIGNED_SIZE,
-            crop(&packed, 1).unwrap(),
-            &visage_shared::DecodeLimits::default(),
-        )
-        .unwrap();
-        assert_eq!(img.as_raw(), &b);
+        push_rgba(&mut packed, &[1, 2, 3, 4, 5, 6]);
+        assert_eq!(packed, [1, 2, 3, 255, 4, 5, 6, 255]);
     }
 }

@@ -2,10 +2,11 @@
 //! worker and calls [`worker_main`]). A worker has one [`Role`]:
 //!
 //! - `Detect`: an RGBA camera frame in (transferred, not copied), faces out: boxes,
-//!   landmarks, quality and the aligned 112x112 crop of each, with the frame handed back for
+//!   landmarks and quality (measured on the aligned crop), with the frame handed back for
 //!   display. Only the detector is loaded.
-//! - `Embed`: aligned crops in, embeddings out; and uploaded photos (decode, detect, align,
-//!   embed). Both models are loaded.
+//! - `Embed`: a drawn frame and the faces to embed in, embeddings out (landmarks refined
+//!   first); and uploaded photos (decode, detect, refine, align, embed). Both models are
+//!   loaded.
 //!
 //! Models are parsed and optimised once per worker, on the `Load` message; the wasm itself (with
 //! the models compiled in) is downloaded and compiled once by the page and handed over as a
@@ -68,16 +69,14 @@ fn buffer(data: &JsValue, name: &str) -> Option<js_sys::ArrayBuffer> {
     field(data, name).and_then(|v| v.dyn_into().ok())
 }
 
-/// Posts a reply with its buffers moved (transferred) to the page.
-fn post(reply: &Reply, buf: Option<&js_sys::ArrayBuffer>, crops: Option<&js_sys::ArrayBuffer>) {
+/// Posts a reply with its buffer moved (transferred) to the page.
+fn post(reply: &Reply, buf: Option<&js_sys::ArrayBuffer>) {
     let msg = js_sys::Object::new();
     let transfer = js_sys::Array::new();
     let _ = js_sys::Reflect::set(&msg, &"meta".into(), &reply.to_json().into());
-    for (k, b) in [("buf", buf), ("crops", crops)] {
-        if let Some(b) = b {
-            let _ = js_sys::Reflect::set(&msg, &k.into(), b);
-            transfer.push(b);
-        }
+    if let Some(b) = buf {
+        let _ = js_sys::Reflect::set(&msg, &"buf".into(), b);
+        transfer.push(b);
     }
     let scope: web_sys::DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     if let Err(e) = scope.post_message_with_transfer(&msg, &transfer) {
@@ -110,9 +109,8 @@ fn handle(data: &JsValue) {
                         load_ms: now() - t0,
                     },
                     None,
-                    None,
                 ),
-                Err(error) => post(&Reply::Failed { error }, None, None),
+                Err(error) => post(&Reply::Failed { error }, None),
             }
         }
         Request::Frame {
@@ -122,18 +120,11 @@ fn handle(data: &JsValue) {
             detect,
         } => {
             let buf = buffer(data, "buf");
-            let (reply, crops) = match &buf {
+            let reply = match &buf {
                 Some(b) => detect_frame(seq, width, height, &detect, b),
-                None => (frame_error(seq, "no frame".into()), Vec::new()),
+                None => frame_error(seq, "no frame".into()),
             };
-            let crops = (!crops.is_empty()).then(|| bytes_to_buffer(&crops));
-            post(&reply, buf.as_ref(), crops.as_ref());
-        }
-        Request::Embed { job, count } => {
-            let packed = buffer(data, "crops")
-                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
-                .unwrap_or_default();
-            post(&embed_crops(job, count, &packed), None, None);
+            post(&reply, buf.as_ref());
         }
         Request::EmbedFaces {
             job,
@@ -146,7 +137,7 @@ fn handle(data: &JsValue) {
                 .map(|b| js_sys::Uint8Array::new(&b).to_vec())
                 .unwrap_or_default();
             let reply = embed_faces(job, width, height, &faces, &detect, &rgba);
-            post(&reply, None, None);
+            post(&reply, None);
         }
         Request::Photo { job } => {
             let bytes = buffer(data, "buf")
@@ -154,7 +145,7 @@ fn handle(data: &JsValue) {
                 .unwrap_or_default();
             let (reply, rgba) = analyze_photo(job, &bytes);
             let rgba = (!rgba.is_empty()).then(|| bytes_to_buffer(&rgba));
-            post(&reply, rgba.as_ref(), None);
+            post(&reply, rgba.as_ref());
         }
     }
 }
@@ -200,20 +191,17 @@ fn frame_error(seq: u64, error: String) -> Reply {
     }
 }
 
-/// Detects, aligns and measures every face of one frame; returns the reply and the packed crops.
+/// Detects every face of one frame and measures its quality on the aligned crop.
 fn detect_frame(
     seq: u64,
     width: u32,
     height: u32,
     opts: &DetectOptions,
     buf: &js_sys::ArrayBuffer,
-) -> (Reply, Vec<u8>) {
+) -> Reply {
     STATE.with_borrow_mut(|s| {
         let Some(detector) = s.detector.as_ref() else {
-            return (
-                frame_error(seq, "the detector is not loaded".into()),
-                vec![],
-            );
+            return frame_error(seq, "the detector is not loaded".into());
         };
         let t0 = now();
         let view = js_sys::Uint8Array::new(buf);
@@ -221,45 +209,33 @@ fn detect_frame(
         view.copy_to(&mut s.rgba);
         let img = match from_rgba(width, height, &s.rgba, &DecodeLimits::default()) {
             Ok(i) => i,
-            Err(e) => return (frame_error(seq, e.to_string()), vec![]),
+            Err(e) => return frame_error(seq, e.to_string()),
         };
         let t1 = now();
         let dets = match detector.detect(&img, opts) {
             Ok(d) => d,
-            Err(e) => return (frame_error(seq, e.to_string()), vec![]),
+            Err(e) => return frame_error(seq, e.to_string()),
         };
         let t2 = now();
-        let mut crops = Vec::new();
-        let mut n = 0;
         let faces = dets
             .into_iter()
-            .map(|d| match visage_shared::align::align(&img, &d.landmarks) {
-                Some(aligned) => {
-                    let quality = Quality::measure(&d, &aligned);
-                    proto::push_rgba(&mut crops, aligned.as_raw());
-                    n += 1;
-                    FrameFace {
-                        detection: d,
-                        quality: Some(quality),
-                        crop: Some(n - 1),
-                    }
-                }
-                None => FrameFace {
+            .map(|d| {
+                let quality = visage_shared::align::align(&img, &d.landmarks)
+                    .map(|aligned| Quality::measure(&d, &aligned));
+                FrameFace {
                     detection: d,
-                    quality: None,
-                    crop: None,
-                },
+                    quality,
+                }
             })
             .collect();
-        let reply = Reply::Detected {
+        Reply::Detected {
             seq,
             faces,
             prep_ms: t1 - t0,
             detect_ms: t2 - t1,
             align_ms: now() - t2,
             error: None,
-        };
-        (reply, crops)
+        }
     })
 }
 
@@ -291,34 +267,6 @@ fn embed_faces(
     let (embeddings, error) = match result {
         Ok(e) => (e, None),
         Err(e) => (vec![None; faces.len()], Some(String::from(e))),
-    };
-    Reply::Embedded {
-        job,
-        embeddings,
-        embed_ms: now() - t0,
-        error,
-    }
-}
-
-fn embed_crops(job: u64, count: usize, packed: &[u8]) -> Reply {
-    let t0 = now();
-    let result = STATE.with_borrow(|s| {
-        let p = s.pipeline.as_ref().ok_or("the embedder is not loaded")?;
-        if proto::crop_count(packed) != Some(count) {
-            return Err("the crops do not match their count");
-        }
-        let size = visage_shared::align::ALIGNED_SIZE;
-        Ok((0..count)
-            .map(|i| {
-                let rgba = proto::crop(packed, i)?;
-                let img = from_rgba(size, size, rgba, &DecodeLimits::default()).ok()?;
-                p.embedder.embed(&img).ok()
-            })
-            .collect::<Vec<_>>())
-    });
-    let (embeddings, error) = match result {
-        Ok(e) => (e, None),
-        Err(e) => (vec![None; count], Some(e.to_string())),
     };
     Reply::Embedded {
         job,
