@@ -581,13 +581,13 @@ async fn run_size(server: &str, n: usize, o: &Opts, rows: &mut Vec<Row>) -> anyh
         let b1 = block_stats(&pool).await?;
         exact_row = Some(row(n, "exact".into(), &lat, lat.len(), id_ok, (b0, b1)));
         sqlx::query("TRUNCATE bench_truth").execute(&admin).await?;
-        for (k, t) in tops.iter().enumerate() {
-            sqlx::query("INSERT INTO bench_truth (idx, face_id) VALUES ($1, $2)")
-                .bind(k as i32)
-                .bind(*t)
-                .execute(&admin)
-                .await?;
-        }
+        // One statement for all probes (idx is the array position, from 1).
+        sqlx::query(
+            "INSERT INTO bench_truth (idx, face_id) SELECT n - 1, f FROM UNNEST($1::uuid[]) WITH ORDINALITY AS t(f, n)",
+        )
+        .bind(&tops)
+        .execute(&admin)
+        .await?;
         tops
     };
 
@@ -596,15 +596,13 @@ async fn run_size(server: &str, n: usize, o: &Opts, rows: &mut Vec<Row>) -> anyh
     // index with queries of other probes.
     let t = Instant::now();
     let mut tx = pool.begin().await?;
-    sqlx::query("SET LOCAL enable_seqscan = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL enable_indexscan = off")
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("SET LOCAL enable_indexonlyscan = off")
-        .execute(&mut *tx)
-        .await?;
+    for q in [
+        "SET LOCAL enable_seqscan = off",
+        "SET LOCAL enable_indexscan = off",
+        "SET LOCAL enable_indexonlyscan = off",
+    ] {
+        sqlx::query(q).execute(&mut *tx).await?;
+    }
     for q in [
         "SELECT count(embedding) FROM faces WHERE id >= '00000000-0000-0000-0000-000000000000'",
         "SELECT count(display_name) FROM people WHERE id >= '00000000-0000-0000-0000-000000000000'",

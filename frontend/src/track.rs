@@ -356,8 +356,8 @@ mod tests {
         t.vote(9999, person("b"));
     }
 
-    #[test]
-    fn collector_spaces_frames_and_stops_when_full() {
+    /// An embedding and the quality of a face the enrollment gate accepts.
+    fn good_face() -> (visage_shared::Embedding, visage_shared::Quality) {
         let emb = visage_shared::Embedding::new(
             visage_shared::model::EMBEDDER_ID,
             vec![1.0; visage_shared::model::EMBEDDING_DIM],
@@ -373,6 +373,12 @@ mod tests {
             pitch_deg: 0.0,
             roll_deg: 0.0,
         };
+        (emb, q)
+    }
+
+    #[test]
+    fn collector_spaces_frames_and_stops_when_full() {
+        let (emb, q) = good_face();
         let mut c = Collector::new(2, 3);
         let kept: Vec<bool> = (0..8).map(|_| c.offer(Some((emb.clone(), q)))).collect();
         assert_eq!(
@@ -384,21 +390,7 @@ mod tests {
 
     #[test]
     fn collector_reserves_faces_whose_embedding_is_on_its_way() {
-        let emb = visage_shared::Embedding::new(
-            visage_shared::model::EMBEDDER_ID,
-            vec![1.0; visage_shared::model::EMBEDDING_DIM],
-        )
-        .unwrap();
-        let q = visage_shared::Quality {
-            score: 0.9,
-            face_px: 100.0,
-            interocular_px: 40.0,
-            sharpness: 100.0,
-            brightness: 120.0,
-            yaw_deg: 0.0,
-            pitch_deg: 0.0,
-            roll_deg: 0.0,
-        };
+        let (emb, q) = good_face();
         let mut c = Collector::new(2, 3);
         c.tick();
         assert!(c.wants());

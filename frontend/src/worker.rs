@@ -259,8 +259,8 @@ fn embed_faces(
             .iter()
             .map(|d| {
                 let d = p.detector.refine(&img, d.clone(), scale).ok()?;
-                let aligned = visage_shared::align::align(&img, &d.landmarks)?;
-                p.embedder.embed(&aligned).ok()
+                let face = p.analyze_detection(&img, d).ok()??;
+                Some(face.embedding)
             })
             .collect::<Vec<_>>())
     });
