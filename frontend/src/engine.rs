@@ -142,8 +142,8 @@ struct Engine {
     frames_in_flight: HashMap<u64, InFlight>,
     capture: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
     view: Option<HtmlCanvasElement>,
-    embed_busy: usize,
     next_job: u64,
+    /// Embedding jobs posted and not answered yet (the worker is busy while any is).
     embed_jobs: HashMap<u64, EmbedJob>,
     photo_jobs: HashMap<u64, js_sys::Function>,
     samples: Samples,
@@ -168,7 +168,6 @@ thread_local! {
         frames_in_flight: HashMap::new(),
         capture: None,
         view: None,
-        embed_busy: 0,
         next_job: 0,
         embed_jobs: HashMap::new(),
         photo_jobs: HashMap::new(),
@@ -680,7 +679,6 @@ fn send_embed_faces(
         detect: e.config.detect(),
     };
     if post(&pool.embed, &request, &[("buf", frame)], &[frame]).is_ok() {
-        e.embed_busy += 1;
         e.embed_jobs.insert(id, job);
     }
 }
@@ -723,7 +721,8 @@ fn on_detected(ui: Ui, d: Detected) {
                 let idx = e.tracker.update(&dets);
                 let mut want: Vec<Detection> = Vec::new();
                 let mut tracks: Vec<u64> = Vec::new();
-                let free = e.embed_busy == 0 && e.in_flight < MAX_IN_FLIGHT && d.frame.is_some();
+                let free =
+                    e.embed_jobs.is_empty() && e.in_flight < MAX_IN_FLIGHT && d.frame.is_some();
                 for (f, &ti) in d.faces.iter().zip(&idx) {
                     if free && f.quality.is_some() && e.tracker.tracks[ti].wants_embedding() {
                         want.push(f.detection.clone());
@@ -754,9 +753,11 @@ fn on_detected(ui: Ui, d: Detected) {
                                     .collect::<Vec<_>>()
                                     .join("; ")
                             } else {
-                                if let (true, 0, Some(frame)) =
-                                    (e.collector.wants(), e.embed_busy, d.frame.as_ref())
-                                {
+                                if let (true, true, Some(frame)) = (
+                                    e.collector.wants(),
+                                    e.embed_jobs.is_empty(),
+                                    d.frame.as_ref(),
+                                ) {
                                     e.collector.reserve();
                                     let job = EmbedJob::Enroll {
                                         generation: e.generation,
@@ -840,7 +841,6 @@ fn on_detected(ui: Ui, d: Detected) {
 
 fn on_embedded(ui: Ui, job: u64, embeddings: Vec<Option<visage_shared::Embedding>>, embed_ms: f64) {
     let (probes, progress) = ENGINE.with_borrow_mut(|e| {
-        e.embed_busy = e.embed_busy.saturating_sub(1);
         e.embeds += embeddings.len() as u64;
         push(&mut e.samples.embed_ms, embed_ms, 300);
         match e.embed_jobs.remove(&job) {
