@@ -153,6 +153,19 @@ def cmd_bench(a):
             emb.embed([align(img, fs[0][2])])
         out["image"] = a.image
         out["full_one_face_ms"] = timeit(full, a.n)
+        # The same 640x480 webcam-like frame as the Rust benchmark: the photo scaled to 480 px
+        # high, centred on black; detected at 320 (the video setting) and at 640.
+        h, w = img.shape[:2]
+        sw = min(640, w * 480 // h)
+        cam = np.zeros((480, 640, 3), np.uint8)
+        x0 = (640 - sw) // 2
+        cam[:, x0:x0 + sw] = cv2.resize(img, (sw, 480), interpolation=cv2.INTER_AREA)
+        for side, thr in ((320, 0.6), (640, 0.8)):
+            def frame(side=side, thr=thr):
+                fs = det.detect(cam, side, thr)
+                emb.embed([align(cam, fs[0][2])])
+            out[f"full_frame_640x480_at_{side}_faces"] = len(det.detect(cam, side, thr))
+            out[f"full_frame_640x480_at_{side}_ms"] = timeit(frame, a.n)
     print(json.dumps(out))
 
 

@@ -127,9 +127,26 @@ fn main() {
             })
             .into(),
         );
-        for (name, opts) in [
-            ("photo_640", DetectOptions::PHOTO),
-            ("video_320", DetectOptions::VIDEO),
+        // The same work as the onnxruntime reference: no landmark refinement.
+        let photo_plain = DetectOptions {
+            refine_landmarks: false,
+            ..DetectOptions::PHOTO
+        };
+        // A 640x480 webcam-like frame: the photo scaled to 480 px high, centred on black.
+        let cam = {
+            let h = 480u32;
+            let w = (img.width() * h / img.height()).min(640);
+            let small = visage_shared::resize::resize_rgb(&img, w, h);
+            let mut cam = RgbImage::new(640, 480);
+            image::imageops::replace(&mut cam, &small, ((640 - w) / 2) as i64, 0);
+            cam
+        };
+        for (name, opts, img) in [
+            ("photo_640", DetectOptions::PHOTO, &img),
+            ("photo_640_no_refine", photo_plain, &img),
+            ("video_320", DetectOptions::VIDEO, &img),
+            ("frame_640x480_video_320", DetectOptions::VIDEO, &cam),
+            ("frame_640x480_at_640", photo_plain, &cam),
         ] {
             let a = AnalyzeOptions { detect: opts };
             out.insert(
@@ -139,13 +156,14 @@ fn main() {
                 })
                 .into(),
             );
+            let img: &RgbImage = img;
             let (scale, w, h) =
                 visage_shared::detect::input_size(img.width(), img.height(), opts.max_side);
             out.insert(
                 format!("resize_{name}_ms"),
                 median_ms(n, || {
                     visage_shared::resize::resize_rgb(
-                        &img,
+                        img,
                         (img.width() as f32 * scale).round() as u32,
                         (img.height() as f32 * scale).round() as u32,
                     );
@@ -153,12 +171,12 @@ fn main() {
                 .into(),
             );
             out.insert(format!("detector_input_{name}"), format!("{w}x{h}").into());
-            let faces = p.analyze(&img, &a).expect("analyze").len();
+            let faces = p.analyze(img, &a).expect("analyze").len();
             out.insert(format!("full_{name}_faces"), faces.into());
             out.insert(
                 format!("full_{name}_ms"),
                 median_ms(n, || {
-                    p.analyze(&img, &a).expect("analyze");
+                    p.analyze(img, &a).expect("analyze");
                 })
                 .into(),
             );

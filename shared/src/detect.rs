@@ -107,13 +107,8 @@ impl Detector {
         if let Some(p) = plans.get(&(width, height)) {
             return Ok(p.clone());
         }
-        let plan = self
-            .model
-            .clone()
-            .with_input_fact(0, f32::fact([1, 3, height, width]).into())
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| {
+        let plan =
+            crate::fuse::optimise(self.model.clone(), [1, 3, height, width]).map_err(|e| {
                 PipelineError::Model(format!("optimising detector for {width}x{height}: {e}"))
             })?;
         plans.insert((width, height), plan.clone());
@@ -300,11 +295,9 @@ pub fn input_size(width: u32, height: u32, max_side: u32) -> (f32, usize, usize)
     let scale = max_side as f32 / width.max(height) as f32;
     let sw = ((width as f32 * scale).round() as usize).max(1);
     let sh = ((height as f32 * scale).round() as usize).max(1);
-    let (w, h) = (sw.div_ceil(32) * 32, sh.div_ceil(32) * 32);
-    // tract runs tall inputs much slower than wide ones of the same area (512x640 took 50 ms,
-    // 640x512 29 ms and even 640x640 35 ms here, BENCHMARKS.md), so portraits are padded to a
-    // square.
-    (scale, w.max(h), h)
+    // Portraits are not padded to a square: tall inputs ran much slower than wide ones in
+    // tract's own depthwise convolution, but not with the fused one (BENCHMARKS.md).
+    (scale, sw.div_ceil(32) * 32, sh.div_ceil(32) * 32)
 }
 
 /// Resizes (bilinear) and packs the image as 1x3xHxW BGR, 0..255, zero padding right and bottom.
@@ -394,8 +387,8 @@ mod tests {
         let (s, w, h) = input_size(1920, 1080, 640);
         assert!((s - 1.0 / 3.0).abs() < 1e-6);
         assert_eq!((w, h), (640, 384));
-        // Portrait: padded to a square.
-        assert_eq!(input_size(910, 1137, 640), (640.0 / 1137.0, 640, 640));
+        // Portrait: 512 x 640, as onnxruntime's reference runs it.
+        assert_eq!(input_size(910, 1137, 640), (640.0 / 1137.0, 512, 640));
     }
 
     #[test]

@@ -141,9 +141,7 @@ impl Embedder {
         let s = ALIGNED_SIZE as usize;
         let plan = tract_onnx::onnx()
             .model_for_read(&mut std::io::Cursor::new(onnx))
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, 3, s, s]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
+            .and_then(|m| crate::fuse::optimise(m, [1, 3, s, s]))
             .map_err(|e| PipelineError::Model(format!("loading embedder: {e}")))?;
         Ok(Self { plan })
     }

@@ -16,6 +16,7 @@ pub mod embed;
 pub mod eval;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;
+pub mod fuse;
 pub mod geometry;
 pub mod model;
 pub mod quality;

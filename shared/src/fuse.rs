@@ -1,0 +1,849 @@
+//! Fused operators for the two models, swapped into tract's graph before it is optimised.
+//!
+//! Profiling tract's plans (`shared/examples/profile_plan.rs`, BENCHMARKS.md) showed most of
+//! the gap to onnxruntime in a few places that tract 0.23 does not fuse: every 3x3 depthwise
+//! convolution is followed by a separate activation pass (ReLU in YuNet, PReLU written as four
+//! element-wise ops in MobileFaceNet), and YuNet's 2x2 max pools run as two 1-D pools. The ops
+//! here do each of those in one pass over the data, with loops written so that the compiler
+//! vectorises them (AVX2 on x86_64, chosen at run time; SIMD128 on wasm32).
+//!
+//! [`fuse`] rewrites a decluttered [`TypedModel`]; everything it does not recognise is left to
+//! tract. The rewrites are exact up to float rounding: each is checked against tract's own
+//! result in the tests below.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, MaxPool, PaddingSpec};
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+/// The activation applied after a fused operator, per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    Linear,
+    Relu,
+    /// `max(x, 0) + min(x, 0) * slope[c]`: the PReLU of MobileFaceNet.
+    PRelu(Arc<Vec<f32>>),
+}
+
+impl Act {
+    /// The slope for negative values in channel `c` (see [`activate`]).
+    fn slope(&self, c: usize) -> f32 {
+        match self {
+            Act::Linear => 1.0,
+            Act::Relu => 0.0,
+            Act::PRelu(s) => s[c],
+        }
+    }
+}
+
+/// A 3x3 convolution with bias and activation, stride 1 or 2, on a `[C, H, W]` or
+/// `[1, C, H, W]` tensor: depthwise (each output channel reads its own input channel), or
+/// full with few input channels (the first layer of each model, on RGB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv3x3Act {
+    /// Output channels.
+    channels: usize,
+    /// Input channels each output channel reads: 1 (depthwise), or all of them.
+    group_in: usize,
+    in_hw: (usize, usize),
+    out_hw: (usize, usize),
+    stride: usize,
+    /// Zero rows and columns before the first input row and column.
+    pad_top_left: (usize, usize),
+    /// `[C, group_in, 9]`, row-major taps.
+    weights: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    act: Act,
+    out_shape: TVec<usize>,
+}
+
+impl Eq for Conv3x3Act {}
+
+impl Op for Conv3x3Act {
+    fn name(&self) -> StaticName {
+        "VisageConv3x3Act".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{}x{}x{:?} stride {} act {}",
+            self.channels,
+            self.group_in,
+            self.in_hw,
+            self.stride,
+            match self.act {
+                Act::Linear => "linear",
+                Act::Relu => "relu",
+                Act::PRelu(_) => "prelu",
+            }
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Conv3x3Act {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        let (h, w) = self.in_hw;
+        ensure!(
+            input.len() == self.in_channels() * h * w,
+            "convolution input size"
+        );
+        let mut t = Tensor::zero::<f32>(&self.out_shape)?;
+        let mut view = t.try_as_plain_ram_mut()?;
+        let out = view.as_slice_mut::<f32>()?;
+        dispatch(
+            #[inline(always)]
+            |fma| {
+                if fma {
+                    self.run::<Fused>(input, out)
+                } else {
+                    self.run::<Separate>(input, out)
+                }
+            },
+        );
+        drop(view);
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for Conv3x3Act {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
+    }
+
+    as_op!();
+}
+
+impl Conv3x3Act {
+    fn in_channels(&self) -> usize {
+        if self.group_in == 1 {
+            self.channels
+        } else {
+            self.group_in
+        }
+    }
+
+    /// The whole op. Each input channel is copied once into a zero-padded plane (for stride 2,
+    /// split into its four even/odd row/column phases), so that every tap is the same plane
+    /// read at a fixed offset. Each output channel is then, per input channel it reads, one
+    /// long loop of 9 multiply-adds over the flattened plane (the few columns computed between
+    /// rows are dropped), with bias and activation: narrow planes (14x14 in MobileFaceNet)
+    /// vectorise as well as wide ones.
+    #[inline(always)]
+    fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
+        let (h, w) = self.in_hw;
+        let (oh, ow) = self.out_hw;
+        let (pt, pl) = self.pad_top_left;
+        let s = self.stride;
+        // The padded input: rows -pt..(oh-1)*s+3-pt, columns likewise.
+        let (ph, pw) = ((oh - 1) * s + 3, (ow - 1) * s + 3);
+        // Layout of the plane(s) that the taps read: pitch, rows, planes.
+        let (pitch, rows) = if s == 1 {
+            (pw, ph)
+        } else {
+            (pw.div_ceil(2), ph.div_ceil(2))
+        };
+        let plane_len = pitch * rows;
+        let group_len = plane_len * s * s;
+        // Positions never written below (the padding) stay zero for every channel.
+        let mut planes = vec![0f32; group_len * self.group_in];
+        let fill = |planes: &mut [f32], c: usize| {
+            let src = &input[c * h * w..(c + 1) * h * w];
+            for y in 0..h.min(ph - pt) {
+                let py = y + pt;
+                let srow = &src[y * w..y * w + w.min(pw - pl)];
+                if s == 1 {
+                    planes[py * pitch + pl..][..srow.len()].copy_from_slice(srow);
+                } else {
+                    let base = (py & 1) * 2 * plane_len + (py >> 1) * pitch;
+                    for (x, v) in srow.iter().enumerate() {
+                        let px = x + pl;
+                        planes[base + (px & 1) * plane_len + (px >> 1)] = *v;
+                    }
+                }
+            }
+        };
+        if self.group_in > 1 {
+            for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
+                fill(group, c);
+            }
+        }
+        let n = (oh - 1) * pitch + ow;
+        let mut full = vec![0f32; n];
+        // (plane, offset) of each tap.
+        let taps: [(usize, usize); 9] = std::array::from_fn(|t| {
+            let (ky, kx) = (t / 3, t % 3);
+            if s == 1 {
+                (0, ky * pitch + kx)
+            } else {
+                ((ky & 1) * 2 + (kx & 1), (ky >> 1) * pitch + (kx >> 1))
+            }
+        });
+        for c in 0..self.channels {
+            if self.group_in == 1 {
+                fill(&mut planes, c);
+            }
+            let (b, slope) = (self.bias[c], self.act.slope(c));
+            for j in 0..self.group_in {
+                let k: [f32; 9] =
+                    std::array::from_fn(|i| self.weights[(c * self.group_in + j) * 9 + i]);
+                let src: [&[f32]; 9] = std::array::from_fn(|t| {
+                    let (p, off) = taps[t];
+                    &planes[j * group_len + p * plane_len + off..][..n]
+                });
+                match (j == 0, j + 1 == self.group_in) {
+                    (true, true) => taps_flat::<F, true, true>(&mut full, src, &k, b, slope),
+                    (true, false) => taps_flat::<F, true, false>(&mut full, src, &k, b, slope),
+                    (false, false) => taps_flat::<F, false, false>(&mut full, src, &k, b, slope),
+                    (false, true) => taps_flat::<F, false, true>(&mut full, src, &k, b, slope),
+                }
+            }
+            let dst = &mut out[c * oh * ow..(c + 1) * oh * ow];
+            for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
+                row.copy_from_slice(&full[y * pitch..y * pitch + ow]);
+            }
+        }
+    }
+}
+
+/// `o[i] = act(bias + sum of k[t] * src[t][i])`: the 9 taps of a 3x3 convolution over one
+/// input channel, each input already shifted to its tap's offset. `FIRST` starts from the bias
+/// (else adds to `o`); `LAST` applies the activation.
+#[inline(always)]
+fn taps_flat<F: MulAdd, const FIRST: bool, const LAST: bool>(
+    o: &mut [f32],
+    src: [&[f32]; 9],
+    k: &[f32; 9],
+    bias: f32,
+    slope: f32,
+) {
+    let n = o.len();
+    let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = src.map(|s| &s[..n]);
+    for i in 0..n {
+        // Written out: a loop over the taps is not unrolled, and then not vectorised well.
+        let mut v = F::mul_add(s0[i], k[0], if FIRST { bias } else { o[i] });
+        v = F::mul_add(s1[i], k[1], v);
+        v = F::mul_add(s2[i], k[2], v);
+        v = F::mul_add(s3[i], k[3], v);
+        v = F::mul_add(s4[i], k[4], v);
+        v = F::mul_add(s5[i], k[5], v);
+        v = F::mul_add(s6[i], k[6], v);
+        v = F::mul_add(s7[i], k[7], v);
+        v = F::mul_add(s8[i], k[8], v);
+        o[i] = if LAST { activate(v, slope) } else { v };
+    }
+}
+
+/// How the kernels multiply-add: one fused instruction where the CPU has it (x86_64 with FMA,
+/// chosen at run time), else a multiply and an add (`f32::mul_add` would be a slow library
+/// call on wasm32).
+trait MulAdd {
+    fn mul_add(a: f32, b: f32, c: f32) -> f32;
+}
+
+struct Fused;
+impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+struct Separate;
+impl MulAdd for Separate {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a * b + c
+    }
+}
+
+/// `max(v, 0) + min(v, 0) * slope` (the graphs' form), written as a select: ReLU with slope
+/// 0, PReLU, and the identity with slope 1.
+#[inline(always)]
+fn activate(v: f32, slope: f32) -> f32 {
+    if v > 0.0 { v } else { v * slope }
+}
+
+/// A per-channel activation on its own (PReLU after a 1x1 convolution), one pass instead of
+/// tract's two.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelAct {
+    channels: usize,
+    act: Act,
+}
+
+impl Eq for ChannelAct {}
+
+impl Op for ChannelAct {
+    fn name(&self) -> StaticName {
+        "VisageChannelAct".into()
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ChannelAct {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let mut t = args_1!(inputs).into_tensor();
+        let mut view = t.try_as_plain_ram_mut()?;
+        let data = view.as_slice_mut::<f32>()?;
+        let plane = data.len() / self.channels;
+        dispatch(
+            #[inline(always)]
+            |_| {
+                for (c, chunk) in data.chunks_exact_mut(plane).enumerate() {
+                    let slope = self.act.slope(c);
+                    for v in chunk.iter_mut() {
+                        *v = activate(*v, slope);
+                    }
+                }
+            },
+        );
+        drop(view);
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for ChannelAct {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].without_value()))
+    }
+
+    as_op!();
+}
+
+/// A 2x2 max pool with stride 2 (YuNet's, which the converter writes as two 1-D pools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPool2x2 {
+    channels: usize,
+    in_hw: (usize, usize),
+    out_shape: TVec<usize>,
+}
+
+impl Op for MaxPool2x2 {
+    fn name(&self) -> StaticName {
+        "VisageMaxPool2x2".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2x2 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        let (h, w) = self.in_hw;
+        let (oh, ow) = (h / 2, w / 2);
+        ensure!(input.len() == self.channels * h * w, "max pool input size");
+        let mut t = Tensor::zero::<f32>(&self.out_shape)?;
+        let mut view = t.try_as_plain_ram_mut()?;
+        let out = view.as_slice_mut::<f32>()?;
+        dispatch(
+            #[inline(always)]
+            |_| {
+                let mut pair = vec![0f32; 2 * ow];
+                for c in 0..self.channels {
+                    let src = &input[c * h * w..(c + 1) * h * w];
+                    for oy in 0..oh {
+                        let r0 = &src[2 * oy * w..2 * oy * w + 2 * ow];
+                        let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+                        for ((p, a), b) in pair.iter_mut().zip(r0).zip(r1) {
+                            *p = a.max(*b);
+                        }
+                        let o = &mut out[(c * oh + oy) * ow..(c * oh + oy + 1) * ow];
+                        for (x, v) in o.iter_mut().enumerate() {
+                            *v = pair[2 * x].max(pair[2 * x + 1]);
+                        }
+                    }
+                }
+            },
+        );
+        drop(view);
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for MaxPool2x2 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
+    }
+
+    as_op!();
+}
+
+/// Runs `f` compiled for AVX2 and FMA where the CPU has them, telling it whether FMA is there:
+/// the loops above are written for the compiler to vectorise, and x86_64's baseline (SSE2)
+/// gives it only 4 lanes and no fused multiply-add.
+#[inline(always)]
+fn dispatch(f: impl FnOnce(bool)) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2(f: impl FnOnce(bool)) {
+            f(true)
+        }
+        if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { avx2(f) };
+            return;
+        }
+    }
+    f(false)
+}
+
+/// Pins the input shape of `model`, then declutters, fuses and optimises it into the plan the
+/// pipeline runs. `VISAGE_NO_FUSE=1` skips the fusion (to compare against tract alone).
+pub fn optimise(model: InferenceModel, input: [usize; 4]) -> TractResult<Arc<TypedRunnableModel>> {
+    optimise_with(model, input, std::env::var_os("VISAGE_NO_FUSE").is_none())
+}
+
+fn optimise_with(
+    model: InferenceModel,
+    input: [usize; 4],
+    with_fusion: bool,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut typed = model
+        .with_input_fact(0, f32::fact(input).into())?
+        .into_typed()?
+        .into_decluttered()?;
+    if with_fusion {
+        fuse(&mut typed)?;
+    }
+    typed.into_optimized()?.into_runnable()
+}
+
+/// Rewrites `model` (decluttered) in place with the fused ops above. Returns how many
+/// rewrites it made.
+pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
+    let mut count = 0;
+    // Each rewrite changes the graph, so look again from the start after each one.
+    loop {
+        let mut done = false;
+        for id in model.eval_order()? {
+            if let Some(patch) = rewrite_at(model, id)? {
+                patch.apply(model)?;
+                // Drop the replaced nodes, so that they no longer count as successors.
+                model.compact()?;
+                count += 1;
+                done = true;
+                break;
+            }
+        }
+        if !done {
+            break;
+        }
+    }
+    Ok(count)
+}
+
+/// The concrete shape of an outlet.
+fn shape_of(model: &TypedModel, o: OutletId) -> Option<TVec<usize>> {
+    model
+        .outlet_fact(o)
+        .ok()
+        .and_then(|f| f.shape.as_concrete().map(|s| s.into()))
+}
+
+/// Whether tensors in this format are `[C, H, W]` or `[1, C, H, W]`.
+fn channels_first(f: DataFormat) -> bool {
+    matches!(f, DataFormat::NCHW | DataFormat::CHW)
+}
+
+/// `[C, H, W]` of a `[C, H, W]` or `[1, C, H, W]` shape.
+fn chw(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match shape {
+        [c, h, w] | [1, c, h, w] => Some((*c, *h, *w)),
+        _ => None,
+    }
+}
+
+fn f32s(t: &Tensor) -> TractResult<&[f32]> {
+    t.try_as_plain_ram()?.as_slice::<f32>()
+}
+
+fn konst(model: &TypedModel, o: OutletId) -> Option<Arc<Tensor>> {
+    model.outlet_fact(o).ok().and_then(|f| f.konst.clone())
+}
+
+fn is_zero_const(model: &TypedModel, o: OutletId) -> bool {
+    konst(model, o).is_some_and(|t| f32s(&t).is_ok_and(|s| s.iter().all(|v| *v == 0.0)))
+}
+
+/// The single node reading output 0 of `id`, if exactly one does.
+fn only_successor(model: &TypedModel, id: usize) -> Option<usize> {
+    let node = model.node(id);
+    if node.outputs.len() != 1 || model.output_outlets().ok()?.contains(&OutletId::new(id, 0)) {
+        return None;
+    }
+    match &*node.outputs[0].successors {
+        [one] => Some(one.node),
+        _ => None,
+    }
+}
+
+/// The activation that follows `id`, if it is one this module fuses: returns it with the node
+/// whose output it replaces.
+fn activation_after(model: &TypedModel, id: usize, channels: usize) -> Option<(Act, usize)> {
+    let node = model.node(id);
+    if node.outputs.len() != 1 || model.output_outlets().ok()?.contains(&OutletId::new(id, 0)) {
+        return None;
+    }
+    let succ: Vec<usize> = node.outputs[0].successors.iter().map(|i| i.node).collect();
+    let op_is = |n: usize, name: &str| model.node(n).op.name() == name;
+    let zero_other = |n: usize| {
+        let ins = &model.node(n).inputs;
+        ins.len() == 2 && ins[0] == OutletId::new(id, 0) && is_zero_const(model, ins[1])
+    };
+    match succ[..] {
+        // ReLU: max(x, 0).
+        [m] if op_is(m, "Max") && zero_other(m) => Some((Act::Relu, m)),
+        // PReLU: max(x, 0) + min(x, 0) * slope.
+        [a, b] => {
+            let (max, min) = if op_is(a, "Max") { (a, b) } else { (b, a) };
+            if !(op_is(max, "Max") && op_is(min, "Min") && zero_other(max) && zero_other(min)) {
+                return None;
+            }
+            let mul = only_successor(model, min)?;
+            let add = only_successor(model, max)?;
+            if !op_is(mul, "Mul") || !op_is(add, "Add") || only_successor(model, mul)? != add {
+                return None;
+            }
+            let slope = konst(model, model.node(mul).inputs[1])?;
+            let slope = f32s(&slope).ok()?;
+            (slope.len() == channels).then(|| (Act::PRelu(Arc::new(slope.to_vec())), add))
+        }
+        _ => None,
+    }
+}
+
+fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    if let Some(conv) = node.op_as::<Conv>() {
+        return conv3x3(model, id, conv);
+    }
+    if let Some(pool) = node.op_as::<MaxPool>() {
+        return max_pool(model, id, pool);
+    }
+    // A PReLU after anything else (a 1x1 convolution).
+    if node.op.name() != "VisageConv3x3Act" && node.op.name() != "Const" {
+        let Some(shape) = shape_of(model, OutletId::new(id, 0)) else {
+            return Ok(None);
+        };
+        let Some((c, _, _)) = chw(&shape) else {
+            return Ok(None);
+        };
+        if let Some((act @ Act::PRelu(_), last)) = activation_after(model, id, c) {
+            let mut patch = TypedModelPatch::new("visage.prelu");
+            let tap = patch.tap_model(model, OutletId::new(id, 0))?;
+            let out = patch.wire_node(
+                format!("{}.prelu", node.name),
+                ChannelAct { channels: c, act },
+                &[tap],
+            )?;
+            patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
+            return Ok(Some(patch));
+        }
+    }
+    Ok(None)
+}
+
+fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<TypedModelPatch>> {
+    let node = model.node(id);
+    let spec = &conv.pool_spec;
+    let (Some(ishape), Some(oshape)) = (
+        shape_of(model, node.inputs[0]),
+        shape_of(model, OutletId::new(id, 0)),
+    ) else {
+        return Ok(None);
+    };
+    let (Some((c, h, w)), Some((oc, oh, ow))) = (chw(&ishape), chw(&oshape)) else {
+        return Ok(None);
+    };
+    // Depthwise, or a full convolution over few channels (beyond that, tract's matrix
+    // product is the better tool).
+    let group_in = match conv.group {
+        g if g == c && oc == c => 1,
+        1 if c <= 4 => c,
+        _ => return Ok(None),
+    };
+    let stride = spec.strides();
+    let pad = match &spec.padding {
+        PaddingSpec::Explicit(before, _) => (before[0], before[1]),
+        PaddingSpec::Valid => (0, 0),
+        _ => return Ok(None),
+    };
+    let ok = conv.q_params.is_none()
+        && channels_first(spec.data_format)
+        && conv.kernel_fmt == KernelFormat::OIHW
+        && *spec.kernel_shape == [3, 3]
+        && spec.dilations().iter().all(|d| *d == 1)
+        && (stride[..] == [1, 1] || stride[..] == [2, 2])
+        && node.inputs.len() == 3
+        && model.outlet_fact(node.inputs[0])?.datum_type == f32::datum_type()
+        && pad.0 <= 2
+        && pad.1 <= 2
+        && oh > 0
+        && ow > 0;
+    if !ok {
+        return Ok(None);
+    }
+    let (Some(kernel), Some(bias)) = (konst(model, node.inputs[1]), konst(model, node.inputs[2]))
+    else {
+        return Ok(None);
+    };
+    let kernel = f32s(&kernel)?;
+    let bias = f32s(&bias)?;
+    if kernel.len() != oc * group_in * 9 || !(bias.len() == oc || bias.len() == 1) {
+        return Ok(None);
+    }
+    let bias = if bias.len() == oc {
+        bias.to_vec()
+    } else {
+        vec![bias[0]; oc]
+    };
+    let (act, last) = activation_after(model, id, oc).unwrap_or((Act::Linear, id));
+    let mut patch = TypedModelPatch::new("visage.conv3x3");
+    let tap = patch.tap_model(model, node.inputs[0])?;
+    let out = patch.wire_node(
+        format!("{}.fused", node.name),
+        Conv3x3Act {
+            channels: oc,
+            group_in,
+            in_hw: (h, w),
+            out_hw: (oh, ow),
+            stride: stride[0],
+            pad_top_left: pad,
+            weights: Arc::new(kernel.to_vec()),
+            bias: Arc::new(bias),
+            act,
+            out_shape: oshape,
+        },
+        &[tap],
+    )?;
+    patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
+    Ok(Some(patch))
+}
+
+fn max_pool(model: &TypedModel, id: usize, pool: &MaxPool) -> TractResult<Option<TypedModelPatch>> {
+    let is = |p: &MaxPool, k: [usize; 2]| {
+        p.with_index_outputs.is_none()
+            && channels_first(p.pool_spec.data_format)
+            && *p.pool_spec.kernel_shape == k
+            && p.pool_spec.strides()[..] == k
+            && matches!(p.pool_spec.padding, PaddingSpec::Valid)
+    };
+    if !is(pool, [2, 1]) {
+        return Ok(None);
+    }
+    let Some(next) = only_successor(model, id) else {
+        return Ok(None);
+    };
+    if !model
+        .node(next)
+        .op_as::<MaxPool>()
+        .is_some_and(|p| is(p, [1, 2]))
+    {
+        return Ok(None);
+    }
+    let node = model.node(id);
+    let (Some(ishape), Some(oshape)) = (
+        shape_of(model, node.inputs[0]),
+        shape_of(model, OutletId::new(next, 0)),
+    ) else {
+        return Ok(None);
+    };
+    let Some((c, h, w)) = chw(&ishape) else {
+        return Ok(None);
+    };
+    if chw(&oshape) != Some((c, h / 2, w / 2))
+        || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
+    {
+        return Ok(None);
+    }
+    let mut patch = TypedModelPatch::new("visage.maxpool");
+    let tap = patch.tap_model(model, node.inputs[0])?;
+    let out = patch.wire_node(
+        format!("{}.fused", node.name),
+        MaxPool2x2 {
+            channels: c,
+            in_hw: (h, w),
+            out_shape: oshape,
+        },
+        &[tap],
+    )?;
+    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
+    Ok(Some(patch))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model;
+
+    fn load(onnx: &[u8]) -> InferenceModel {
+        tract_onnx::onnx()
+            .model_for_read(&mut std::io::Cursor::new(onnx))
+            .expect("model parses")
+    }
+
+    /// Runs `onnx` with and without the fused ops on the same pseudo-random input and returns
+    /// the largest difference between the outputs, relative to the largest output (or to 1 for
+    /// outputs below 1, such as YuNet's tiny objectness scores), with the number of rewrites.
+    fn fused_against_tract(onnx: &[u8], input: [usize; 4]) -> (f32, usize) {
+        let mut seed = 7u32;
+        let data: Vec<f32> = (0..input.iter().product())
+            .map(|_| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                (seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0
+            })
+            .collect();
+        let x: TValue = Tensor::from_shape(&input, &data).expect("input").into();
+        let run = |fuse: bool| {
+            optimise_with(load(onnx), input, fuse)
+                .expect("plan")
+                .run(tvec!(x.clone()))
+                .expect("run")
+        };
+        let (fused, plain) = (run(true), run(false));
+        let mut typed = load(onnx)
+            .with_input_fact(0, f32::fact(input).into())
+            .and_then(|m| m.into_typed())
+            .and_then(|m| m.into_decluttered())
+            .expect("typed");
+        let rewrites = fuse(&mut typed).expect("fuse");
+        assert_eq!(fused.len(), plain.len());
+        let mut worst = 0f32;
+        for (a, b) in fused.iter().zip(&plain) {
+            let (a, b) = (f32s(a).expect("f32"), f32s(b).expect("f32"));
+            assert_eq!(a.len(), b.len());
+            let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+            for (x, y) in a.iter().zip(b) {
+                worst = worst.max((x - y).abs() / scale);
+            }
+        }
+        (worst, rewrites)
+    }
+
+    #[test]
+    fn fused_embedder_matches_tract() {
+        let (diff, rewrites) = fused_against_tract(model::EMBEDDER_ONNX, [1, 3, 112, 112]);
+        // 15 depthwise convolutions with their PReLU, and the PReLUs after 1x1 convolutions.
+        assert!(rewrites >= 25, "only {rewrites} rewrites");
+        assert!(diff < 1e-4, "relative difference {diff}");
+    }
+
+    #[test]
+    fn fused_detector_matches_tract() {
+        for input in [[1, 3, 256, 320], [1, 3, 96, 128]] {
+            let (diff, rewrites) = fused_against_tract(model::DETECTOR_ONNX, input);
+            assert!(rewrites >= 15, "only {rewrites} rewrites");
+            assert!(diff < 1e-4, "{input:?}: relative difference {diff}");
+        }
+    }
+
+    /// A 1-channel 3x4 image through the depthwise op, against sums worked by hand.
+    #[test]
+    fn depthwise_by_hand() {
+        let input: Vec<f32> = (1..=12).map(|v| v as f32).collect();
+        let op = |stride, pad, out_hw: (usize, usize), act| Conv3x3Act {
+            channels: 1,
+            group_in: 1,
+            in_hw: (3, 4),
+            out_hw,
+            stride,
+            pad_top_left: pad,
+            // Only the centre and the right-hand neighbour.
+            weights: Arc::new(vec![0., 0., 0., 0., 1., 2., 0., 0., 0.]),
+            bias: Arc::new(vec![-10.0]),
+            act,
+            out_shape: tvec!(1, out_hw.0, out_hw.1),
+        };
+        let run = |op: Conv3x3Act| {
+            let out = op
+                .eval(
+                    &EvalContext::out_of_plan(),
+                    tvec!(Tensor::from_shape(&[1, 3, 4], &input).expect("t").into()),
+                )
+                .expect("eval");
+            f32s(&out[0]).expect("f32").to_vec()
+        };
+        // Stride 1, padding 1: x + 2 * right - 10, the right of the last column is padding.
+        assert_eq!(
+            run(op(1, (1, 1), (3, 4), Act::Linear)),
+            vec![-5., -2., 1., -6., 7., 10., 13., -2., 19., 22., 25., 2.]
+        );
+        assert_eq!(
+            run(op(1, (1, 1), (3, 4), Act::Relu)),
+            vec![0., 0., 1., 0., 7., 10., 13., 0., 19., 22., 25., 2.]
+        );
+        // Stride 2 with TensorFlow's padding (after only): centres at (1, 1) and (1, 3); the
+        // second output row's centre is row 3, padding. PReLU halves the negatives.
+        assert_eq!(
+            run(op(2, (0, 0), (2, 2), Act::PRelu(Arc::new(vec![0.5])))),
+            vec![6. + 2. * 7. - 10., (8. - 10.) * 0.5, -5., -5.]
+        );
+    }
+
+    /// A full convolution over 2 channels: the centre tap reads x0 + 10 * x1.
+    #[test]
+    fn full_convolution_by_hand() {
+        let input: Vec<f32> = vec![1., 2., 3., 4., 10., 20., 30., 40.];
+        let mut weights = vec![0f32; 18];
+        weights[4] = 1.0;
+        weights[9 + 4] = 10.0;
+        let op = Conv3x3Act {
+            channels: 1,
+            group_in: 2,
+            in_hw: (2, 2),
+            out_hw: (2, 2),
+            stride: 1,
+            pad_top_left: (1, 1),
+            weights: Arc::new(weights),
+            bias: Arc::new(vec![0.5]),
+            act: Act::Linear,
+            out_shape: tvec!(1, 1, 2, 2),
+        };
+        let out = op
+            .eval(
+                &EvalContext::out_of_plan(),
+                tvec!(Tensor::from_shape(&[1, 2, 2, 2], &input).expect("t").into()),
+            )
+            .expect("eval");
+        assert_eq!(f32s(&out[0]).expect("f32"), &[101.5, 202.5, 303.5, 404.5]);
+    }
+
+    #[test]
+    fn max_pool_by_hand() {
+        let input: Vec<f32> = vec![1., 5., 2., 0., 3., 4., 8., 1., -1., -2., -3., -4.];
+        let op = MaxPool2x2 {
+            channels: 1,
+            in_hw: (3, 4),
+            out_shape: tvec!(1, 1, 2),
+        };
+        let out = op
+            .eval(
+                &EvalContext::out_of_plan(),
+                tvec!(Tensor::from_shape(&[1, 3, 4], &input).expect("t").into()),
+            )
+            .expect("eval");
+        // The odd last row is dropped, as a valid 2x2 pool does.
+        assert_eq!(f32s(&out[0]).expect("f32"), &[5., 8.]);
+    }
+}
