@@ -1,10 +1,16 @@
-//! Per-operator time profile of the optimised tract plans (single thread), to find where
-//! tract spends its time. `cargo run --release -p visage-shared --example profile_plan`.
+//! Per-operator time profile of the pipeline's optimised tract plans (single thread), to find
+//! where the time goes: `cargo run --release -p visage-shared --example profile_plan`.
+//!
+//! Environment: `RUNS` (default 50), `PROFILE_NODES=1` (the 40 slowest nodes too),
+//! `PROFILE_TALL=1` (YuNet on 640x640 and 512x640 inputs too), `DUMP=N` (print the first N
+//! nodes of each decluttered graph instead, as the fusion in `visage_shared::fuse` sees them),
+//! `VISAGE_NO_FUSE=1` (tract's own operators only).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
 
 use tract_onnx::prelude::*;
+use visage_shared::model;
 
 fn profile(name: &str, onnx: &[u8], shape: [usize; 4], runs: usize) -> TractResult<()> {
     let plan = visage_shared::fuse::optimise(
@@ -77,39 +83,27 @@ fn profile(name: &str, onnx: &[u8], shape: [usize; 4], runs: usize) -> TractResu
 }
 
 fn main() -> TractResult<()> {
-    if let Ok(l) = std::env::var("DUMP") {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-        dump(
-            &std::fs::read(root.join("yunet_2023mar.onnx"))?,
-            [1, 3, 256, 320],
-            l.parse().unwrap_or(40),
-        )?;
-        dump(
-            &std::fs::read(root.join("mobilefacenet.onnx"))?,
-            [1, 3, 112, 112],
-            l.parse().unwrap_or(40),
-        )?;
-        return Ok(());
+    let (yunet, mfn) = (model::DETECTOR_ONNX, model::EMBEDDER_ONNX);
+    if let Some(limit) = std::env::var("DUMP").ok().and_then(|s| s.parse().ok()) {
+        dump(yunet, [1, 3, 256, 320], limit)?;
+        return dump(mfn, [1, 3, 112, 112], limit);
     }
     let runs: usize = std::env::var("RUNS")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../models");
-    let yunet = std::fs::read(root.join("yunet_2023mar.onnx"))?;
-    let mfn = std::fs::read(root.join("mobilefacenet.onnx"))?;
-    profile("yunet", &yunet, [1, 3, 256, 320], runs)?;
-    profile("yunet", &yunet, [1, 3, 480, 640], runs / 4)?;
-    if std::env::var("PROFILE_SQUARE").is_ok() {
-        profile("yunet", &yunet, [1, 3, 640, 640], runs / 4)?;
-        profile("yunet", &yunet, [1, 3, 640, 512], runs / 4)?;
+    profile("yunet", yunet, [1, 3, 256, 320], runs)?;
+    profile("yunet", yunet, [1, 3, 480, 640], runs / 4)?;
+    if std::env::var("PROFILE_TALL").is_ok() {
+        profile("yunet", yunet, [1, 3, 640, 640], runs / 4)?;
+        profile("yunet", yunet, [1, 3, 640, 512], runs / 4)?;
     }
-    profile("mobilefacenet", &mfn, [1, 3, 112, 112], runs)?;
+    profile("mobilefacenet", mfn, [1, 3, 112, 112], runs)?;
     Ok(())
 }
 
-#[allow(dead_code)]
-pub fn dump(onnx: &[u8], shape: [usize; 4], limit: usize) -> TractResult<()> {
+/// Prints the first `limit` nodes of the decluttered graph: name, operator, inputs, shape.
+fn dump(onnx: &[u8], shape: [usize; 4], limit: usize) -> TractResult<()> {
     let m = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(onnx))?
         .with_input_fact(0, f32::fact(shape).into())?

@@ -1,15 +1,17 @@
 //! Fused operators for the two models, swapped into tract's graph before it is optimised.
 //!
-//! Profiling tract's plans (`shared/examples/profile_plan.rs`, BENCHMARKS.md) showed most of
-//! the gap to onnxruntime in a few places that tract 0.23 does not fuse: every 3x3 depthwise
-//! convolution is followed by a separate activation pass (ReLU in YuNet, PReLU written as four
-//! element-wise ops in MobileFaceNet), and YuNet's 2x2 max pools run as two 1-D pools. The ops
-//! here do each of those in one pass over the data, with loops written so that the compiler
-//! vectorises them (AVX2 on x86_64, chosen at run time; SIMD128 on wasm32).
+//! Profiling tract's plans (`shared/examples/profile_plan.rs`, BENCHMARKS.md) showed much of
+//! the gap to onnxruntime in places that tract 0.23 handles slowly or does not fuse: its 3x3
+//! depthwise convolution (and its speed depends on the input's orientation), the separate
+//! activation pass after it (ReLU in YuNet, PReLU written as four element-wise ops in
+//! MobileFaceNet), PReLU after 1x1 convolutions (two passes), and YuNet's 2x2 max pools, which
+//! the converter writes as two 1-D pools. The ops here do each in one pass over the data, with
+//! loops written so that the compiler vectorises them (AVX2 and FMA on x86_64, chosen at run
+//! time; SIMD128 on wasm32). 1x1 convolutions (matrix products) stay with tract.
 //!
 //! [`fuse`] rewrites a decluttered [`TypedModel`]; everything it does not recognise is left to
-//! tract. The rewrites are exact up to float rounding: each is checked against tract's own
-//! result in the tests below.
+//! tract. The rewrites are exact up to float rounding: the tests below check whole models
+//! against tract's own result, and each kernel against sums worked by hand.
 
 use std::sync::Arc;
 
@@ -21,7 +23,9 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 /// The activation applied after a fused operator, per channel.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Act {
+    /// None (the identity).
     Linear,
+    /// `max(x, 0)`.
     Relu,
     /// `max(x, 0) + min(x, 0) * slope[c]`: the PReLU of MobileFaceNet.
     PRelu(Arc<Vec<f32>>),
@@ -52,6 +56,8 @@ pub struct Conv3x3Act {
     stride: usize,
     /// Zero rows and columns before the first input row and column.
     pad_top_left: (usize, usize),
+    /// Channels last (`[H, W, C]`, as tract lays out YuNet's small head convolutions).
+    channels_last: bool,
     /// `[C, group_in, 9]`, row-major taps.
     weights: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
@@ -157,7 +163,24 @@ impl Conv3x3Act {
         let group_len = plane_len * s * s;
         // Positions never written below (the padding) stay zero for every channel.
         let mut planes = vec![0f32; group_len * self.group_in];
-        let fill = |planes: &mut [f32], c: usize| {
+        let cin = self.in_channels();
+        // One padded input row, for stride 2 (then split into even and odd columns).
+        let mut padded = vec![0f32; 2 * pitch];
+        let mut fill = |planes: &mut [f32], c: usize| {
+            if self.channels_last {
+                for y in 0..h.min(ph - pt) {
+                    for x in 0..w.min(pw - pl) {
+                        let (py, px) = (y + pt, x + pl);
+                        let at = if s == 1 {
+                            py * pitch + px
+                        } else {
+                            ((py & 1) * 2 + (px & 1)) * plane_len + (py >> 1) * pitch + (px >> 1)
+                        };
+                        planes[at] = input[(y * w + x) * cin + c];
+                    }
+                }
+                return;
+            }
             let src = &input[c * h * w..(c + 1) * h * w];
             for y in 0..h.min(ph - pt) {
                 let py = y + pt;
@@ -165,10 +188,14 @@ impl Conv3x3Act {
                 if s == 1 {
                     planes[py * pitch + pl..][..srow.len()].copy_from_slice(srow);
                 } else {
+                    // Copy, then deinterleave pairs: both loops vectorise, a scatter does not.
+                    padded[pl..pl + srow.len()].copy_from_slice(srow);
                     let base = (py & 1) * 2 * plane_len + (py >> 1) * pitch;
-                    for (x, v) in srow.iter().enumerate() {
-                        let px = x + pl;
-                        planes[base + (px & 1) * plane_len + (px >> 1)] = *v;
+                    for (phase, start) in [base, base + plane_len].into_iter().enumerate() {
+                        let dst = &mut planes[start..start + pitch];
+                        for (d, pair) in dst.iter_mut().zip(padded.chunks_exact(2)) {
+                            *d = pair[phase];
+                        }
                     }
                 }
             }
@@ -178,43 +205,104 @@ impl Conv3x3Act {
                 fill(group, c);
             }
         }
-        let n = (oh - 1) * pitch + ow;
-        let mut full = vec![0f32; n];
-        // (plane, offset) of each tap.
-        let taps: [(usize, usize); 9] = std::array::from_fn(|t| {
-            let (ky, kx) = (t / 3, t % 3);
-            if s == 1 {
-                (0, ky * pitch + kx)
-            } else {
-                ((ky & 1) * 2 + (kx & 1), (ky >> 1) * pitch + (kx >> 1))
-            }
-        });
-        for c in 0..self.channels {
-            if self.group_in == 1 {
+        // Output rows are computed in bands whose flat span stays in L1.
+        let band = (BAND_FLOATS / pitch).clamp(1, oh);
+        let mut full = vec![0f32; (band - 1) * pitch + ow];
+        let layout = Layout {
+            pitch,
+            plane_len,
+            group_len,
+            // (plane, offset) of each tap.
+            taps: std::array::from_fn(|t| {
+                let (ky, kx) = (t / 3, t % 3);
+                if s == 1 {
+                    (0, ky * pitch + kx)
+                } else {
+                    ((ky & 1) * 2 + (kx & 1), (ky >> 1) * pitch + (kx >> 1))
+                }
+            }),
+        };
+        if self.group_in == 1 {
+            // Depthwise: one channel's plane at a time.
+            for c in 0..self.channels {
                 fill(&mut planes, c);
-            }
-            let (b, slope) = (self.bias[c], self.act.slope(c));
-            for j in 0..self.group_in {
-                let k: [f32; 9] =
-                    std::array::from_fn(|i| self.weights[(c * self.group_in + j) * 9 + i]);
-                let src: [&[f32]; 9] = std::array::from_fn(|t| {
-                    let (p, off) = taps[t];
-                    &planes[j * group_len + p * plane_len + off..][..n]
-                });
-                match (j == 0, j + 1 == self.group_in) {
-                    (true, true) => taps_flat::<F, true, true>(&mut full, src, &k, b, slope),
-                    (true, false) => taps_flat::<F, true, false>(&mut full, src, &k, b, slope),
-                    (false, false) => taps_flat::<F, false, false>(&mut full, src, &k, b, slope),
-                    (false, true) => taps_flat::<F, false, true>(&mut full, src, &k, b, slope),
+                for y0 in (0..oh).step_by(band) {
+                    let y1 = (y0 + band).min(oh);
+                    self.rows::<F>(&layout, &planes, out, &mut full, c, y0..y1);
                 }
             }
-            let dst = &mut out[c * oh * ow..(c + 1) * oh * ow];
-            for (y, row) in dst.chunks_exact_mut(ow).enumerate() {
-                row.copy_from_slice(&full[y * pitch..y * pitch + ow]);
+        } else {
+            // Full: all input planes are filled; each band serves every output channel while
+            // its part of the planes is in cache.
+            for y0 in (0..oh).step_by(band) {
+                for c in 0..self.channels {
+                    let y1 = (y0 + band).min(oh);
+                    self.rows::<F>(&layout, &planes, out, &mut full, c, y0..y1);
+                }
             }
         }
     }
 }
+
+/// Where [`Conv3x3Act::run`] keeps its padded input planes.
+struct Layout {
+    /// Floats per plane row.
+    pitch: usize,
+    plane_len: usize,
+    /// Floats per input channel (1 plane, or 4 phases for stride 2).
+    group_len: usize,
+    /// (plane, offset) of each of the 9 taps.
+    taps: [(usize, usize); 9],
+}
+
+impl Conv3x3Act {
+    /// Output channel `c`, rows `ys`: every input channel it reads, into `full`, then out.
+    /// Inlined, as everything under [`dispatch`] must be: compiled outside the FMA function,
+    /// `f32::mul_add` is a software fallback hundreds of times slower.
+    #[inline(always)]
+    fn rows<F: MulAdd>(
+        &self,
+        l: &Layout,
+        planes: &[f32],
+        out: &mut [f32],
+        full: &mut [f32],
+        c: usize,
+        ys: std::ops::Range<usize>,
+    ) {
+        let (oh, ow) = self.out_hw;
+        let n = (ys.len() - 1) * l.pitch + ow;
+        let full = &mut full[..n];
+        let (b, slope) = (self.bias[c], self.act.slope(c));
+        for j in 0..self.group_in {
+            let k: [f32; 9] =
+                std::array::from_fn(|i| self.weights[(c * self.group_in + j) * 9 + i]);
+            let src: [&[f32]; 9] = std::array::from_fn(|t| {
+                let (p, off) = l.taps[t];
+                &planes[j * l.group_len + p * l.plane_len + off + ys.start * l.pitch..][..n]
+            });
+            match (j == 0, j + 1 == self.group_in) {
+                (true, true) => taps_flat::<F, true, true>(full, src, &k, b, slope),
+                (true, false) => taps_flat::<F, true, false>(full, src, &k, b, slope),
+                (false, false) => taps_flat::<F, false, false>(full, src, &k, b, slope),
+                (false, true) => taps_flat::<F, false, true>(full, src, &k, b, slope),
+            }
+        }
+        for y in ys.clone() {
+            let from = &full[(y - ys.start) * l.pitch..][..ow];
+            if self.channels_last {
+                let co = self.channels;
+                for (x, v) in from.iter().enumerate() {
+                    out[(y * ow + x) * co + c] = *v;
+                }
+            } else {
+                out[(c * oh + y) * ow..][..ow].copy_from_slice(from);
+            }
+        }
+    }
+}
+
+/// How many floats of flattened output a band holds: 16 KB, a third of L1.
+const BAND_FLOATS: usize = 4096;
 
 /// `o[i] = act(bias + sum of k[t] * src[t][i])`: the 9 taps of a 3x3 convolution over one
 /// input channel, each input already shifted to its tap's offset. `FIRST` starts from the bias
@@ -461,6 +549,14 @@ fn shape_of(model: &TypedModel, o: OutletId) -> Option<TVec<usize>> {
         .and_then(|f| f.shape.as_concrete().map(|s| s.into()))
 }
 
+/// `[C, H, W]` of a `[H, W, C]` or `[1, H, W, C]` shape.
+fn hwc(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    match shape {
+        [h, w, c] | [1, h, w, c] => Some((*c, *h, *w)),
+        _ => None,
+    }
+}
+
 /// Whether tensors in this format are `[C, H, W]` or `[1, C, H, W]`.
 fn channels_first(f: DataFormat) -> bool {
     matches!(f, DataFormat::NCHW | DataFormat::CHW)
@@ -573,7 +669,9 @@ fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<Typ
     ) else {
         return Ok(None);
     };
-    let (Some((c, h, w)), Some((oc, oh, ow))) = (chw(&ishape), chw(&oshape)) else {
+    let channels_last = matches!(spec.data_format, DataFormat::NHWC | DataFormat::HWC);
+    let dims = |s: &[usize]| if channels_last { hwc(s) } else { chw(s) };
+    let (Some((c, h, w)), Some((oc, oh, ow))) = (dims(&ishape), dims(&oshape)) else {
         return Ok(None);
     };
     // Depthwise, or a full convolution over few channels (beyond that, tract's matrix
@@ -590,7 +688,6 @@ fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<Typ
         _ => return Ok(None),
     };
     let ok = conv.q_params.is_none()
-        && channels_first(spec.data_format)
         && conv.kernel_fmt == KernelFormat::OIHW
         && *spec.kernel_shape == [3, 3]
         && spec.dilations().iter().all(|d| *d == 1)
@@ -630,6 +727,7 @@ fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<Typ
             out_hw: (oh, ow),
             stride: stride[0],
             pad_top_left: pad,
+            channels_last,
             weights: Arc::new(kernel.to_vec()),
             bias: Arc::new(bias),
             act,
@@ -769,6 +867,7 @@ mod tests {
             out_hw,
             stride,
             pad_top_left: pad,
+            channels_last: false,
             // Only the centre and the right-hand neighbour.
             weights: Arc::new(vec![0., 0., 0., 0., 1., 2., 0., 0., 0.]),
             bias: Arc::new(vec![-10.0]),
@@ -801,32 +900,43 @@ mod tests {
         );
     }
 
-    /// A full convolution over 2 channels: the centre tap reads x0 + 10 * x1.
+    /// A full convolution over 2 channels: the centre tap reads x0 + 10 * x1, in either layout.
     #[test]
     fn full_convolution_by_hand() {
-        let input: Vec<f32> = vec![1., 2., 3., 4., 10., 20., 30., 40.];
         let mut weights = vec![0f32; 18];
         weights[4] = 1.0;
         weights[9 + 4] = 10.0;
-        let op = Conv3x3Act {
-            channels: 1,
-            group_in: 2,
-            in_hw: (2, 2),
-            out_hw: (2, 2),
-            stride: 1,
-            pad_top_left: (1, 1),
-            weights: Arc::new(weights),
-            bias: Arc::new(vec![0.5]),
-            act: Act::Linear,
-            out_shape: tvec!(1, 1, 2, 2),
-        };
-        let out = op
-            .eval(
-                &EvalContext::out_of_plan(),
-                tvec!(Tensor::from_shape(&[1, 2, 2, 2], &input).expect("t").into()),
-            )
-            .expect("eval");
-        assert_eq!(f32s(&out[0]).expect("f32"), &[101.5, 202.5, 303.5, 404.5]);
+        for channels_last in [false, true] {
+            let (input, shape): (Vec<f32>, _) = if channels_last {
+                (vec![1., 10., 2., 20., 3., 30., 4., 40.], [1, 2, 2, 2])
+            } else {
+                (vec![1., 2., 3., 4., 10., 20., 30., 40.], [1, 2, 2, 2])
+            };
+            let op = Conv3x3Act {
+                channels: 1,
+                group_in: 2,
+                in_hw: (2, 2),
+                out_hw: (2, 2),
+                stride: 1,
+                pad_top_left: (1, 1),
+                channels_last,
+                weights: Arc::new(weights.clone()),
+                bias: Arc::new(vec![0.5]),
+                act: Act::Linear,
+                out_shape: if channels_last {
+                    tvec!(1, 2, 2, 1)
+                } else {
+                    tvec!(1, 1, 2, 2)
+                },
+            };
+            let out = op
+                .eval(
+                    &EvalContext::out_of_plan(),
+                    tvec!(Tensor::from_shape(&shape, &input).expect("t").into()),
+                )
+                .expect("eval");
+            assert_eq!(f32s(&out[0]).expect("f32"), &[101.5, 202.5, 303.5, 404.5]);
+        }
     }
 
     #[test]
