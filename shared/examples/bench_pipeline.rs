@@ -6,6 +6,10 @@ use std::time::Instant;
 use image::{Rgb, RgbImage};
 use visage_shared::{AnalyzeOptions, DecodeLimits, DetectOptions, Pipeline, align};
 
+/// The allocator of the `visage` binary, so that the numbers are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
     f();
     let mut v: Vec<f64> = (0..n)

@@ -12,6 +12,10 @@ use std::time::Instant;
 use tract_onnx::prelude::*;
 use visage_shared::model;
 
+/// The allocator of the `visage` binary, so that the numbers are the product's.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn profile(name: &str, onnx: &[u8], shape: [usize; 4], runs: usize) -> TractResult<()> {
     let plan = visage_shared::fuse::optimise(
         tract_onnx::onnx().model_for_read(&mut std::io::Cursor::new(onnx))?,
