@@ -64,6 +64,9 @@ pub struct Conv3x3Act {
     bias: Arc<Vec<f32>>,
     act: Act,
     out_shape: TVec<usize>,
+    /// For a full convolution, the same weights, bias and activation in the layout of the
+    /// matrix product that computes it (set by [`Conv3x3Act::prepared`]).
+    full: Option<ChannelMix>,
 }
 
 impl Eq for Conv3x3Act {}
@@ -105,6 +108,10 @@ impl EvalOp for Conv3x3Act {
             input.len() == self.in_channels() * h * w,
             "convolution input size"
         );
+        ensure!(
+            self.group_in == 1 || self.full.is_some(),
+            "full convolution not prepared"
+        );
         let mut t = Tensor::zero::<f32>(&self.out_shape)?;
         let mut view = t.try_as_plain_ram_mut()?;
         let out = view.as_slice_mut::<f32>()?;
@@ -132,6 +139,20 @@ impl TypedOp for Conv3x3Act {
 }
 
 impl Conv3x3Act {
+    /// Sets [`Conv3x3Act::full`] for a full convolution.
+    fn prepared(mut self) -> Self {
+        if self.group_in > 1 {
+            self.full = Some(ChannelMix::new(
+                self.group_in * 9,
+                self.channels,
+                &self.weights,
+                self.bias.to_vec(),
+                self.act.clone(),
+            ));
+        }
+        self
+    }
+
     fn in_channels(&self) -> usize {
         if self.group_in == 1 {
             self.channels
@@ -212,7 +233,6 @@ impl Conv3x3Act {
         let layout = Layout {
             pitch,
             plane_len,
-            group_len,
             // (plane, offset) of each tap.
             taps: std::array::from_fn(|t| {
                 let (ky, kx) = (t / 3, t % 3);
@@ -232,13 +252,21 @@ impl Conv3x3Act {
                     self.rows::<F>(&layout, &planes, out, &mut full, c, y0..y1);
                 }
             }
-        } else {
-            // Full: all input planes are filled; each band serves every output channel while
-            // its part of the planes is in cache.
+        } else if let Some(mix) = &self.full {
+            // Full: all input planes are filled; per band, the planes at the 9 taps' offsets
+            // are the rows of one matrix product, with bias and activation.
+            let band_len = full.len();
+            let mut bands = vec![0f32; self.channels * band_len];
             for y0 in (0..oh).step_by(band) {
-                for c in 0..self.channels {
-                    let y1 = (y0 + band).min(oh);
-                    self.rows::<F>(&layout, &planes, out, &mut full, c, y0..y1);
+                let y1 = (y0 + band).min(oh);
+                let n = (y1 - y0 - 1) * pitch + ow;
+                let rows: Vec<usize> = (0..self.group_in)
+                    .flat_map(|j| layout.taps.iter().map(move |&(p, off)| (j, p, off)))
+                    .map(|(j, p, off)| j * group_len + p * plane_len + off + y0 * pitch)
+                    .collect();
+                mix.run::<F>(&planes, &rows, n, &mut bands, band_len);
+                for (c, band) in bands.chunks_exact(band_len).enumerate() {
+                    self.band_out(out, band, c, y0..y1, pitch);
                 }
             }
         }
@@ -250,14 +278,12 @@ struct Layout {
     /// Floats per plane row.
     pitch: usize,
     plane_len: usize,
-    /// Floats per input channel (1 plane, or 4 phases for stride 2).
-    group_len: usize,
     /// (plane, offset) of each of the 9 taps.
     taps: [(usize, usize); 9],
 }
 
 impl Conv3x3Act {
-    /// Output channel `c`, rows `ys`: every input channel it reads, into `full`, then out.
+    /// Depthwise output channel `c`, rows `ys`: its 9 taps into `full`, then out.
     /// Inlined, as everything under [`dispatch`] must be: compiled outside the FMA function,
     /// `f32::mul_add` is a software fallback hundreds of times slower.
     #[inline(always)]
@@ -270,26 +296,31 @@ impl Conv3x3Act {
         c: usize,
         ys: std::ops::Range<usize>,
     ) {
-        let (oh, ow) = self.out_hw;
-        let n = (ys.len() - 1) * l.pitch + ow;
+        let n = (ys.len() - 1) * l.pitch + self.out_hw.1;
         let full = &mut full[..n];
-        let (b, slope) = (self.bias[c], self.act.slope(c));
-        for j in 0..self.group_in {
-            let k: [f32; 9] =
-                std::array::from_fn(|i| self.weights[(c * self.group_in + j) * 9 + i]);
-            let src: [&[f32]; 9] = std::array::from_fn(|t| {
-                let (p, off) = l.taps[t];
-                &planes[j * l.group_len + p * l.plane_len + off + ys.start * l.pitch..][..n]
-            });
-            match (j == 0, j + 1 == self.group_in) {
-                (true, true) => taps_flat::<F, true, true>(full, src, &k, b, slope),
-                (true, false) => taps_flat::<F, true, false>(full, src, &k, b, slope),
-                (false, false) => taps_flat::<F, false, false>(full, src, &k, b, slope),
-                (false, true) => taps_flat::<F, false, true>(full, src, &k, b, slope),
-            }
-        }
+        let k: [f32; 9] = std::array::from_fn(|i| self.weights[c * 9 + i]);
+        let src: [&[f32]; 9] = std::array::from_fn(|t| {
+            let (p, off) = l.taps[t];
+            &planes[p * l.plane_len + off + ys.start * l.pitch..][..n]
+        });
+        taps_flat::<F>(full, src, &k, self.bias[c], self.act.slope(c));
+        self.band_out(out, full, c, ys, l.pitch);
+    }
+
+    /// Copies output channel `c`'s rows `ys`, computed flat with row pitch `pitch` in `band`,
+    /// to the output tensor.
+    #[inline(always)]
+    fn band_out(
+        &self,
+        out: &mut [f32],
+        band: &[f32],
+        c: usize,
+        ys: std::ops::Range<usize>,
+        pitch: usize,
+    ) {
+        let (oh, ow) = self.out_hw;
         for y in ys.clone() {
-            let from = &full[(y - ys.start) * l.pitch..][..ow];
+            let from = &band[(y - ys.start) * pitch..][..ow];
             if self.channels_last {
                 let co = self.channels;
                 for (x, v) in from.iter().enumerate() {
@@ -305,22 +336,15 @@ impl Conv3x3Act {
 /// How many floats of flattened output a band holds: 16 KB, a third of L1.
 const BAND_FLOATS: usize = 4096;
 
-/// `o[i] = act(bias + sum of k[t] * src[t][i])`: the 9 taps of a 3x3 convolution over one
-/// input channel, each input already shifted to its tap's offset. `FIRST` starts from the bias
-/// (else adds to `o`); `LAST` applies the activation.
+/// `o[i] = act(bias + sum of k[t] * src[t][i])`: the 9 taps of a 3x3 depthwise convolution,
+/// each input already shifted to its tap's offset.
 #[inline(always)]
-fn taps_flat<F: MulAdd, const FIRST: bool, const LAST: bool>(
-    o: &mut [f32],
-    src: [&[f32]; 9],
-    k: &[f32; 9],
-    bias: f32,
-    slope: f32,
-) {
+fn taps_flat<F: MulAdd>(o: &mut [f32], src: [&[f32]; 9], k: &[f32; 9], bias: f32, slope: f32) {
     let n = o.len();
     let [s0, s1, s2, s3, s4, s5, s6, s7, s8] = src.map(|s| &s[..n]);
     for i in 0..n {
         // Written out: a loop over the taps is not unrolled, and then not vectorised well.
-        let mut v = F::mul_add(s0[i], k[0], if FIRST { bias } else { o[i] });
+        let mut v = F::mul_add(s0[i], k[0], bias);
         v = F::mul_add(s1[i], k[1], v);
         v = F::mul_add(s2[i], k[2], v);
         v = F::mul_add(s3[i], k[3], v);
@@ -329,7 +353,7 @@ fn taps_flat<F: MulAdd, const FIRST: bool, const LAST: bool>(
         v = F::mul_add(s6[i], k[6], v);
         v = F::mul_add(s7[i], k[7], v);
         v = F::mul_add(s8[i], k[8], v);
-        o[i] = if LAST { activate(v, slope) } else { v };
+        o[i] = activate(v, slope);
     }
 }
 
@@ -368,22 +392,128 @@ fn activate(v: f32, slope: f32) -> f32 {
 /// copy ("pack") the whole input, which cost as much as the products themselves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PointwiseAct {
-    in_channels: usize,
-    out_channels: usize,
-    /// Weights in blocks of [`PW_CO`] output channels: `[O / PW_CO, I, PW_CO]`, then the
-    /// remaining output channels as `[O % PW_CO, I]`.
-    weights: Arc<Vec<f32>>,
-    bias: Arc<Vec<f32>>,
-    act: Act,
+    mix: ChannelMix,
     out_shape: TVec<usize>,
 }
 
 impl Eq for PointwiseAct {}
 
-/// Output channels and positions a [`PointwiseAct`] block computes at once: 4 x 16 floats
-/// are 8 AVX2 registers of accumulators.
+/// `out[o][p] = act(bias[o] + sum over i of w[o][i] * x[i][p])`: the product of a small
+/// weight matrix with a set of input rows, for 1x1 convolutions (the rows are the input
+/// channels) and for the full 3x3 convolution (the rows are each input channel's plane at
+/// each tap's offset).
+#[derive(Debug, Clone, PartialEq)]
+struct ChannelMix {
+    inputs: usize,
+    outputs: usize,
+    /// Weights in blocks of [`PW_CO`] outputs: `[O / PW_CO, I, PW_CO]`, then the remaining
+    /// outputs as `[O % PW_CO, I]`.
+    weights: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    act: Act,
+}
+
+/// Outputs and positions a [`ChannelMix`] block computes at once: 4 x 16 floats are 8 AVX2
+/// (4 AVX-512) registers of accumulators.
 const PW_CO: usize = 4;
 const PW_P: usize = 16;
+
+impl ChannelMix {
+    /// From `[O, I]` row-major weights.
+    fn new(inputs: usize, outputs: usize, w: &[f32], bias: Vec<f32>, act: Act) -> Self {
+        let blocks = outputs / PW_CO;
+        let mut weights = Vec::with_capacity(w.len());
+        for b in 0..blocks {
+            for i in 0..inputs {
+                for r in 0..PW_CO {
+                    weights.push(w[(b * PW_CO + r) * inputs + i]);
+                }
+            }
+        }
+        weights.extend_from_slice(&w[blocks * PW_CO * inputs..]);
+        Self {
+            inputs,
+            outputs,
+            weights: Arc::new(weights),
+            bias: Arc::new(bias),
+            act,
+        }
+    }
+
+    /// The first `n` positions of the input rows into `out`, output `o` at `o * pitch`; input
+    /// row `i` is `x[rows[i]..]`. Blocks of [`PW_P`] positions (the input block, `I x 16`
+    /// floats, stays in L1 while every output reads it), [`PW_CO`] outputs at a time,
+    /// accumulators in registers; then the remaining outputs and positions one by one.
+    #[inline(always)]
+    fn run<F: MulAdd>(&self, x: &[f32], rows: &[usize], n: usize, out: &mut [f32], pitch: usize) {
+        let (ci_n, co_n) = (self.inputs, self.outputs);
+        let blocks = co_n / PW_CO;
+        let tail_w = &self.weights[blocks * PW_CO * ci_n..];
+        let full_p = n - n % PW_P;
+        for p0 in (0..full_p).step_by(PW_P) {
+            for b in 0..blocks {
+                let w = &self.weights[b * ci_n * PW_CO..(b + 1) * ci_n * PW_CO];
+                let mut acc = [[0f32; PW_P]; PW_CO];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    *row = [self.bias[b * PW_CO + r]; PW_P];
+                }
+                for (ci, at) in rows.iter().enumerate() {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    let ws = &w[ci * PW_CO..ci * PW_CO + PW_CO];
+                    for r in 0..PW_CO {
+                        for l in 0..PW_P {
+                            acc[r][l] = F::mul_add(xs[l], ws[r], acc[r][l]);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    let co = b * PW_CO + r;
+                    let slope = self.act.slope(co);
+                    let o = &mut out[co * pitch + p0..co * pitch + p0 + PW_P];
+                    for l in 0..PW_P {
+                        o[l] = activate(row[l], slope);
+                    }
+                }
+            }
+            // Outputs past the last whole block.
+            for co in blocks * PW_CO..co_n {
+                let w = &tail_w[(co - blocks * PW_CO) * ci_n..][..ci_n];
+                let mut acc = [self.bias[co]; PW_P];
+                for (at, wv) in rows.iter().zip(w) {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    for l in 0..PW_P {
+                        acc[l] = F::mul_add(xs[l], *wv, acc[l]);
+                    }
+                }
+                let slope = self.act.slope(co);
+                for (l, v) in acc.iter().enumerate() {
+                    out[co * pitch + p0 + l] = activate(*v, slope);
+                }
+            }
+        }
+        // Positions past the last whole block.
+        for p in full_p..n {
+            for co in 0..co_n {
+                let mut v = self.bias[co];
+                for (ci, at) in rows.iter().enumerate() {
+                    v = F::mul_add(x[at + p], self.weight(co, ci), v);
+                }
+                out[co * pitch + p] = activate(v, self.act.slope(co));
+            }
+        }
+    }
+
+    /// The weight of input `ci` for output `co`, in the blocked layout.
+    #[inline(always)]
+    fn weight(&self, co: usize, ci: usize) -> f32 {
+        let blocks = self.outputs / PW_CO;
+        if co < blocks * PW_CO {
+            self.weights[(co / PW_CO) * self.inputs * PW_CO + ci * PW_CO + co % PW_CO]
+        } else {
+            self.weights[blocks * PW_CO * self.inputs + (co - blocks * PW_CO) * self.inputs + ci]
+        }
+    }
+}
 
 impl Op for PointwiseAct {
     fn name(&self) -> StaticName {
@@ -391,10 +521,7 @@ impl Op for PointwiseAct {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!(
-            "{} -> {}",
-            self.in_channels, self.out_channels
-        )])
+        Ok(vec![format!("{} -> {}", self.mix.inputs, self.mix.outputs)])
     }
 
     fn validation(&self) -> Validation {
@@ -409,12 +536,15 @@ impl EvalOp for PointwiseAct {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = f32s(&inputs[0])?;
-        ensure!(input.len() % self.in_channels == 0, "pointwise input size");
+        ensure!(
+            !input.is_empty() && input.len() % self.mix.inputs == 0,
+            "pointwise input size"
+        );
         let mut t = Tensor::zero::<f32>(&self.out_shape)?;
         let mut view = t.try_as_plain_ram_mut()?;
         let out = view.as_slice_mut::<f32>()?;
         ensure!(
-            out.len() / self.out_channels == input.len() / self.in_channels,
+            out.len() / self.mix.outputs == input.len() / self.mix.inputs,
             "pointwise output size"
         );
         dispatch(
@@ -449,99 +579,18 @@ impl PointwiseAct {
         act: Act,
         out_shape: TVec<usize>,
     ) -> Self {
-        let blocks = out_channels / PW_CO;
-        let mut weights = Vec::with_capacity(w.len());
-        for b in 0..blocks {
-            for ci in 0..in_channels {
-                for r in 0..PW_CO {
-                    weights.push(w[(b * PW_CO + r) * in_channels + ci]);
-                }
-            }
-        }
-        weights.extend_from_slice(&w[blocks * PW_CO * in_channels..]);
         Self {
-            in_channels,
-            out_channels,
-            weights: Arc::new(weights),
-            bias: Arc::new(bias),
-            act,
+            mix: ChannelMix::new(in_channels, out_channels, w, bias, act),
             out_shape,
         }
     }
 
-    /// Blocks of [`PW_P`] positions (the input block, `I x 16` floats, stays in L1 while every
-    /// output channel reads it), [`PW_CO`] output channels at a time, accumulators in
-    /// registers; then the remaining channels and positions one by one.
+    /// The whole op: the input channels are the rows of one [`ChannelMix`].
     #[inline(always)]
     fn run<F: MulAdd>(&self, x: &[f32], out: &mut [f32]) {
-        let (ci_n, co_n) = (self.in_channels, self.out_channels);
-        let p_n = x.len() / ci_n;
-        let blocks = co_n / PW_CO;
-        let tail_w = &self.weights[blocks * PW_CO * ci_n..];
-        let full_p = p_n - p_n % PW_P;
-        for p0 in (0..full_p).step_by(PW_P) {
-            for b in 0..blocks {
-                let w = &self.weights[b * ci_n * PW_CO..(b + 1) * ci_n * PW_CO];
-                let mut acc = [[0f32; PW_P]; PW_CO];
-                for (r, row) in acc.iter_mut().enumerate() {
-                    *row = [self.bias[b * PW_CO + r]; PW_P];
-                }
-                for ci in 0..ci_n {
-                    let xs = &x[ci * p_n + p0..ci * p_n + p0 + PW_P];
-                    let ws = &w[ci * PW_CO..ci * PW_CO + PW_CO];
-                    for r in 0..PW_CO {
-                        for l in 0..PW_P {
-                            acc[r][l] = F::mul_add(xs[l], ws[r], acc[r][l]);
-                        }
-                    }
-                }
-                for (r, row) in acc.iter().enumerate() {
-                    let co = b * PW_CO + r;
-                    let slope = self.act.slope(co);
-                    let o = &mut out[co * p_n + p0..co * p_n + p0 + PW_P];
-                    for l in 0..PW_P {
-                        o[l] = activate(row[l], slope);
-                    }
-                }
-            }
-            // Output channels past the last whole block.
-            for co in blocks * PW_CO..co_n {
-                let w = &tail_w[(co - blocks * PW_CO) * ci_n..][..ci_n];
-                let mut acc = [self.bias[co]; PW_P];
-                for (ci, wv) in w.iter().enumerate() {
-                    let xs = &x[ci * p_n + p0..ci * p_n + p0 + PW_P];
-                    for l in 0..PW_P {
-                        acc[l] = F::mul_add(xs[l], *wv, acc[l]);
-                    }
-                }
-                let slope = self.act.slope(co);
-                for (l, v) in acc.iter().enumerate() {
-                    out[co * p_n + p0 + l] = activate(*v, slope);
-                }
-            }
-        }
-        // Positions past the last whole block.
-        for p in full_p..p_n {
-            for co in 0..co_n {
-                let mut v = self.bias[co];
-                for ci in 0..ci_n {
-                    v = F::mul_add(x[ci * p_n + p], self.weight(co, ci), v);
-                }
-                out[co * p_n + p] = activate(v, self.act.slope(co));
-            }
-        }
-    }
-
-    /// The weight of input channel `ci` for output channel `co`, in the blocked layout.
-    #[inline(always)]
-    fn weight(&self, co: usize, ci: usize) -> f32 {
-        let blocks = self.out_channels / PW_CO;
-        if co < blocks * PW_CO {
-            self.weights[(co / PW_CO) * self.in_channels * PW_CO + ci * PW_CO + co % PW_CO]
-        } else {
-            self.weights
-                [blocks * PW_CO * self.in_channels + (co - blocks * PW_CO) * self.in_channels + ci]
-        }
+        let p_n = x.len() / self.mix.inputs;
+        let rows: Vec<usize> = (0..self.mix.inputs).map(|i| i * p_n).collect();
+        self.mix.run::<F>(x, &rows, p_n, out, p_n);
     }
 }
 
@@ -1007,7 +1056,9 @@ fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<Typ
             bias: Arc::new(bias),
             act,
             out_shape: oshape,
-        },
+            full: None,
+        }
+        .prepared(),
         &[tap],
     )?;
     patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
@@ -1148,6 +1199,7 @@ mod tests {
             bias: Arc::new(vec![-10.0]),
             act,
             out_shape: tvec!(1, out_hw.0, out_hw.1),
+            full: None,
         };
         let run = |op: Conv3x3Act| {
             let out = op
@@ -1203,7 +1255,9 @@ mod tests {
                 } else {
                     tvec!(1, 1, 2, 2)
                 },
-            };
+                full: None,
+            }
+            .prepared();
             let out = op
                 .eval(
                     &EvalContext::out_of_plan(),
