@@ -394,6 +394,8 @@ fn activate(v: f32, slope: f32) -> f32 {
 pub struct PointwiseAct {
     mix: ChannelMix,
     out_shape: TVec<usize>,
+    /// The output is `[H, W, O]` (YuNet's head, laid out for its reshape to `[HW, O]`).
+    channels_last: bool,
 }
 
 impl Eq for PointwiseAct {}
@@ -578,19 +580,33 @@ impl PointwiseAct {
         bias: Vec<f32>,
         act: Act,
         out_shape: TVec<usize>,
+        channels_last: bool,
     ) -> Self {
         Self {
             mix: ChannelMix::new(in_channels, out_channels, w, bias, act),
             out_shape,
+            channels_last,
         }
     }
 
-    /// The whole op: the input channels are the rows of one [`ChannelMix`].
+    /// The whole op: the input channels are the rows of one [`ChannelMix`]. A channels-last
+    /// output is computed channels-first, then transposed (it has few channels).
     #[inline(always)]
     fn run<F: MulAdd>(&self, x: &[f32], out: &mut [f32]) {
         let p_n = x.len() / self.mix.inputs;
         let rows: Vec<usize> = (0..self.mix.inputs).map(|i| i * p_n).collect();
-        self.mix.run::<F>(x, &rows, p_n, out, p_n);
+        if !self.channels_last {
+            self.mix.run::<F>(x, &rows, p_n, out, p_n);
+            return;
+        }
+        let co_n = self.mix.outputs;
+        let mut planar = vec![0f32; co_n * p_n];
+        self.mix.run::<F>(x, &rows, p_n, &mut planar, p_n);
+        for (p, px) in out.chunks_exact_mut(co_n).enumerate() {
+            for (co, v) in px.iter_mut().enumerate() {
+                *v = planar[co * p_n + p];
+            }
+        }
     }
 }
 
@@ -926,6 +942,8 @@ fn pointwise(
             "IHW,OI->OHW",
             "NIHW,OI->OHW",
             "IHW,OI->NOHW",
+            "IHW,OI->NHWO",
+            "NIHW,OI->NHWO",
         ]
         .contains(&expr.as_str())
         || node.inputs.len() != 2
@@ -969,7 +987,13 @@ fn pointwise(
     let Some(oshape) = shape_of(model, OutletId::new(add, 0)) else {
         return Ok(None);
     };
-    if bias.len() != co || chw(&oshape).map(|(c, _, _)| c) != Some(co) {
+    let channels_last = expr.ends_with("HWO");
+    let out_dims = if channels_last {
+        hwc(&oshape)
+    } else {
+        chw(&oshape)
+    };
+    if bias.len() != co || out_dims.map(|(c, _, _)| c) != Some(co) {
         return Ok(None);
     }
     let (act, last) = activation_after(model, add, co).unwrap_or((Act::Linear, add));
@@ -977,7 +1001,15 @@ fn pointwise(
     let tap = patch.tap_model(model, node.inputs[0])?;
     let out = patch.wire_node(
         format!("{}.fused", node.name),
-        PointwiseAct::new(ci, co, f32s(&weights)?, bias.to_vec(), act, oshape),
+        PointwiseAct::new(
+            ci,
+            co,
+            f32s(&weights)?,
+            bias.to_vec(),
+            act,
+            oshape,
+            channels_last,
+        ),
         &[tap],
     )?;
     patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
@@ -1287,6 +1319,7 @@ mod tests {
             (0..5).map(|co| co as f32).collect(),
             Act::PRelu(Arc::new(vec![1.0; 5])),
             tvec!(5, 1, p_n),
+            false,
         );
         let out = op
             .eval(
