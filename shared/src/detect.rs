@@ -246,7 +246,7 @@ impl Detector {
             return Ok(Vec::new());
         }
         let (scale, w, h) = input_size(iw, ih, opts.max_side);
-        let input = to_input_tensor(img, scale, w, h);
+        let input = to_input_tensor(img, scale, w, h)?;
         let plan = self.plan(w, h)?;
         let outputs = plan
             .run(tvec!(input.into()))
@@ -301,7 +301,12 @@ pub fn input_size(width: u32, height: u32, max_side: u32) -> (f32, usize, usize)
 }
 
 /// Resizes (bilinear) and packs the image as 1x3xHxW BGR, 0..255, zero padding right and bottom.
-fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
+fn to_input_tensor(
+    img: &RgbImage,
+    scale: f32,
+    w: usize,
+    h: usize,
+) -> Result<Tensor, PipelineError> {
     let (iw, ih) = img.dimensions();
     let sw = ((iw as f32 * scale).round() as u32).clamp(1, w as u32);
     let sh = ((ih as f32 * scale).round() as u32).clamp(1, h as u32);
@@ -313,7 +318,11 @@ fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
         &resized
     };
     let plane = w * h;
-    let mut data = vec![0f32; 3 * plane];
+    // Filled in place (tract would copy a separate buffer); the zeros are the padding.
+    let inference = |e: TractError| PipelineError::Inference(format!("detector input: {e}"));
+    let mut tensor = Tensor::zero::<f32>(&[1, 3, h, w]).map_err(inference)?;
+    let mut view = tensor.try_as_plain_ram_mut().map_err(inference)?;
+    let data = view.as_slice_mut::<f32>().map_err(inference)?;
     let raw = src.as_raw();
     for y in 0..sh as usize {
         let row = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
@@ -324,9 +333,8 @@ fn to_input_tensor(img: &RgbImage, scale: f32, w: usize, h: usize) -> Tensor {
             data[2 * plane + base + x] = px[0] as f32;
         }
     }
-    // The shape matches the data length by construction.
-    Tensor::from_shape(&[1, 3, h, w], &data)
-        .unwrap_or_else(|_| Tensor::zero::<f32>(&[1, 3, h, w]).unwrap_or_default())
+    drop(view);
+    Ok(tensor)
 }
 
 /// Turns the 12 raw outputs (cls, obj, bbox, kps at strides 8, 16, 32) into candidate
