@@ -112,21 +112,7 @@ impl EvalOp for Conv3x3Act {
             self.group_in == 1 || self.full.is_some(),
             "full convolution not prepared"
         );
-        let mut t = output_tensor(&self.out_shape)?;
-        let mut view = t.try_as_plain_ram_mut()?;
-        let out = view.as_slice_mut::<f32>()?;
-        dispatch(
-            #[inline(always)]
-            |fma| {
-                if fma {
-                    self.run::<Fused>(input, out)
-                } else {
-                    self.run::<Separate>(input, out)
-                }
-            },
-        );
-        drop(view);
-        Ok(tvec!(t.into_tvalue()))
+        run_kernel(self, input, &self.out_shape)
     }
 }
 
@@ -160,7 +146,9 @@ impl Conv3x3Act {
             self.group_in
         }
     }
+}
 
+impl Kernel for Conv3x3Act {
     /// The whole op. Each input channel is copied once into a zero-padded plane (for stride 2,
     /// split into its four even/odd row/column phases), so that every tap is the same plane
     /// read at a fixed offset. Each output channel is then, per input channel it reads, one
@@ -357,6 +345,33 @@ fn taps_flat<F: MulAdd>(o: &mut [f32], src: [&[f32]; 9], k: &[f32; 9], bias: f32
     }
 }
 
+/// An op's computation, generic over how it multiplies and adds, so that [`run_kernel`] can
+/// compile it for the CPU at hand.
+trait Kernel {
+    /// Computes the whole output (every element) from the whole input.
+    fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]);
+}
+
+/// Allocates the output of `shape` and fills it with `kernel`, compiled for AVX-512, AVX2 + FMA
+/// or the baseline, as the CPU allows.
+fn run_kernel<K: Kernel>(kernel: &K, input: &[f32], shape: &[usize]) -> TractResult<TVec<TValue>> {
+    let mut t = output_tensor(shape)?;
+    let mut view = t.try_as_plain_ram_mut()?;
+    let out = view.as_slice_mut::<f32>()?;
+    dispatch(
+        #[inline(always)]
+        |fma| {
+            if fma {
+                kernel.run::<Fused>(input, out)
+            } else {
+                kernel.run::<Separate>(input, out)
+            }
+        },
+    );
+    drop(view);
+    Ok(tvec!(t.into_tvalue()))
+}
+
 /// How the kernels multiply-add: one fused instruction where the CPU has it (x86_64 with FMA,
 /// chosen at run time), else a multiply and an add (`f32::mul_add` would be a slow library
 /// call on wasm32).
@@ -542,25 +557,12 @@ impl EvalOp for PointwiseAct {
             !input.is_empty() && input.len() % self.mix.inputs == 0,
             "pointwise input size"
         );
-        let mut t = output_tensor(&self.out_shape)?;
-        let mut view = t.try_as_plain_ram_mut()?;
-        let out = view.as_slice_mut::<f32>()?;
         ensure!(
-            out.len() / self.mix.outputs == input.len() / self.mix.inputs,
+            self.out_shape.iter().product::<usize>() / self.mix.outputs
+                == input.len() / self.mix.inputs,
             "pointwise output size"
         );
-        dispatch(
-            #[inline(always)]
-            |fma| {
-                if fma {
-                    self.run::<Fused>(input, out)
-                } else {
-                    self.run::<Separate>(input, out)
-                }
-            },
-        );
-        drop(view);
-        Ok(tvec!(t.into_tvalue()))
+        run_kernel(self, input, &self.out_shape)
     }
 }
 
@@ -588,7 +590,9 @@ impl PointwiseAct {
             channels_last,
         }
     }
+}
 
+impl Kernel for PointwiseAct {
     /// The whole op: the input channels are the rows of one [`ChannelMix`]. A channels-last
     /// output is computed channels-first, then transposed (it has few channels).
     #[inline(always)]
