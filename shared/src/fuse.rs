@@ -151,10 +151,11 @@ impl Conv3x3Act {
 impl Kernel for Conv3x3Act {
     /// The whole op. Each input channel is copied once into a zero-padded plane (for stride 2,
     /// split into its four even/odd row/column phases), so that every tap is the same plane
-    /// read at a fixed offset. Each output channel is then, per input channel it reads, one
-    /// long loop of 9 multiply-adds over the flattened plane (the few columns computed between
-    /// rows are dropped), with bias and activation: narrow planes (14x14 in MobileFaceNet)
-    /// vectorise as well as wide ones.
+    /// read at a fixed offset. A depthwise output channel is then one long loop of 9
+    /// multiply-adds over the flattened plane (the few columns computed between rows are
+    /// dropped), with bias and activation: narrow planes (14x14 in MobileFaceNet) vectorise as
+    /// well as wide ones. A full convolution is one [`ChannelMix`] product whose rows are the
+    /// input planes at the 9 taps' offsets.
     #[inline(always)]
     fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
         let (h, w) = self.in_hw;
@@ -360,12 +361,10 @@ fn run_kernel<K: Kernel>(kernel: &K, input: &[f32], shape: &[usize]) -> TractRes
     let out = view.as_slice_mut::<f32>()?;
     dispatch(
         #[inline(always)]
-        |fma| {
-            if fma {
-                kernel.run::<Fused>(input, out)
-            } else {
-                kernel.run::<Separate>(input, out)
-            }
+        |level| match level {
+            Level::Avx512 => kernel.run::<FusedWide>(input, out),
+            Level::Fma => kernel.run::<Fused>(input, out),
+            Level::Baseline => kernel.run::<Separate>(input, out),
         },
     );
     drop(view);
@@ -376,11 +375,24 @@ fn run_kernel<K: Kernel>(kernel: &K, input: &[f32], shape: &[usize]) -> TractRes
 /// chosen at run time), else a multiply and an add (`f32::mul_add` would be a slow library
 /// call on wasm32).
 trait MulAdd {
+    /// Whether [`ChannelMix`] should compute 8 outputs at a time instead of 4 (AVX-512 has
+    /// 32 registers of 16 lanes; AVX2's 16 registers of 8 are full at 4).
+    const WIDE: bool = false;
     fn mul_add(a: f32, b: f32, c: f32) -> f32;
 }
 
 struct Fused;
 impl MulAdd for Fused {
+    #[inline(always)]
+    fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+        a.mul_add(b, c)
+    }
+}
+
+/// [`Fused`] for AVX-512.
+struct FusedWide;
+impl MulAdd for FusedWide {
+    const WIDE: bool = true;
     #[inline(always)]
     fn mul_add(a: f32, b: f32, c: f32) -> f32 {
         a.mul_add(b, c)
@@ -468,7 +480,30 @@ impl ChannelMix {
         let tail_w = &self.weights[blocks * PW_CO * ci_n..];
         let full_p = n - n % PW_P;
         for p0 in (0..full_p).step_by(PW_P) {
-            for b in 0..blocks {
+            let mut b = 0;
+            // Two blocks at once where registers allow: each input load then serves 8 outputs.
+            while F::WIDE && b + 1 < blocks {
+                let w = &self.weights[b * ci_n * PW_CO..(b + 2) * ci_n * PW_CO];
+                let (w0, w1) = w.split_at(ci_n * PW_CO);
+                let mut acc = [[0f32; PW_P]; 2 * PW_CO];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    *row = [self.bias[b * PW_CO + r]; PW_P];
+                }
+                for (ci, at) in rows.iter().enumerate() {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    let ws0 = &w0[ci * PW_CO..ci * PW_CO + PW_CO];
+                    let ws1 = &w1[ci * PW_CO..ci * PW_CO + PW_CO];
+                    for r in 0..PW_CO {
+                        for l in 0..PW_P {
+                            acc[r][l] = F::mul_add(xs[l], ws0[r], acc[r][l]);
+                            acc[PW_CO + r][l] = F::mul_add(xs[l], ws1[r], acc[PW_CO + r][l]);
+                        }
+                    }
+                }
+                self.store(&acc, b * PW_CO, p0, out, pitch);
+                b += 2;
+            }
+            for b in b..blocks {
                 let w = &self.weights[b * ci_n * PW_CO..(b + 1) * ci_n * PW_CO];
                 let mut acc = [[0f32; PW_P]; PW_CO];
                 for (r, row) in acc.iter_mut().enumerate() {
@@ -483,14 +518,7 @@ impl ChannelMix {
                         }
                     }
                 }
-                for (r, row) in acc.iter().enumerate() {
-                    let co = b * PW_CO + r;
-                    let slope = self.act.slope(co);
-                    let o = &mut out[co * pitch + p0..co * pitch + p0 + PW_P];
-                    for l in 0..PW_P {
-                        o[l] = activate(row[l], slope);
-                    }
-                }
+                self.store(&acc, b * PW_CO, p0, out, pitch);
             }
             // Outputs past the last whole block.
             for co in blocks * PW_CO..co_n {
@@ -516,6 +544,19 @@ impl ChannelMix {
                     v = F::mul_add(x[at + p], self.weight(co, ci), v);
                 }
                 out[co * pitch + p] = activate(v, self.act.slope(co));
+            }
+        }
+    }
+
+    /// Activates and stores a block of accumulators: outputs from `co0`, positions from `p0`.
+    #[inline(always)]
+    fn store(&self, acc: &[[f32; PW_P]], co0: usize, p0: usize, out: &mut [f32], pitch: usize) {
+        for (r, row) in acc.iter().enumerate() {
+            let co = co0 + r;
+            let slope = self.act.slope(co);
+            let o = &mut out[co * pitch + p0..co * pitch + p0 + PW_P];
+            for l in 0..PW_P {
+                o[l] = activate(row[l], slope);
             }
         }
     }
@@ -728,20 +769,30 @@ impl TypedOp for MaxPool2x2 {
     as_op!();
 }
 
-/// Runs `f` compiled for AVX2 and FMA where the CPU has them, telling it whether FMA is there:
+/// What [`dispatch`] compiled its function for.
+#[derive(Clone, Copy)]
+enum Level {
+    Avx512,
+    /// AVX2 and FMA.
+    Fma,
+    /// The target's baseline: SSE2 on x86_64, SIMD128 on wasm32 (this crate's build).
+    Baseline,
+}
+
+/// Runs `f` compiled for AVX-512, or for AVX2 and FMA, where the CPU has them, telling it which:
 /// the loops above are written for the compiler to vectorise, and x86_64's baseline (SSE2)
 /// gives it only 4 lanes and no fused multiply-add.
 #[inline(always)]
-fn dispatch(f: impl FnOnce(bool)) {
+fn dispatch(f: impl FnOnce(Level)) {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512(f: impl FnOnce(bool)) {
-            f(true)
+        unsafe fn avx512(f: impl FnOnce(Level)) {
+            f(Level::Avx512)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(f: impl FnOnce(bool)) {
-            f(true)
+        unsafe fn avx2(f: impl FnOnce(Level)) {
+            f(Level::Fma)
         }
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
@@ -754,7 +805,7 @@ fn dispatch(f: impl FnOnce(bool)) {
             return;
         }
     }
-    f(false)
+    f(Level::Baseline)
 }
 
 /// Pins the input shape of `model`, then declutters, fuses and optimises it into the plan the
