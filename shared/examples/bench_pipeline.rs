@@ -156,7 +156,7 @@ fn main() {
             out.insert(
                 format!("detect_only_{name}_ms"),
                 median_ms(n, || {
-                    p.detect(&img, &opts).expect("detect");
+                    p.detect(img, &opts).expect("detect");
                 })
                 .into(),
             );

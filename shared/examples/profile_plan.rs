@@ -59,7 +59,7 @@ fn profile(name: &str, onnx: &[u8], shape: [usize; 4], runs: usize) -> TractResu
         total[total.len() / 2]
     );
     let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
-    for (_, (ms, desc)) in &per_node {
+    for (ms, desc) in per_node.values() {
         let op = desc.split_whitespace().next().unwrap_or("").to_string();
         *by_op.entry(op).or_default() += ms / runs as f64;
     }

@@ -333,7 +333,6 @@ fn to_input_tensor(
             data[2 * plane + base + x] = px[0] as f32;
         }
     }
-    drop(view);
     Ok(tensor)
 }
 

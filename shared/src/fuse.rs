@@ -367,7 +367,6 @@ fn run_kernel<K: Kernel>(kernel: &K, input: &[f32], shape: &[usize]) -> TractRes
             Level::Baseline => kernel.run::<Separate>(input, out),
         },
     );
-    drop(view);
     Ok(tvec!(t.into_tvalue()))
 }
 
@@ -696,7 +695,6 @@ impl EvalOp for ChannelAct {
                 }
             },
         );
-        drop(view);
         Ok(tvec!(t.into_tvalue()))
     }
 }
@@ -756,7 +754,6 @@ impl EvalOp for MaxPool2x2 {
                 }
             },
         );
-        drop(view);
         Ok(tvec!(t.into_tvalue()))
     }
 }
@@ -958,10 +955,10 @@ fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
     if let Some(pool) = node.op_as::<MaxPool>() {
         return max_pool(model, id, pool);
     }
-    if let Some(einsum) = node.op_as::<EinSum>() {
-        if let Some(patch) = pointwise(model, id, einsum)? {
-            return Ok(Some(patch));
-        }
+    if let Some(einsum) = node.op_as::<EinSum>()
+        && let Some(patch) = pointwise(model, id, einsum)?
+    {
+        return Ok(Some(patch));
     }
     // A PReLU after anything else (a 1x1 convolution).
     if !node.op.name().starts_with("Visage") && node.op.name() != "Const" {
