@@ -185,10 +185,10 @@ fn server_pids(backend: u32) -> Vec<u32> {
     let mut pids = vec![pm];
     if let Ok(rd) = std::fs::read_dir("/proc") {
         for e in rd.flatten() {
-            if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() {
-                if proc_kb(pid, "status", "PPid:") == Some(pm as u64) {
-                    pids.push(pid);
-                }
+            if let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>()
+                && proc_kb(pid, "status", "PPid:") == Some(pm as u64)
+            {
+                pids.push(pid);
             }
         }
     }

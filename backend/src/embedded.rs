@@ -74,10 +74,10 @@ pub fn project_root() -> PathBuf {
         .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
     for dir in candidates {
         let built = dir.join("..");
-        if built.join("Cargo.toml").exists() {
-            if let Ok(p) = built.canonicalize() {
-                return p;
-            }
+        if built.join("Cargo.toml").exists()
+            && let Ok(p) = built.canonicalize()
+        {
+            return p;
         }
     }
     std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
@@ -94,13 +94,11 @@ pub struct EmbeddedPostgres {
 fn traversable_by_others(dir: &Path) -> bool {
     let mut cur = Some(dir);
     while let Some(p) = cur {
-        match fs::metadata(p) {
-            Ok(m) => {
-                if m.mode() & 0o001 == 0 {
-                    return false;
-                }
-            }
-            Err(_) => {} // not created yet: we create it 0755
+        // A component not created yet does not count: we create it 0755.
+        if let Ok(m) = fs::metadata(p)
+            && m.mode() & 0o001 == 0
+        {
+            return false;
         }
         cur = p.parent();
     }
@@ -194,12 +192,11 @@ impl EmbeddedPostgres {
             let hash = hex::encode(Sha256::digest(root.to_string_lossy().as_bytes()));
             PathBuf::from(format!("/var/tmp/visage-pg-{}", &hash[..16]))
         };
-        if run_as.is_some() {
-            if let Some(parent) = base.parent() {
-                if !parent.exists() {
-                    mkdir(parent, 0o755)?;
-                }
-            }
+        if run_as.is_some()
+            && let Some(parent) = base.parent()
+            && !parent.exists()
+        {
+            mkdir(parent, 0o755)?;
         }
         mkdir(&base, 0o755)?;
         Ok(Self { base, run_as })
@@ -261,10 +258,10 @@ impl EmbeddedPostgres {
     /// The remembered port, chosen once (a free loopback port).
     pub fn port(&self) -> Result<u16> {
         let path = self.base.join("port");
-        if let Ok(s) = fs::read_to_string(&path) {
-            if let Ok(p) = s.trim().parse::<u16>() {
-                return Ok(p);
-            }
+        if let Ok(s) = fs::read_to_string(&path)
+            && let Ok(p) = s.trim().parse::<u16>()
+        {
+            return Ok(p);
         }
         self.choose_port()
     }
@@ -280,10 +277,10 @@ impl EmbeddedPostgres {
 
     fn password(&self) -> Result<String> {
         let path = self.base.join("password");
-        if let Ok(s) = fs::read_to_string(&path) {
-            if !s.trim().is_empty() {
-                return Ok(s.trim().to_string());
-            }
+        if let Ok(s) = fs::read_to_string(&path)
+            && !s.trim().is_empty()
+        {
+            return Ok(s.trim().to_string());
         }
         let pw = hex::encode(rand::random::<[u8; 16]>());
         let mut f = OpenOptions::new()
@@ -613,12 +610,11 @@ impl Mode0600 for OpenOptions {
 static PROCESS_SERVER: OnceLock<Mutex<Option<EmbeddedPostgres>>> = OnceLock::new();
 
 extern "C" fn release_at_exit() {
-    if let Some(m) = PROCESS_SERVER.get() {
-        if let Ok(mut g) = m.lock() {
-            if let Some(pg) = g.take() {
-                let _ = pg.release();
-            }
-        }
+    if let Some(m) = PROCESS_SERVER.get()
+        && let Ok(mut g) = m.lock()
+        && let Some(pg) = g.take()
+    {
+        let _ = pg.release();
     }
 }
 

@@ -62,11 +62,11 @@ pub fn App() -> impl IntoView {
     // The frame loop starts once both elements exist.
     let started = StoredValue::new(false);
     Effect::new(move |_| {
-        if let (Some(v), Some(c)) = (video_ref.get(), canvas_ref.get()) {
-            if !started.get_value() {
-                started.set_value(true);
-                engine::start_loop(ui, v, c);
-            }
+        if let (Some(v), Some(c)) = (video_ref.get(), canvas_ref.get())
+            && !started.get_value()
+        {
+            started.set_value(true);
+            engine::start_loop(ui, v, c);
         }
     });
 
@@ -85,10 +85,11 @@ pub fn App() -> impl IntoView {
     });
     // The camera starts when a screen needs it the first time (and again on a camera change).
     Effect::new(move |_| {
-        if wants_camera() && ui.camera.get_untracked() == Camera::Off {
-            if let Some(v) = video_ref.get_untracked() {
-                spawn_local(engine::start_camera(ui, v));
-            }
+        if wants_camera()
+            && ui.camera.get_untracked() == Camera::Off
+            && let Some(v) = video_ref.get_untracked()
+        {
+            spawn_local(engine::start_camera(ui, v));
         }
     });
 
@@ -466,10 +467,8 @@ fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
                 ui.settings.set(s);
                 engine::clear_votes();
                 saved.set("saved".into());
-                if camera_changed {
-                    if let Some(v) = video_ref.get_untracked() {
-                        spawn_local(engine::start_camera(ui, v));
-                    }
+                if camera_changed && let Some(v) = video_ref.get_untracked() {
+                    spawn_local(engine::start_camera(ui, v));
                 }
             }
             Err(e) => saved.set(e),

@@ -480,7 +480,8 @@ pub fn start_loop(ui: Ui, video: HtmlVideoElement, canvas: HtmlCanvasElement) {
     let rvfc = js_sys::Reflect::get(&video, &"requestVideoFrameCallback".into())
         .ok()
         .filter(|f| f.is_function());
-    let cb: Rc<RefCell<Option<Closure<dyn FnMut(f64, JsValue)>>>> = Rc::new(RefCell::new(None));
+    type FrameCallback = Closure<dyn FnMut(f64, JsValue)>;
+    let cb: Rc<RefCell<Option<FrameCallback>>> = Rc::new(RefCell::new(None));
     let cb2 = cb.clone();
     let v2 = video.clone();
     let rvfc2 = rvfc.clone();

@@ -95,14 +95,14 @@ impl Track {
                 Vote::Unknown { .. } => unknown += 1,
             }
         }
-        if let Some((id, (n, sum, name))) = counts.into_iter().max_by_key(|(_, (n, _, _))| *n) {
-            if n >= AGREE {
-                return Label::Person {
-                    id: id.to_string(),
-                    name: name.to_string(),
-                    similarity: sum / n as f32,
-                };
-            }
+        if let Some((id, (n, sum, name))) = counts.into_iter().max_by_key(|(_, (n, _, _))| *n)
+            && n >= AGREE
+        {
+            return Label::Person {
+                id: id.to_string(),
+                name: name.to_string(),
+                similarity: sum / n as f32,
+            };
         }
         if unknown >= AGREE {
             Label::Unknown

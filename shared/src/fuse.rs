@@ -768,6 +768,8 @@ impl TypedOp for MaxPool2x2 {
 
 /// What [`dispatch`] compiled its function for.
 #[derive(Clone, Copy)]
+// Off x86_64 only the baseline exists.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 enum Level {
     Avx512,
     /// AVX2 and FMA.

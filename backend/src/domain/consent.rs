@@ -67,13 +67,13 @@ impl NewConsent {
                 "consent granted_at is in the future",
             ));
         }
-        if let Some(exp) = expires_at {
-            if exp <= granted_at || exp <= now {
-                return Err(ApiError::bad_request(
-                    "consent_expired",
-                    "consent expires_at must be after granted_at and in the future",
-                ));
-            }
+        if let Some(exp) = expires_at
+            && (exp <= granted_at || exp <= now)
+        {
+            return Err(ApiError::bad_request(
+                "consent_expired",
+                "consent expires_at must be after granted_at and in the future",
+            ));
         }
         Ok(())
     }

@@ -71,7 +71,8 @@ mod tests {
     fn rejects_bad_vectors() {
         let ok = vec![(EMBEDDER_ID.to_string(), vec![1.0; EMBEDDING_DIM])];
         assert!(ParsedEmbeddings::parse(ok, 4).is_ok());
-        let cases: Vec<(Vec<(String, Vec<f32>)>, &str)> = vec![
+        type Vectors = Vec<(String, Vec<f32>)>;
+        let cases: Vec<(Vectors, &str)> = vec![
             (vec![], "embeddings_empty"),
             (
                 vec![(EMBEDDER_ID.into(), vec![1.0; 3])],
