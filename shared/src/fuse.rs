@@ -729,32 +729,32 @@ impl EvalOp for MaxPool2x2 {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = f32s(&inputs[0])?;
         let (h, w) = self.in_hw;
-        let (oh, ow) = (h / 2, w / 2);
         ensure!(input.len() == self.channels * h * w, "max pool input size");
-        let mut t = output_tensor(&self.out_shape)?;
-        let mut view = t.try_as_plain_ram_mut()?;
-        let out = view.as_slice_mut::<f32>()?;
-        dispatch(
-            #[inline(always)]
-            |_| {
-                let mut pair = vec![0f32; 2 * ow];
-                for c in 0..self.channels {
-                    let src = &input[c * h * w..(c + 1) * h * w];
-                    for oy in 0..oh {
-                        let r0 = &src[2 * oy * w..2 * oy * w + 2 * ow];
-                        let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
-                        for ((p, a), b) in pair.iter_mut().zip(r0).zip(r1) {
-                            *p = a.max(*b);
-                        }
-                        let o = &mut out[(c * oh + oy) * ow..(c * oh + oy + 1) * ow];
-                        for (x, v) in o.iter_mut().enumerate() {
-                            *v = pair[2 * x].max(pair[2 * x + 1]);
-                        }
-                    }
+        run_kernel(self, input, &self.out_shape)
+    }
+}
+
+impl Kernel for MaxPool2x2 {
+    /// Each output row: the max of two input rows, then of each pair of columns.
+    #[inline(always)]
+    fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
+        let (h, w) = self.in_hw;
+        let (oh, ow) = (h / 2, w / 2);
+        let mut pair = vec![0f32; 2 * ow];
+        for c in 0..self.channels {
+            let src = &input[c * h * w..(c + 1) * h * w];
+            for oy in 0..oh {
+                let r0 = &src[2 * oy * w..2 * oy * w + 2 * ow];
+                let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
+                for ((p, a), b) in pair.iter_mut().zip(r0).zip(r1) {
+                    *p = a.max(*b);
                 }
-            },
-        );
-        Ok(tvec!(t.into_tvalue()))
+                let o = &mut out[(c * oh + oy) * ow..(c * oh + oy + 1) * ow];
+                for (x, v) in o.iter_mut().enumerate() {
+                    *v = pair[2 * x].max(pair[2 * x + 1]);
+                }
+            }
+        }
     }
 }
 
@@ -904,24 +904,26 @@ fn is_zero_const(model: &TypedModel, o: OutletId) -> bool {
 
 /// The single node reading output 0 of `id`, if exactly one does.
 fn only_successor(model: &TypedModel, id: usize) -> Option<usize> {
+    match readers(model, id)?[..] {
+        [one] => Some(one),
+        _ => None,
+    }
+}
+
+/// The nodes reading the single output of `id`, unless that output is also a model output
+/// (then it cannot be fused away).
+fn readers(model: &TypedModel, id: usize) -> Option<Vec<usize>> {
     let node = model.node(id);
     if node.outputs.len() != 1 || model.output_outlets().ok()?.contains(&OutletId::new(id, 0)) {
         return None;
     }
-    match &*node.outputs[0].successors {
-        [one] => Some(one.node),
-        _ => None,
-    }
+    Some(node.outputs[0].successors.iter().map(|i| i.node).collect())
 }
 
 /// The activation that follows `id`, if it is one this module fuses: returns it with the node
 /// whose output it replaces.
 fn activation_after(model: &TypedModel, id: usize, channels: usize) -> Option<(Act, usize)> {
-    let node = model.node(id);
-    if node.outputs.len() != 1 || model.output_outlets().ok()?.contains(&OutletId::new(id, 0)) {
-        return None;
-    }
-    let succ: Vec<usize> = node.outputs[0].successors.iter().map(|i| i.node).collect();
+    let succ = readers(model, id)?;
     let op_is = |n: usize, name: &str| model.node(n).op.name() == name;
     let zero_other = |n: usize| {
         let ins = &model.node(n).inputs;
