@@ -115,6 +115,13 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Whether `program` is an executable file in a directory of PATH.
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
 fn sha256_file(p: &Path) -> Result<String> {
     Ok(hex::encode(sha2::Sha256::digest(
         std::fs::read(p).with_context(|| format!("reading {}", p.display()))?,

@@ -7,7 +7,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 use crate::web::{self, WebArgs};
-use crate::{cargo, root, run};
+use crate::{cargo, on_path, root, run};
 
 fn step(what: &str) {
     println!("\n=== xtask: {what}");
@@ -43,6 +43,7 @@ pub fn serve(release_app: bool, args: &[String]) -> Result<()> {
 /// browser end-to-end test (`frontend/e2e/run.sh`).
 pub fn test() -> Result<()> {
     system_packages()?;
+    web::ensure_wasm_target()?;
     step("cargo test (pipeline, service with its embedded PostgreSQL, client logic)");
     run(cargo().arg("test").current_dir(root()))?;
     step("the pipeline builds for wasm32");
@@ -53,7 +54,7 @@ pub fn test() -> Result<()> {
             "-p",
             "visage-shared",
             "--target",
-            "wasm32-unknown-unknown",
+            web::WASM_TARGET,
         ])
         .current_dir(root()))?;
     step("browser end-to-end test (headless Chromium, fake webcam)");
@@ -100,10 +101,4 @@ fn system_packages() -> Result<()> {
         .args(&missing)
         .env("DEBIAN_FRONTEND", "noninteractive"))
     .context("installing the browser test's packages")
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
-        .unwrap_or(false)
 }

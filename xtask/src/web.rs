@@ -33,21 +33,69 @@ pub struct WebArgs {
     pub dist: PathBuf,
 }
 
+/// The target the browser client (and the wasm check of the pipeline) is built for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Installs Rust's standard library for [`WASM_TARGET`] with `rustup target add` when the rustc
+/// that cargo runs lacks it (rustup installs only the host's). Without it cargo fails minutes
+/// into a build with "can't find crate for `core`".
+///
+/// The check looks in that rustc's sysroot rather than at `rustup target list --installed`, so
+/// it follows the toolchain cargo was started with (rustup passes it on in RUSTUP_TOOLCHAIN)
+/// and also accepts a rustc that is not rustup's but has the target.
+pub fn ensure_wasm_target() -> Result<()> {
+    if wasm_target_installed()? {
+        return Ok(());
+    }
+    if !crate::on_path("rustup") {
+        bail!(
+            "Rust's standard library for {WASM_TARGET} (the browser client's target) is not \
+             installed, and rustup is not on PATH to add it: install Rust with rustup \
+             (https://rustup.rs), or with Debian's rustc `apt-get install libstd-rust-dev-wasm32`"
+        );
+    }
+    println!("xtask: the {WASM_TARGET} target is missing: rustup target add {WASM_TARGET}");
+    run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    if !wasm_target_installed()? {
+        bail!(
+            "`rustup target add {WASM_TARGET}` succeeded, but the rustc on PATH still has no \
+             {WASM_TARGET} standard library (is it not rustup's?)"
+        );
+    }
+    Ok(())
+}
+
+/// Whether the rustc cargo uses has a `core` library for [`WASM_TARGET`].
+fn wasm_target_installed() -> Result<bool> {
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let out = Command::new(&rustc)
+        .args(["--print", "target-libdir", "--target", WASM_TARGET])
+        .output()
+        .with_context(|| format!("running {} --print target-libdir", rustc.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} --print target-libdir --target {WASM_TARGET}: {}",
+            rustc.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let libdir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(std::fs::read_dir(&libdir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with("libcore-"))
+    }))
+}
+
 /// Builds the app into `args.dist` and returns the size of the wasm in bytes.
 pub fn build(args: &WebArgs) -> Result<u64> {
+    ensure_wasm_target()?;
     let root = root();
     let target_dir = target_dir(args.no_simd)?;
     let mut cmd = cargo();
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        APP,
-        "--target",
-        "wasm32-unknown-unknown",
-    ])
-    .current_dir(&root)
-    .env("CARGO_TARGET_DIR", &target_dir);
+    cmd.args(["build", "--quiet", "-p", APP, "--target", WASM_TARGET])
+        .current_dir(&root)
+        .env("CARGO_TARGET_DIR", &target_dir);
     if args.release {
         // No debug info in the shipped wasm (the workspace keeps line tables for native
         // profiling).
@@ -61,7 +109,7 @@ pub fn build(args: &WebArgs) -> Result<u64> {
     run(&mut cmd)?;
     let profile = if args.release { "release" } else { "debug" };
     let wasm = target_dir
-        .join("wasm32-unknown-unknown")
+        .join(WASM_TARGET)
         .join(profile)
         .join(format!("{APP}.wasm"));
 
