@@ -21,6 +21,7 @@ pub mod error;
 pub mod pipeline;
 pub mod purge;
 pub mod routes;
+pub mod scrub;
 pub mod startup;
 pub mod telemetry;
 pub mod web;

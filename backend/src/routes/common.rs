@@ -93,6 +93,7 @@ pub async fn erase_person(
     )
     .await?;
     tx.commit().await?;
+    crate::scrub::after_erasure(pool);
     Ok(Some(e))
 }
 

@@ -5,6 +5,7 @@ mod bad_input;
 mod concurrency;
 mod cors;
 mod enroll_recognize;
+mod erasure_disk;
 mod health;
 mod helpers;
 mod images;
