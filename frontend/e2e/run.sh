@@ -3,7 +3,8 @@
 # (embedded PostgreSQL), makes fake-webcam videos from fixture photos, and runs test.mjs in
 # headless Debian Chromium.
 #
-#   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown)
+#   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown,
+#                                 withdrawal by the data subject)
 #   frontend/e2e/run.sh --bench   speed in the browser, release builds with and without SIMD
 #                                 (BENCH_VARIANTS="simd" for one of them)
 #
@@ -81,10 +82,16 @@ for _ in $(seq 1 600); do
 done
 [ -n "$PORT" ] || { echo "the service did not start:"; tail -20 "$LOG"; exit 1; }
 echo "service on port $PORT"
+# The browser holds the least powerful key it needs (enroll,recognize); KEY (admin, every
+# scope) is the operator's: test.mjs puts it in Settings for the People screen only. The CLI
+# talks to the same database as `serve` (the same VISAGE_PG_DIR, or DATABASE_URL when set).
+BROWSER_KEY="$("$CARGO_TARGET_DIR/debug/visage" create-key --name browser --scope enroll,recognize 2>>"$LOG")"
+[[ "$BROWSER_KEY" == vsg_* ]] || { echo "create-key gave no key:"; tail -5 "$LOG"; exit 1; }
+echo "browser key created (scopes enroll,recognize)"
 
 echo "== browser tests ($MODE)"
 (cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; })
-export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
+export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" VISAGE_BROWSER_KEY="$BROWSER_KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
 if [ "$MODE" = bench ]; then
   for v in $VARIANTS; do
     dist="$ROOT/frontend/dist"; [ "$v" = nosimd ] && dist="$ROOT/frontend/dist-nosimd"

@@ -4,10 +4,16 @@
 // the real visage service (so the page talks to its own origin, as when the service serves the
 // app), fakes the webcam with .y4m videos, and drives the page with playwright-core:
 // enroll a person from one video, recognise them in another, "unknown" for a different person,
-// erase, "unknown" again. Every request the page makes is recorded and checked: only static
-// assets and JSON with embedding vectors, never image data.
+// erase, "unknown" again; a person enrolled and withdrawn again with their withdrawal code.
+// Every request the page makes is recorded and checked: only static assets and JSON with
+// embedding vectors, never image data.
 //
-// Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY,
+// The browser holds an `enroll,recognize` key (VISAGE_BROWSER_KEY): the least it needs. The
+// People screen says it needs an admin key with it; the admin key (VISAGE_KEY) goes into
+// Settings for the People steps only, as an operator would do.
+//
+// Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY (admin),
+// VISAGE_BROWSER_KEY (enroll,recognize),
 // E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench, E2E_BENCH_LABEL, and
 // E2E_BENCH_CONFIGS: comma-separated page-address queries to measure in turn, e.g.
 // "default,detect_side=256,detect_workers=2" ("default" = the app's own settings).
@@ -21,6 +27,7 @@ import zlib from 'node:zlib';
 const env = process.env;
 const BACKEND = env.VISAGE_BACKEND;
 const KEY = env.VISAGE_KEY;
+const BROWSER_KEY = env.VISAGE_BROWSER_KEY;
 const DIST = path.resolve(env.E2E_DIST || new URL('../dist', import.meta.url).pathname);
 const WORK = path.resolve(env.E2E_WORK || new URL('./work', import.meta.url).pathname);
 const ART = path.resolve(env.E2E_ARTIFACTS || new URL('./artifacts', import.meta.url).pathname);
@@ -29,6 +36,9 @@ fs.mkdirSync(ART, { recursive: true });
 
 const log = (...a) => console.log(`[e2e ${new Date().toISOString().slice(11, 19)}]`, ...a);
 function assert(cond, msg) { if (!cond) throw new Error(`assertion failed: ${msg}`); }
+assert(KEY && BROWSER_KEY && KEY !== BROWSER_KEY, 'VISAGE_KEY (admin) and VISAGE_BROWSER_KEY (enroll,recognize) are both set');
+// Every secret the test meets (keys, withdrawal tokens): none may appear in the console.
+const secrets = [KEY, BROWSER_KEY];
 
 // ---- where the page comes from -----------------------------------------------------------
 // E2E_APP_FROM_BACKEND=1 (the flow test): the visage service serves the app at `/`, with its
@@ -64,10 +74,22 @@ async function api(method, p, body) {
   if (!r.ok) throw new Error(`${method} ${p}: ${r.status} ${text}`);
   return text ? JSON.parse(text) : null;
 }
+async function status(method, p, headers = {}) {
+  const r = await fetch(new URL(p, BACKEND), { method, headers });
+  await r.arrayBuffer();
+  return r.status;
+}
+const CONSENT = { policy_version: 'e2e-1', policy_text: 'e2e paging test', purpose: 'e2e', evidence: { method: 'checkbox', collected_by: 'e2e' } };
 async function eraseEveryone() {
-  const page = await api('GET', '/v1/people?limit=200');
-  for (const p of page.items) await api('DELETE', `/v1/people/${p.id}`);
-  if (page.items.length) log(`erased ${page.items.length} leftover people`);
+  let n = 0;
+  for (;;) {
+    // Erasing shortens the list, so the first page again until it is empty.
+    const page = await api('GET', '/v1/people?limit=200');
+    for (const p of page.items) await api('DELETE', `/v1/people/${p.id}`);
+    n += page.items.length;
+    if (!page.next_cursor) break;
+  }
+  if (n) log(`erased ${n} leftover people`);
 }
 
 // ---- browser -----------------------------------------------------------------------------
@@ -113,14 +135,30 @@ async function open(video, { withKey = true, query = '' } = {}) {
   if (withKey) {
     await page.addInitScript((key) => {
       if (!localStorage.getItem('visage.settings')) localStorage.setItem('visage.settings', JSON.stringify({ api_key: key }));
-    }, KEY);
+    }, BROWSER_KEY);
   }
   await page.goto(query ? `${ORIGIN}/?${query}` : ORIGIN);
   await page.locator('#models-status', { hasText: 'models ready' }).waitFor({ timeout: 240_000 });
+  // index.html's loading message is gone once the app is up.
+  assert(await page.locator('#boot').count() === 0, 'the loading message is removed when the app mounts');
   return { ctx, page, close: async () => { await ctx.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); } };
 }
 
 async function tab(page, name) { await page.locator('nav button', { hasText: name }).click(); }
+
+/// Puts `key` in Settings and saves, as a person would.
+async function setKey(page, key) {
+  await tab(page, 'Settings');
+  const field = page.locator('#api-key');
+  // Not a password field: a browser's password manager would offer to save the key and send
+  // it to its leak check.
+  assert(await field.getAttribute('type') === 'text' && await field.getAttribute('autocomplete') === 'off',
+    'the API key field is a text field without autocomplete');
+  assert(await page.locator('input[type=password]').count() === 0, 'no password field on the page');
+  await field.fill(key);
+  await page.click('#settings-save');
+  await page.locator('#settings-status', { hasText: 'saved' }).waitFor();
+}
 
 /// Waits until the live list shows `text` in a row of class `cls` (known/unknown).
 async function waitLive(page, cls, text, timeout = 120_000) {
@@ -140,14 +178,17 @@ async function neverKnown(page, ms) {
 
 async function stats(page) { return page.evaluate(() => window.__visage); }
 
-async function enroll(video, name, { viaSettings = false } = {}) {
+/// Enrolls `name` from `video` through the Enroll screen; returns the person's id and
+/// withdrawal token as the Enrolled screen shows them (and the open browser with `keepOpen`).
+async function enroll(video, name, { viaSettings = false, keepOpen = false } = {}) {
   const b = await open(video, { withKey: !viaSettings });
   const { page } = b;
   if (viaSettings) {
-    await tab(page, 'Settings');
-    await page.fill('#api-key', KEY);
-    await page.click('#settings-save');
-    await page.locator('#settings-status', { hasText: 'saved' }).waitFor();
+    // Without a key the live view says so, in red...
+    await page.locator('#error', { hasText: 'no API key' }).waitFor({ timeout: 60_000 });
+    await setKey(page, BROWSER_KEY);
+    // ...and once a key is saved, that message is gone (it used to stay on every screen).
+    assert(await page.locator('#error').count() === 0, 'the "no API key" message goes once a key is saved');
   }
   await tab(page, 'Enroll');
   await page.locator('#policy-text').waitFor();
@@ -159,8 +200,20 @@ async function enroll(video, name, { viaSettings = false } = {}) {
   await page.locator('#enroll-progress').waitFor();
   await page.locator('#enroll-status', { hasText: 'Enrolled' }).waitFor({ timeout: 180_000 });
   log('enrolled', name, ':', await page.locator('#enroll-status').textContent());
+  assert(await page.locator('#error').count() === 0, `no error on the Enrolled screen: ${await page.locator('#error').allTextContents()}`);
+  // The withdrawal token, shown once to the person with what it is for; not kept in the browser.
+  const token = (await page.locator('#withdrawal-token').textContent({ timeout: 5_000 })).trim();
+  const id = (await page.locator('#enrolled-id').textContent()).trim();
+  assert(/^vwt_[A-Za-z0-9_-]{20,}$/.test(token), `the Enrolled screen shows a withdrawal token: ${token.slice(0, 4)}…`);
+  assert(/without an operator/.test(await page.locator('#withdrawal').textContent()), 'the token comes with its explanation');
+  assert(await page.locator('#copy-token').isVisible(), 'the token has a copy button');
+  secrets.push(token);
+  const stored = await page.evaluate(() => JSON.stringify({ ...localStorage }) + JSON.stringify({ ...sessionStorage }));
+  assert(!stored.includes(token), 'the withdrawal token is not stored in the browser');
   await page.screenshot({ path: path.join(ART, `enroll-${slug(name)}.png`) });
+  if (keepOpen) return { b, id, token };
   await b.close();
+  return { id, token };
 }
 
 const slug = (s) => s.toLowerCase().replace(/[^a-z0-9]+/g, '-');
@@ -175,18 +228,31 @@ async function noCamera(photo, name, faces) {
   const labels = await b.page.locator('#photo-faces li').allTextContents();
   assert(labels.length === faces, `${faces} faces in ${path.basename(photo)}: ${labels}`);
   assert(labels.filter((t) => t.includes(name)).length === 1, `exactly one face of the photo is ${name}: ${labels}`);
+  // Coloured like the live list: the known face green, the others red.
+  const known = await b.page.locator('#photo-faces li.known').allTextContents();
+  assert(known.length === 1 && known[0].includes(name), `the known face is marked known: ${known}`);
+  assert(await b.page.locator('#photo-faces li.unknown').count() === faces - 1, 'the other faces are marked unknown');
+  assert(await b.page.locator('.photo .status', { hasText: `${faces} faces` }).count() === 1, 'the face count reads "N faces"');
   await b.page.screenshot({ path: path.join(ART, 'no-camera-photo.png') });
   await b.close();
   log(`without a camera: ${path.basename(photo)} analysed in the browser:`, labels.join(' | '));
 }
 
-async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings, photo }) {
+async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings, photo, paging }) {
   const name = `${label} ${Date.now() % 100000}`;
   log(`--- scenario ${label}: enroll from ${path.basename(enrollVideo)}, recognise in ${path.basename(sameVideo)}, unknown ${path.basename(otherVideo)}`);
   await enroll(enrollVideo, name, { viaSettings });
 
   let b = await open(sameVideo);
   await waitLive(b.page, 'known', name);
+  // The FPS readout is on top of the video, not under its canvas.
+  const hudOnTop = await b.page.evaluate(() => {
+    const r = document.getElementById('hud').getBoundingClientRect();
+    const top = document.elementFromPoint(r.left + r.width / 2, r.top + r.height / 2);
+    return !!(top && top.closest('#hud'));
+  });
+  assert(hudOnTop, 'the FPS readout is visible above the video');
+  assert(/\d FPS/.test(await b.page.locator('#hud').textContent()), 'the readout shows the frame rate');
   const s = await stats(b.page);
   log(`recognised ${name} in another video:`, (await b.page.locator('#live-faces li.known').first().textContent()), `(fps ${s.fps.toFixed(1)}, frame ${s.latency_ms_median.toFixed(0)} ms)`);
   await b.page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-known.png`) });
@@ -204,9 +270,17 @@ async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings
 
   b = await open(sameVideo);
   const { page } = b;
+  // The browser's enroll,recognize key cannot list people: the screen says what it needs.
+  await tab(page, 'People');
+  await page.locator('#people-status', { hasText: 'needs an admin key' }).waitFor({ timeout: 30_000 });
+  assert(await page.locator('#people-list tbody tr').count() === 0, 'no one is listed without an admin key');
+  log('with the browser key, the People screen asks for an admin key');
+  // The operator puts the admin key in Settings for the People steps.
+  await setKey(page, KEY);
   await tab(page, 'People');
   const row = page.locator('#people-list tr', { hasText: name });
   await row.waitFor({ timeout: 30_000 });
+  if (paging) await pagingCheck(page);
   // Search by name: a query that fits nobody hides the row, part of the name brings it back.
   const search = page.locator('#people-search');
   await search.fill('nobody-by-this-name');
@@ -225,11 +299,68 @@ async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings
   await page.locator('#people-status', { hasText: 'erased' }).waitFor({ timeout: 30_000 });
   assert(await page.locator('#people-list tr', { hasText: name }).count() === 0, 'erased person is gone from the list');
   log('erased', name);
+  // Back to the browser's own key for the live view, as after an operator's visit.
+  await setKey(page, BROWSER_KEY);
   await tab(page, 'Live');
   await waitLive(page, 'unknown');
   await neverKnown(page, 4000);
   log('after erasure the person is unknown again');
   await page.locator('#view').screenshot({ path: path.join(ART, `live-${slug(label)}-after-erase.png`) });
+  await b.close();
+}
+
+/// The People screen follows `next_cursor`: with more people than a page holds, "Load more"
+/// brings the rest (the list used to stop at the first 200).
+async function pagingCheck(page) {
+  const tag = `Paging ${Date.now() % 100000}`;
+  const ids = [];
+  for (let i = 0; i < 101; i++) ids.push((await api('POST', '/v1/people', { name: `${tag} ${String(i).padStart(3, '0')}`, consent: CONSENT })).id);
+  try {
+    await page.locator('#people-search').fill(tag);
+    await page.locator('#people-search').press('Enter');
+    const rows = page.locator('#people-list tbody tr', { hasText: tag });
+    await page.locator('#people-more').waitFor({ timeout: 30_000 });
+    const first = await rows.count();
+    assert(first > 0 && first < 101, `the first page holds part of the 101 people (${first})`);
+    await page.locator('#people-status', { hasText: 'more to load' }).waitFor();
+    while (await page.locator('#people-more').count()) {
+      await page.click('#people-more');
+      await page.waitForTimeout(300);
+    }
+    await page.locator('#people-status', { hasText: '101 people' }).waitFor({ timeout: 30_000 });
+    assert(await rows.count() === 101, `all 101 people are listed after "Load more" (${await rows.count()})`);
+    log(`paging: ${first} people on the first page, 101 after "Load more"`);
+  } finally {
+    for (const id of ids) await api('DELETE', `/v1/people/${id}`);
+  }
+  await page.locator('#people-search').fill('');
+  await page.locator('#people-search').press('Enter');
+}
+
+/// The data subject withdraws their consent with their person id and withdrawal code, in the
+/// Enroll screen's form, without any API key: they are erased.
+async function withdrawal(video) {
+  const name = `Withdrawing ${Date.now() % 100000}`;
+  log(`--- withdrawal: enroll ${name} from ${path.basename(video)}, then withdraw with the token`);
+  const { b, id, token } = await enroll(video, name, { keepOpen: true });
+  const { page } = b;
+  assert(await status('GET', `/v1/people/${id}`, { authorization: `Bearer ${KEY}` }) === 200, 'the person exists');
+  await page.click('#enroll-again');
+  // A wrong code erases nothing.
+  await page.fill('#withdraw-id', id);
+  await page.fill('#withdraw-token', `vwt_wrong${token.slice(9)}`);
+  await page.click('#withdraw-submit');
+  await page.locator('#withdraw-status', { hasText: 'wrong' }).waitFor({ timeout: 30_000 });
+  assert(await status('GET', `/v1/people/${id}`, { authorization: `Bearer ${KEY}` }) === 200, 'a wrong code erases nothing');
+  await page.fill('#withdraw-token', token);
+  await page.click('#withdraw-submit');
+  await page.locator('#withdraw-status', { hasText: 'Consent withdrawn' }).waitFor({ timeout: 30_000 });
+  log('withdrawn:', await page.locator('#withdraw-status').textContent());
+  assert(await status('GET', `/v1/people/${id}`, { authorization: `Bearer ${KEY}` }) === 404, 'the withdrawn person is erased');
+  const calls = requests.filter((r) => r.method === 'POST' && new URL(r.url).pathname === `/v1/people/${id}/consent/withdraw`);
+  assert(calls.length === 2, `two withdrawal requests (${calls.length})`);
+  assert(calls.every((r) => !r.headers.authorization && r.headers['x-withdrawal-token']), 'withdrawal carries the token and no API key');
+  await page.screenshot({ path: path.join(ART, 'withdrawn.png') });
   await b.close();
 }
 
@@ -252,6 +383,8 @@ function checkRequests() {
   for (const r of requests) {
     const u = new URL(r.url);
     if (u.protocol === 'blob:' || u.protocol === 'data:') { assert(r.method === 'GET' && !r.body, 'blob/data URLs only read'); continue; }
+    if (secrets.some((x) => r.url.includes(x))) problems.push(`a key or token in an address: ${u.pathname}`);
+    if (r.headers['x-withdrawal-token'] && (!u.pathname.endsWith('/consent/withdraw') || r.headers.authorization)) problems.push(`withdrawal token sent elsewhere: ${r.method} ${u.pathname}`);
     if (u.origin !== ORIGIN) { problems.push(`request to another origin: ${r.url}`); continue; }
     if (!u.pathname.startsWith('/v1/')) {
       if (r.method !== 'GET' || r.body) problems.push(`static request with a body: ${r.method} ${r.url}`);
@@ -345,7 +478,8 @@ try {
   } else {
     await eraseEveryone();
     await scenario('Fixture A', { enrollVideo: path.join(WORK, 'A1.y4m'), sameVideo: path.join(WORK, 'A2.y4m'), otherVideo: path.join(WORK, 'B.y4m'), viaSettings: true,
-      photo: { file: path.join(WORK, 'demo', 'sample1.jpg'), faces: 3 } });
+      photo: { file: path.join(WORK, 'demo', 'sample1.jpg'), faces: 3 }, paging: true });
+    await withdrawal(path.join(WORK, 'B.y4m'));
     if (fs.existsSync(path.join(WORK, 'S1.y4m'))) {
       await scenario('Shared faces', { enrollVideo: path.join(WORK, 'S1.y4m'), sameVideo: path.join(WORK, 'S2.y4m'), otherVideo: path.join(WORK, 'B.y4m') });
     } else {
@@ -354,8 +488,8 @@ try {
     checkRequests();
     const blocked = consoleErrors.filter((t) => /Content Security Policy/i.test(t));
     assert(blocked.length === 0, `nothing is blocked by the service's Content-Security-Policy: ${blocked.join('; ')}`);
-    const keyLeaks = consoleAll.filter((t) => t.includes(KEY));
-    assert(keyLeaks.length === 0, 'the API key never appears in the console');
+    const leaks = consoleAll.filter((t) => secrets.some((x) => t.includes(x)));
+    assert(leaks.length === 0, `no API key or withdrawal token ever appears in the console (${secrets.length} checked)`);
     log('PASS');
   }
 } catch (e) {

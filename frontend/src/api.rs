@@ -15,23 +15,117 @@ never a photo, to recognise you on this site's cameras. It is kept until you wit
 which deletes it at once. You may ask for an export of everything held about you at any time.";
 pub const PURPOSE: &str = "recognising enrolled people on the live camera";
 
+/// The message when no key is set (no request is sent then).
+pub const NO_KEY: &str = "no API key: set one in Settings";
+
+/// A failed call, in words for the person at the screen (never with the key or a token).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    /// HTTP status; 0 when no answer came (no key, bad address, network).
+    pub status: u16,
+    /// The problem's stable `code`, when the service gave one.
+    pub code: Option<String>,
+    pub detail: String,
+}
+
+impl ApiError {
+    fn local(detail: impl Into<String>) -> Self {
+        Self {
+            status: 0,
+            code: None,
+            detail: detail.into(),
+        }
+    }
+
+    /// Reads a failed answer: an `application/problem+json` body, or anything else.
+    pub fn from_answer(status: u16, body: &Value) -> Self {
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+        Self {
+            status,
+            code: text("code"),
+            detail: text("detail")
+                .or_else(|| text("title"))
+                .unwrap_or_else(|| format!("HTTP {status}")),
+        }
+    }
+
+    /// The key is valid but lacks the scope (the browser's `enroll,recognize` key on an
+    /// admin route).
+    pub fn is_forbidden(&self) -> bool {
+        self.status == 403 || self.code.as_deref() == Some("forbidden")
+    }
+
+    /// The key (or token) was refused as a credential.
+    pub fn is_unauthorized(&self) -> bool {
+        self.status == 401 || self.code.as_deref() == Some("unauthorized")
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// A data subject's withdrawal token: returned once when they are enrolled, shown to them on
+/// the Enrolled screen, never stored (not in localStorage) and never logged: `Debug` hides it.
+#[derive(Clone, PartialEq, Deserialize)]
+#[serde(transparent)]
+pub struct WithdrawalToken(String);
+
+impl WithdrawalToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into().trim().to_string())
+    }
+
+    /// The token itself, for the screen and the one request that carries it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for WithdrawalToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WithdrawalToken(hidden)")
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 pub struct Candidate {
     pub person_id: String,
     pub name: String,
     pub similarity: f32,
-    #[serde(rename = "match")]
-    pub is_match: bool,
+    /// The service's decision; absent in an older answer: then similarity >= threshold.
+    #[serde(rename = "match", default)]
+    pub is_match: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct ProbeResult {
+    /// Best first. For keys without the admin scope only matches come back, so an unknown
+    /// face has none.
+    #[serde(default)]
     pub candidates: Vec<Candidate>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct RecognizeResponse {
+    /// The threshold the service used (it may raise a requested one to its floor).
+    #[serde(default)]
+    pub threshold: Option<f32>,
     pub results: Vec<ProbeResult>,
+}
+
+impl RecognizeResponse {
+    /// The matched person of probe `result`, if any: the best candidate when the service says
+    /// it matches. An empty candidate list is an unknown face.
+    pub fn best_match<'a>(&self, result: &'a ProbeResult) -> Option<&'a Candidate> {
+        let c = result.candidates.first()?;
+        let matched = c
+            .is_match
+            .unwrap_or_else(|| self.threshold.is_some_and(|t| c.similarity >= t));
+        matched.then_some(c)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -46,13 +140,35 @@ pub struct PersonSummary {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PeoplePage {
     pub items: Vec<PersonSummary>,
-    #[allow(dead_code)]
+    /// Where the next page starts; absent on the last page.
+    #[serde(default)]
     pub next_cursor: Option<String>,
 }
 
+/// People per page of the People screen (the service allows 1..200).
+pub const PAGE_SIZE: u32 = 100;
+
 #[derive(Debug, Clone, Deserialize)]
-pub struct Created {
+struct Created {
+    id: String,
+    #[serde(default)]
+    withdrawal_token: Option<WithdrawalToken>,
+}
+
+/// A new person.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Enrolled {
     pub id: String,
+    /// Their withdrawal token (from a service that issues them).
+    pub withdrawal_token: Option<WithdrawalToken>,
+}
+
+/// What an erasure (or a withdrawal) removed.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct Erasure {
+    pub faces_deleted: u64,
+    pub consents_deleted: u64,
 }
 
 #[derive(Serialize)]
@@ -72,25 +188,43 @@ fn embeddings_json(embs: &[&Embedding]) -> Value {
     )
 }
 
+/// The credential a request carries.
+enum Auth<'a> {
+    /// The API key of the settings (`Authorization: Bearer`).
+    Key,
+    /// A data subject's withdrawal token, and no API key.
+    Withdrawal(&'a WithdrawalToken),
+}
+
 /// Sends one JSON request. Errors are the service's problem `detail` (never the key).
 async fn call(
     settings: &Settings,
+    auth: Auth<'_>,
     method: &str,
     path: &str,
     body: Option<Value>,
-) -> Result<Value, String> {
-    if settings.api_key.trim().is_empty() {
-        return Err("no API key: set one in Settings".into());
-    }
+) -> Result<Value, ApiError> {
     let init = web_sys::RequestInit::new();
     init.set_method(method);
-    let headers = web_sys::Headers::new().map_err(|_| "headers")?;
-    headers
-        .set(
-            "Authorization",
-            &format!("Bearer {}", settings.api_key.trim()),
-        )
-        .map_err(|_| "bad API key characters")?;
+    let headers = web_sys::Headers::new().map_err(|_| ApiError::local("headers"))?;
+    match auth {
+        Auth::Key => {
+            if settings.api_key.trim().is_empty() {
+                return Err(ApiError::local(NO_KEY));
+            }
+            headers
+                .set(
+                    "Authorization",
+                    &format!("Bearer {}", settings.api_key.trim()),
+                )
+                .map_err(|_| ApiError::local("bad API key characters"))?;
+        }
+        Auth::Withdrawal(token) => {
+            headers
+                .set("X-Withdrawal-Token", token.expose())
+                .map_err(|_| ApiError::local("bad characters in the withdrawal code"))?;
+        }
+    }
     headers.set("Accept", "application/json").ok();
     if let Some(b) = &body {
         headers.set("Content-Type", "application/json").ok();
@@ -99,15 +233,17 @@ async fn call(
     init.set_headers(&headers);
     let url = format!("{}{}", settings.backend.trim_end_matches('/'), path);
     let req = web_sys::Request::new_with_str_and_init(&url, &init)
-        .map_err(|_| format!("bad backend address {url:?}"))?;
-    let window = web_sys::window().ok_or("no window")?;
+        .map_err(|_| ApiError::local(format!("bad backend address {url:?}")))?;
+    let window = web_sys::window().ok_or(ApiError::local("no window"))?;
     let resp = JsFuture::from(window.fetch_with_request(&req))
         .await
-        .map_err(|_| format!("the service at {url:?} cannot be reached"))?;
-    let resp: web_sys::Response = resp.dyn_into().map_err(|_| "not a response")?;
-    let text = JsFuture::from(resp.text().map_err(|_| "no body")?)
+        .map_err(|_| ApiError::local(format!("the service at {url:?} cannot be reached")))?;
+    let resp: web_sys::Response = resp
+        .dyn_into()
+        .map_err(|_| ApiError::local("not a response"))?;
+    let text = JsFuture::from(resp.text().map_err(|_| ApiError::local("no body"))?)
         .await
-        .map_err(|_| "reading the response failed")?;
+        .map_err(|_| ApiError::local("reading the response failed"))?;
     let text = text.as_string().unwrap_or_default();
     let value: Value = if text.is_empty() {
         Value::Null
@@ -115,35 +251,33 @@ async fn call(
         serde_json::from_str(&text).unwrap_or(Value::String(text))
     };
     if !resp.ok() {
-        let detail = value
-            .get("detail")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {}", resp.status()));
-        return Err(detail);
+        return Err(ApiError::from_answer(resp.status(), &value));
     }
     Ok(value)
 }
 
-fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, String> {
-    serde_json::from_value(v).map_err(|e| format!("unexpected answer from the service: {e}"))
+fn parse<T: serde::de::DeserializeOwned>(v: Value) -> Result<T, ApiError> {
+    serde_json::from_value(v)
+        .map_err(|e| ApiError::local(format!("unexpected answer from the service: {e}")))
 }
 
 /// 1:N recognition of probe embeddings: the best candidate of each.
 pub async fn recognize(
     settings: &Settings,
     probes: &[&Embedding],
-) -> Result<RecognizeResponse, String> {
+) -> Result<RecognizeResponse, ApiError> {
     let body = json!({ "embeddings": embeddings_json(probes), "top_k": 1, "threshold": settings.threshold });
-    parse(call(settings, "POST", "/v1/recognize", Some(body)).await?)
+    parse(call(settings, Auth::Key, "POST", "/v1/recognize", Some(body)).await?)
 }
 
-/// Creates the person with their consent record, then stores the embeddings.
+/// Creates the person with their consent record, then stores the embeddings. If storing the
+/// embeddings fails, the new record is withdrawn again (with its token), so no half-enrolled
+/// person stays behind.
 pub async fn enroll(
     settings: &Settings,
     name: &str,
     faces: &[(Embedding, Quality)],
-) -> Result<String, String> {
+) -> Result<Enrolled, ApiError> {
     let body = json!({
         "name": name,
         "consent": {
@@ -153,39 +287,102 @@ pub async fn enroll(
             "evidence": { "method": "checkbox", "collected_by": "visage-web" },
         },
     });
-    let created: Created = parse(call(settings, "POST", "/v1/people", Some(body)).await?)?;
+    let created: Created =
+        parse(call(settings, Auth::Key, "POST", "/v1/people", Some(body)).await?)?;
     let embs: Vec<&Embedding> = faces.iter().map(|(e, _)| e).collect();
     let q = &faces.iter().map(|(_, q)| *q).collect::<Vec<_>>();
     // The median face size and sharpness summarise the capture.
     let quality = q.get(q.len() / 2).map(|q| json!({ "score": q.score, "face_px": q.face_px, "sharpness": q.sharpness, "brightness": q.brightness }));
     let body =
         json!({ "embeddings": embeddings_json(&embs), "source": "browser", "quality": quality });
-    call(
+    let added = call(
         settings,
+        Auth::Key,
         "POST",
-        &format!("/v1/people/{}/faces", created.id),
+        &format!("/v1/people/{}/faces", path_segment(&created.id)),
         Some(body),
     )
-    .await?;
-    Ok(created.id)
+    .await;
+    if let Err(e) = added {
+        if let Some(token) = &created.withdrawal_token {
+            let _ = withdraw(settings, &created.id, token).await;
+        }
+        return Err(e);
+    }
+    Ok(Enrolled {
+        id: created.id,
+        withdrawal_token: created.withdrawal_token,
+    })
 }
 
-pub async fn list_people(settings: &Settings, query: &str) -> Result<PeoplePage, String> {
-    let q: String = js_sys::encode_uri_component(query.trim()).into();
-    let path = if q.is_empty() {
-        "/v1/people?limit=200".to_string()
-    } else {
-        format!("/v1/people?limit=200&q={q}")
-    };
-    parse(call(settings, "GET", &path, None).await?)
+/// One page of people (admin keys only), from `cursor` (the last page's `next_cursor`).
+pub async fn list_people(
+    settings: &Settings,
+    query: &str,
+    cursor: Option<&str>,
+) -> Result<PeoplePage, ApiError> {
+    parse(
+        call(
+            settings,
+            Auth::Key,
+            "GET",
+            &people_path(query, cursor),
+            None,
+        )
+        .await?,
+    )
 }
 
-pub async fn erase(settings: &Settings, id: &str) -> Result<Value, String> {
-    call(settings, "DELETE", &format!("/v1/people/{id}"), None).await
+/// The address of a page of the people list.
+fn people_path(query: &str, cursor: Option<&str>) -> String {
+    let mut path = format!("/v1/people?limit={PAGE_SIZE}");
+    let q = query.trim();
+    if !q.is_empty() {
+        path.push_str(&format!("&q={}", encode(q)));
+    }
+    if let Some(c) = cursor {
+        path.push_str(&format!("&cursor={}", encode(c)));
+    }
+    path
 }
 
-pub async fn export(settings: &Settings, id: &str) -> Result<Value, String> {
-    call(settings, "GET", &format!("/v1/people/{id}/export"), None).await
+/// Percent-encodes a query value or path segment (RFC 3986 unreserved characters stay).
+fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// A person id as one path segment (an id typed by hand cannot reach another route).
+fn path_segment(id: &str) -> String {
+    encode(id.trim())
+}
+
+pub async fn erase(settings: &Settings, id: &str) -> Result<Erasure, ApiError> {
+    let path = format!("/v1/people/{}", path_segment(id));
+    parse(call(settings, Auth::Key, "DELETE", &path, None).await?)
+}
+
+pub async fn export(settings: &Settings, id: &str) -> Result<Value, ApiError> {
+    let path = format!("/v1/people/{}/export", path_segment(id));
+    call(settings, Auth::Key, "GET", &path, None).await
+}
+
+/// The data subject withdraws their consent with their token, without any API key: the
+/// service erases them.
+pub async fn withdraw(
+    settings: &Settings,
+    id: &str,
+    token: &WithdrawalToken,
+) -> Result<Erasure, ApiError> {
+    let path = format!("/v1/people/{}/consent/withdraw", path_segment(id));
+    parse(call(settings, Auth::Withdrawal(token), "POST", &path, None).await?)
 }
 
 #[cfg(test)]
@@ -217,6 +414,97 @@ mod tests {
             "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "face_id": "f", "similarity": 0.8, "match": true, "false_match_rate": null }] }]
         }))
         .unwrap();
-        assert!(r.results[0].candidates[0].is_match);
+        assert_eq!(r.best_match(&r.results[0]).unwrap().name, "Ann");
+        assert_eq!(r.threshold, Some(0.5));
+    }
+
+    #[test]
+    fn an_empty_candidate_list_is_an_unknown_face() {
+        // What a key without the admin scope gets for an unknown face: no candidates at all,
+        // and the threshold the service used (raised to its floor).
+        let r: RecognizeResponse = parse(json!({
+            "model": "m", "threshold": 0.67, "top_k": 1,
+            "results": [{ "candidates": [] }, { "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.91, "match": true }] }]
+        }))
+        .unwrap();
+        assert!(r.best_match(&r.results[0]).is_none());
+        assert_eq!(r.best_match(&r.results[1]).unwrap().similarity, 0.91);
+        assert_eq!(r.threshold, Some(0.67));
+    }
+
+    #[test]
+    fn a_candidate_below_the_threshold_is_no_match() {
+        // Admin keys still see candidates under the threshold, marked `match: false`.
+        let r: RecognizeResponse = parse(json!({
+            "threshold": 0.67,
+            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.4, "match": false }] }]
+        }))
+        .unwrap();
+        assert!(r.best_match(&r.results[0]).is_none());
+        // Without a match flag, the reported threshold decides.
+        let r: RecognizeResponse = parse(json!({
+            "threshold": 0.67,
+            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.7 }] },
+                        { "candidates": [{ "person_id": "q", "name": "Bo", "similarity": 0.6 }] }]
+        }))
+        .unwrap();
+        assert!(r.best_match(&r.results[0]).is_some());
+        assert!(r.best_match(&r.results[1]).is_none());
+    }
+
+    #[test]
+    fn problems_keep_status_code_and_detail() {
+        let e = ApiError::from_answer(
+            403,
+            &json!({ "type": "urn:visage:problem:forbidden", "title": "Forbidden", "status": 403, "code": "forbidden", "detail": "this key lacks the admin scope" }),
+        );
+        assert!(e.is_forbidden() && !e.is_unauthorized());
+        assert_eq!(e.to_string(), "this key lacks the admin scope");
+        let e = ApiError::from_answer(502, &Value::String("Bad Gateway".into()));
+        assert_eq!((e.status, e.code.as_deref()), (502, None));
+        assert_eq!(e.to_string(), "HTTP 502");
+        assert!(ApiError::from_answer(401, &Value::Null).is_unauthorized());
+    }
+
+    #[test]
+    fn a_new_person_carries_the_withdrawal_token() {
+        let c: Created =
+            parse(json!({ "id": "6f1c", "name": "Ann", "withdrawal_token": "vwt_abc" })).unwrap();
+        assert_eq!(c.withdrawal_token.unwrap().expose(), "vwt_abc");
+        let c: Created = parse(json!({ "id": "6f1c", "name": "Ann" })).unwrap();
+        assert!(c.withdrawal_token.is_none());
+    }
+
+    #[test]
+    fn the_withdrawal_token_is_never_in_debug_output() {
+        let e = Enrolled {
+            id: "p".into(),
+            withdrawal_token: Some(WithdrawalToken::new(" vwt_secret ")),
+        };
+        assert!(!format!("{e:?}").contains("vwt_secret"));
+        assert_eq!(e.withdrawal_token.unwrap().expose(), "vwt_secret");
+    }
+
+    #[test]
+    fn people_pages_follow_the_cursor() {
+        assert_eq!(
+            people_path("", None),
+            format!("/v1/people?limit={PAGE_SIZE}")
+        );
+        assert_eq!(
+            people_path(" Ann Lee ", Some("MTc2|a+b/c=")),
+            format!("/v1/people?limit={PAGE_SIZE}&q=Ann%20Lee&cursor=MTc2%7Ca%2Bb%2Fc%3D")
+        );
+        let p: PeoplePage = parse(json!({ "items": [], "next_cursor": "abc" })).unwrap();
+        assert_eq!(p.next_cursor.as_deref(), Some("abc"));
+        let p: PeoplePage = parse(json!({ "items": [] })).unwrap();
+        assert!(p.next_cursor.is_none());
+    }
+
+    #[test]
+    fn a_typed_person_id_stays_one_path_segment() {
+        assert_eq!(path_segment(" 3f2a-9 "), "3f2a-9");
+        assert_eq!(path_segment("../keys?x=1"), "..%2Fkeys%3Fx%3D1");
+        assert_eq!(encode("é"), "%C3%A9");
     }
 }

@@ -6,10 +6,11 @@ use leptos::task::spawn_local;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
 
-use crate::api::{self, PersonSummary};
+use crate::api::{self, PersonSummary, WithdrawalToken};
 use crate::engine::{self, Camera, ENROLL_FRAMES, Mode, Ui};
 use crate::settings::Settings;
 use crate::track::Label;
+use crate::words::{count, looks_like_id, people_error, threshold_note};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Tab {
@@ -24,8 +25,45 @@ enum EnrollStep {
     Consent,
     Capture,
     Sending,
-    Done(String),
+    Done(Done),
     Failed(String),
+}
+
+/// A finished enrollment, as the Enrolled screen shows it. The withdrawal token lives only
+/// here, in memory, until the next enrollment: never in localStorage, never logged (its
+/// `Debug` is hidden).
+#[derive(Debug, Clone, PartialEq)]
+struct Done {
+    message: String,
+    person_id: String,
+    token: Option<WithdrawalToken>,
+}
+
+/// Copies `text` to the clipboard; false where the browser does not allow it.
+async fn copy_text(text: &str) -> bool {
+    let Some(window) = web_sys::window() else {
+        return false;
+    };
+    let get = |o: &wasm_bindgen::JsValue, k: &str| {
+        js_sys::Reflect::get(o, &k.into())
+            .ok()
+            .filter(|v| !v.is_undefined() && !v.is_null())
+    };
+    let Some(clipboard) = get(&window.navigator(), "clipboard") else {
+        return false;
+    };
+    let Some(write) =
+        get(&clipboard, "writeText").and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+    else {
+        return false;
+    };
+    match write.call1(&clipboard, &text.into()) {
+        Ok(p) => match p.dyn_into::<js_sys::Promise>() {
+            Ok(p) => JsFuture::from(p).await.is_ok(),
+            Err(_) => false,
+        },
+        Err(_) => false,
+    }
 }
 
 /// Reads the first file of a file input.
@@ -48,6 +86,7 @@ pub fn App() -> impl IntoView {
         progress: RwSignal::new(0),
         error: RwSignal::new(None),
         settings: RwSignal::new(Settings::load()),
+        server_threshold: RwSignal::new(None),
     };
     provide_context(ui);
     let tab = RwSignal::new(Tab::Live);
@@ -74,6 +113,14 @@ pub fn App() -> impl IntoView {
         matches!(tab.get(), Tab::Live)
             || (tab.get() == Tab::Enroll && enroll_step.get() == EnrollStep::Capture)
     };
+    // An error belongs to the screen it happened on: a new screen starts without it.
+    Effect::new(move |prev: Option<(Tab, EnrollStep)>| {
+        let screen = (tab.get(), enroll_step.get());
+        if prev.is_some_and(|p| p != screen) && ui.error.get_untracked().is_some() {
+            ui.error.set(None);
+        }
+        screen
+    });
     // Mode follows the screen.
     Effect::new(move |_| {
         let m = match tab.get() {
@@ -156,12 +203,15 @@ fn Live() -> impl IntoView {
     view! {
         <section id="live">
             <CameraMessage/>
-            <ul id="live-faces">
+            <ul id="live-faces" class="faces">
                 {move || ui.faces.get().into_iter().map(|f| {
                     let state = match f.known { Some(true) => "known", Some(false) => "unknown", None => "pending" };
                     view! { <li class=state data-track=f.track.to_string()>{f.label}</li> }
                 }).collect_view()}
             </ul>
+            <p class="note" id="server-threshold">
+                {move || ui.server_threshold.get().map(|t| threshold_note(t, ui.settings.with(|s| s.threshold)))}
+            </p>
             <PhotoRecognize/>
         </section>
     }
@@ -173,7 +223,8 @@ fn PhotoRecognize() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let input_ref = NodeRef::<leptos::html::Input>::new();
     let canvas_ref = NodeRef::<leptos::html::Canvas>::new();
-    let results = RwSignal::new(Vec::<String>::new());
+    // Each face's label and its class (known/unknown), coloured as in the live list.
+    let results = RwSignal::new(Vec::<(String, &'static str)>::new());
     let status = RwSignal::new(String::new());
     let on_change = move |_| {
         let (Some(input), Some(canvas)) = (input_ref.get(), canvas_ref.get()) else {
@@ -196,21 +247,25 @@ fn PhotoRecognize() -> impl IntoView {
             let embs: Vec<_> = faces.iter().map(|f| &f.embedding).collect();
             match api::recognize(&settings, &embs).await {
                 Ok(r) => {
-                    let labels: Vec<Label> = r
-                        .results
-                        .iter()
-                        .map(|p| match p.candidates.first() {
-                            Some(c) if c.is_match => Label::Person {
-                                id: c.person_id.clone(),
-                                name: c.name.clone(),
-                                similarity: c.similarity,
-                            },
-                            _ => Label::Unknown,
-                        })
-                        .collect();
+                    let labels = engine::photo_labels(&r);
                     engine::label_photo(&canvas, &faces, &labels);
-                    results.set(labels.iter().map(Label::text).collect());
-                    status.set(format!("{} face(s)", faces.len()));
+                    results.set(
+                        labels
+                            .iter()
+                            .map(|l| {
+                                let class = match l {
+                                    Label::Person { .. } => "known",
+                                    Label::Unknown => "unknown",
+                                    Label::Pending => "pending",
+                                };
+                                (l.text(), class)
+                            })
+                            .collect(),
+                    );
+                    if r.threshold.is_some() {
+                        ui.server_threshold.set(r.threshold);
+                    }
+                    status.set(count(faces.len() as u64, "face", "faces"));
                 }
                 Err(e) => status.set(format!("recognition failed: {e}")),
             }
@@ -222,7 +277,7 @@ fn PhotoRecognize() -> impl IntoView {
                 <input type="file" accept="image/*" id="photo-recognize" node_ref=input_ref on:change=on_change/>
             </label>
             <span class="status">{move || status.get()}</span>
-            <ul id="photo-faces">{move || results.get().into_iter().map(|t| view! { <li>{t}</li> }).collect_view()}</ul>
+            <ul id="photo-faces" class="faces">{move || results.get().into_iter().map(|(t, class)| view! { <li class=class>{t}</li> }).collect_view()}</ul>
             <canvas class="photo-view" node_ref=canvas_ref width="0" height="0"></canvas>
         </div>
     }
@@ -250,17 +305,28 @@ fn Enroll() -> impl IntoView {
             spawn_local(async move {
                 let settings = ui.settings.get_untracked();
                 match api::enroll(&settings, &who, &faces).await {
-                    Ok(_) => {
+                    Ok(enrolled) => {
                         engine::clear_votes();
-                        step.set(EnrollStep::Done(format!(
-                            "Enrolled {who} with {} face embeddings.",
-                            faces.len()
-                        )));
+                        step.set(EnrollStep::Done(Done {
+                            message: format!(
+                                "Enrolled {who} with {}.",
+                                count(faces.len() as u64, "face embedding", "face embeddings")
+                            ),
+                            person_id: enrolled.id,
+                            token: enrolled.withdrawal_token,
+                        }));
                     }
-                    Err(e) => step.set(EnrollStep::Failed(e)),
+                    Err(e) => step.set(EnrollStep::Failed(e.to_string())),
                 }
             });
         }
+    });
+    // The withdrawal form is on the consent and result steps, not during capture.
+    let show_withdraw = Memo::new(move |_| {
+        matches!(
+            step.get(),
+            EnrollStep::Consent | EnrollStep::Done(_) | EnrollStep::Failed(_)
+        )
     });
     let photo_ref = NodeRef::<leptos::html::Input>::new();
     let photo_canvas = NodeRef::<leptos::html::Canvas>::new();
@@ -322,16 +388,128 @@ fn Enroll() -> impl IntoView {
                     </div>
                 }.into_any(),
                 EnrollStep::Sending => view! { <p id="enroll-status">"sending embeddings…"</p> }.into_any(),
-                EnrollStep::Done(msg) => view! {
-                    <div><p id="enroll-status" class="ok">{msg}</p>
-                    <button on:click=move |_| { name.set(String::new()); agreed.set(false); step.set(EnrollStep::Consent) }>"Enroll someone else"</button></div>
+                EnrollStep::Done(done) => view! {
+                    <div id="enrolled"><p id="enroll-status" class="ok">{done.message.clone()}</p>
+                    <WithdrawalCode person_id=done.person_id.clone() token=done.token.clone()/>
+                    <button id="enroll-again" on:click=move |_| { name.set(String::new()); agreed.set(false); step.set(EnrollStep::Consent) }>"Enroll someone else"</button></div>
                 }.into_any(),
                 EnrollStep::Failed(msg) => view! {
                     <div><p id="enroll-status" class="error">{format!("Enrollment failed: {msg}")}</p>
                     <button on:click=move |_| step.set(EnrollStep::Consent)>"Start again"</button></div>
                 }.into_any(),
             }}
+            {move || show_withdraw.get().then(|| view! { <WithdrawForm/> })}
         </section>
+    }
+}
+
+/// The Enrolled screen's withdrawal code, shown this once with what it is for.
+#[component]
+fn WithdrawalCode(person_id: String, token: Option<WithdrawalToken>) -> impl IntoView {
+    let copied = RwSignal::new(String::new());
+    let copy = move |what: &'static str, text: String| {
+        spawn_local(async move {
+            copied.set(if copy_text(&text).await {
+                format!("{what} copied")
+            } else {
+                format!("could not copy: select the {what} and copy it")
+            });
+        })
+    };
+    let id = person_id.clone();
+    let Some(token) = token else {
+        return view! {
+            <div class="withdrawal" id="withdrawal">
+                <p class="warning">"The service issued no withdrawal code: to withdraw consent, ask an operator to erase the record "
+                    <code id="enrolled-id">{person_id}</code>"."</p>
+            </div>
+        }
+        .into_any();
+    };
+    let code = token.expose().to_string();
+    let shown = code.clone();
+    view! {
+        <div class="withdrawal" id="withdrawal">
+            <h3>"Your withdrawal code"</h3>
+            <p>"Keep this code: with it you can withdraw your consent and erase your data at any time, without an operator \
+                (the \"Withdraw consent\" form below, with your person id). It is shown only this once and is not kept in this browser."</p>
+            <p>"Person id " <code id="enrolled-id" class="copyable">{person_id}</code>" "
+                <button type="button" id="copy-id" on:click=move |_| copy("person id", id.clone())>"Copy"</button></p>
+            <p>"Withdrawal code " <code id="withdrawal-token" class="copyable">{shown}</code>" "
+                <button type="button" id="copy-token" on:click=move |_| copy("withdrawal code", code.clone())>"Copy"</button></p>
+            <p class="note" id="copy-status">{move || copied.get()}</p>
+        </div>
+    }
+    .into_any()
+}
+
+/// The data subject withdraws their consent with their person id and withdrawal code, without
+/// any API key; the service erases them.
+#[component]
+fn WithdrawForm() -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let id = RwSignal::new(String::new());
+    let token = RwSignal::new(String::new());
+    let result = RwSignal::new(None::<(String, &'static str)>);
+    let busy = RwSignal::new(false);
+    let submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let pid = id.get_untracked().trim().to_string();
+        let code = WithdrawalToken::new(token.get_untracked());
+        if !looks_like_id(&pid) {
+            return result.set(Some((
+                "The person id has the form 8-4-4-4-12 hex digits, as shown when you were enrolled.".into(),
+                "error",
+            )));
+        }
+        if code.expose().is_empty() {
+            return result.set(Some(("Enter your withdrawal code.".into(), "error")));
+        }
+        busy.set(true);
+        result.set(None);
+        spawn_local(async move {
+            let r = api::withdraw(&ui.settings.get_untracked(), &pid, &code).await;
+            busy.set(false);
+            result.set(Some(match r {
+                Ok(e) => {
+                    engine::clear_votes();
+                    id.set(String::new());
+                    token.set(String::new());
+                    (
+                        format!(
+                            "Consent withdrawn: the record, {} and {} are erased.",
+                            count(e.faces_deleted, "face embedding", "face embeddings"),
+                            count(e.consents_deleted, "consent record", "consent records")
+                        ),
+                        "ok",
+                    )
+                }
+                Err(e) if e.is_unauthorized() => (
+                    "The person id or the withdrawal code is wrong: nothing was erased.".into(),
+                    "error",
+                ),
+                Err(e) if e.status == 404 => (
+                    "There is no such person: the record may already be erased.".into(),
+                    "warning",
+                ),
+                Err(e) => (format!("Withdrawal failed: {e}"), "error"),
+            }));
+        });
+    };
+    view! {
+        <form class="withdraw" id="withdraw" on:submit=submit>
+            <h3>"Withdraw consent"</h3>
+            <p class="note">"With the person id and withdrawal code shown at enrollment, anyone enrolled can withdraw their consent here: \
+                their record and every face embedding are erased at once. No API key is used."</p>
+            <label>"Person id "
+                <input type="text" id="withdraw-id" autocomplete="off" spellcheck="false" placeholder="8-4-4-4-12 hex digits"
+                    prop:value=move || id.get() on:input=move |ev| id.set(event_target_value(&ev))/></label>
+            <label>"Withdrawal code "
+                <input type="text" id="withdraw-token" autocomplete="off" spellcheck="false" autocapitalize="off" placeholder="vwt_…"
+                    prop:value=move || token.get() on:input=move |ev| token.set(event_target_value(&ev))/></label>
+            <button type="submit" id="withdraw-submit" disabled=move || busy.get()>"Withdraw consent and erase my data"</button>
+            {move || result.get().map(|(text, class)| view! { <p id="withdraw-status" class=class>{text}</p> })}
+        </form>
     }
 }
 
@@ -359,34 +537,86 @@ fn People() -> impl IntoView {
     let ui = expect_context::<Ui>();
     let query = RwSignal::new(String::new());
     let people = RwSignal::new(Vec::<PersonSummary>::new());
-    let status = RwSignal::new(String::new());
+    // Where the next page starts (the service's `next_cursor`); None on the last page.
+    let next = RwSignal::new(None::<String>);
+    // What was just done ("erased ...", "export downloaded"), shown before the count.
+    let note = RwSignal::new(None::<String>);
+    // Why the list cannot be shown (no admin key, refused key, ...), instead of the count.
+    let problem = RwSignal::new(None::<String>);
+    let loading = RwSignal::new(false);
     let confirming = RwSignal::new(None::<String>);
-    // `note` (what was just done) is shown before the count.
-    let refresh = move |note: Option<String>| {
+    // Bumped by every new search, so a late page of an older one is dropped.
+    let generation = StoredValue::new(0u64);
+    let status = move || {
+        if let Some(p) = problem.get() {
+            return p;
+        }
+        let n = people.with(Vec::len) as u64;
+        let shown = if next.with(Option::is_some) {
+            format!("{} shown, more to load", count(n, "person", "people"))
+        } else {
+            count(n, "person", "people")
+        };
+        match note.get() {
+            Some(note) => format!("{note} · {shown}"),
+            None => shown,
+        }
+    };
+    // The first page (`more` false: a new search) or the next one.
+    let load = move |more: bool| {
+        let cursor = if more {
+            match next.get_untracked() {
+                Some(c) => Some(c),
+                None => return,
+            }
+        } else {
+            generation.update_value(|g| *g += 1);
+            None
+        };
+        let g = generation.get_value();
+        loading.set(true);
         spawn_local(async move {
-            match api::list_people(&ui.settings.get_untracked(), &query.get_untracked()).await {
+            let settings = ui.settings.get_untracked();
+            let r = api::list_people(&settings, &query.get_untracked(), cursor.as_deref()).await;
+            if generation.get_value() != g {
+                return;
+            }
+            loading.set(false);
+            match r {
                 Ok(page) => {
-                    let count = format!("{} people", page.items.len());
-                    status.set(note.map(|n| format!("{n} · {count}")).unwrap_or(count));
-                    people.set(page.items);
+                    problem.set(None);
+                    if more {
+                        people.update(|p| p.extend(page.items));
+                    } else {
+                        people.set(page.items);
+                    }
+                    next.set(page.next_cursor);
                 }
-                Err(e) => status.set(format!("could not list people: {e}")),
+                Err(e) => {
+                    if !more {
+                        people.set(Vec::new());
+                        next.set(None);
+                    }
+                    problem.set(Some(people_error("could not list people", &e)));
+                }
             }
         });
     };
-    refresh(None);
+    load(false);
     let erase = move |id: String| {
         spawn_local(async move {
             match api::erase(&ui.settings.get_untracked(), &id).await {
-                Ok(v) => {
+                Ok(e) => {
                     confirming.set(None);
                     engine::clear_votes();
-                    let faces = v.get("faces_deleted").and_then(|f| f.as_u64()).unwrap_or(0);
-                    refresh(Some(format!(
-                        "erased: {faces} face(s) and the consent records deleted"
+                    people.update(|p| p.retain(|p| p.id != id));
+                    note.set(Some(format!(
+                        "erased: {} and {} deleted",
+                        count(e.faces_deleted, "face embedding", "face embeddings"),
+                        count(e.consents_deleted, "consent record", "consent records")
                     )));
                 }
-                Err(e) => status.set(format!("erase failed: {e}")),
+                Err(e) => problem.set(Some(people_error("erase failed", &e))),
             }
         });
     };
@@ -395,22 +625,22 @@ fn People() -> impl IntoView {
             match api::export(&ui.settings.get_untracked(), &id).await {
                 Ok(v) => {
                     if let Err(e) = download_json(&format!("visage-export-{id}.json"), &v) {
-                        status.set(format!("export failed: {e}"));
+                        note.set(Some(format!("export failed: {e}")));
                     } else {
-                        status.set("export downloaded".into());
+                        note.set(Some("export downloaded".into()));
                     }
                 }
-                Err(e) => status.set(format!("export failed: {e}")),
+                Err(e) => problem.set(Some(people_error("export failed", &e))),
             }
         });
     };
     view! {
         <section id="people">
-            <form on:submit=move |ev| { ev.prevent_default(); refresh(None); }>
+            <form on:submit=move |ev| { ev.prevent_default(); note.set(None); load(false); }>
                 <input type="search" id="people-search" placeholder="search by name" prop:value=move || query.get() on:input=move |ev| query.set(event_target_value(&ev))/>
                 <button type="submit">"Search"</button>
             </form>
-            <p id="people-status">{move || status.get()}</p>
+            <p id="people-status" class:warning=move || problem.with(Option::is_some)>{status}</p>
             <table id="people-list">
                 <thead><tr><th>"Name"</th><th>"Faces"</th><th>"Consent"</th><th>"Enrolled"</th><th></th></tr></thead>
                 <tbody>
@@ -444,6 +674,9 @@ fn People() -> impl IntoView {
                 }).collect_view()}
                 </tbody>
             </table>
+            {move || next.with(Option::is_some).then(|| view! {
+                <button id="people-more" disabled=move || loading.get() on:click=move |_| load(true)>"Load more"</button>
+            })}
         </section>
     }
 }
@@ -454,6 +687,15 @@ fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
     let draft = RwSignal::new(ui.settings.get_untracked());
     let cameras = RwSignal::new(Vec::<(String, String)>::new());
     let saved = RwSignal::new(String::new());
+    let show_key = RwSignal::new(false);
+    let key_ref = NodeRef::<leptos::html::Input>::new();
+    // Attributes the view macro does not know: Safari's autocorrect, and 1Password's opt-out.
+    Effect::new(move |_| {
+        if let Some(input) = key_ref.get() {
+            let _ = input.set_attribute("autocorrect", "off");
+            let _ = input.set_attribute("data-1p-ignore", "true");
+        }
+    });
     spawn_local(async move { cameras.set(engine::list_cameras().await) });
     let save = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -466,6 +708,9 @@ fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
             Ok(()) => {
                 ui.settings.set(s);
                 engine::clear_votes();
+                // An error of the old settings ("no API key", a refused key) is stale now.
+                ui.error.set(None);
+                ui.server_threshold.set(None);
                 saved.set("saved".into());
                 if camera_changed && let Some(v) = video_ref.get_untracked() {
                     spawn_local(engine::start_camera(ui, v));
@@ -495,10 +740,20 @@ fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
                     <input type="url" id="backend" placeholder="https://visage.example" prop:value=move || draft.get().backend
                         on:input=move |ev| draft.update(|d| d.backend = event_target_value(&ev))/>
                 </label>
+                // A text field masked by CSS, not a password field: a browser's password manager
+                // would take the key for a password (offer to save it, send it to its leak check).
                 <label>"API key "
-                    <input type="password" id="api-key" autocomplete="off" prop:value=move || draft.get().api_key
+                    <input type="text" id="api-key" name="visage-service-key" node_ref=key_ref
+                        class="secret" class:revealed=move || show_key.get()
+                        autocomplete="off" spellcheck="false" autocapitalize="off"
+                        data-lpignore="true" data-bwignore="true" data-form-type="other"
+                        prop:value=move || draft.get().api_key
                         on:input=move |ev| draft.update(|d| d.api_key = event_target_value(&ev))/>
                 </label>
+                <label class="check"><input type="checkbox" id="api-key-show" prop:checked=move || show_key.get()
+                    on:change=move |ev| show_key.set(event_target_checked(&ev))/>" show the key"</label>
+                <p class="note">"This browser needs only a key with the enroll and recognize scopes \
+                    (visage create-key --name browser --scope enroll,recognize). The People screen needs an admin key."</p>
                 <button type="submit" id="settings-save">"Save"</button>
                 <span id="settings-status">{move || saved.get()}</span>
             </form>

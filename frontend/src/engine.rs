@@ -79,6 +79,8 @@ pub struct Ui {
     pub progress: RwSignal<usize>,
     pub error: RwSignal<Option<String>>,
     pub settings: RwSignal<Settings>,
+    /// The match threshold the service last reported using (it may raise a low one).
+    pub server_threshold: RwSignal<Option<f32>>,
 }
 
 /// The pipeline workers.
@@ -86,7 +88,6 @@ struct Pool {
     detect: Vec<web_sys::Worker>,
     embed: web_sys::Worker,
     ready: usize,
-    started: f64,
     /// Kept alive as long as the workers.
     _handlers: Vec<Closure<dyn FnMut(web_sys::MessageEvent)>>,
     _on_error: Closure<dyn FnMut(web_sys::ErrorEvent)>,
@@ -142,6 +143,8 @@ struct Engine {
     frames_in_flight: HashMap<u64, InFlight>,
     capture: Option<(HtmlCanvasElement, CanvasRenderingContext2d)>,
     view: Option<HtmlCanvasElement>,
+    /// The view's canvas pixels per displayed CSS pixel (re-read now and then).
+    view_scale: f64,
     next_job: u64,
     /// Embedding jobs posted and not answered yet (the worker is busy while any is).
     embed_jobs: HashMap<u64, EmbedJob>,
@@ -168,6 +171,7 @@ thread_local! {
         frames_in_flight: HashMap::new(),
         capture: None,
         view: None,
+        view_scale: 1.0,
         next_job: 0,
         embed_jobs: HashMap::new(),
         photo_jobs: HashMap::new(),
@@ -292,7 +296,6 @@ fn spawn_pool(ui: Ui, config: &LoopConfig) -> Result<Pool, String> {
         detect,
         embed,
         ready: 0,
-        started: now(),
         _handlers: handlers,
         _on_error: on_error,
     })
@@ -317,10 +320,12 @@ fn on_reply(ui: Ui, role: Role, index: usize, data: &JsValue) {
     };
     match reply {
         Reply::Ready { .. } => {
+            // Counted from the page's navigation start (performance.now()), so the time
+            // includes downloading and compiling the wasm, as the person waited for it.
             let ready_in = ENGINE.with_borrow_mut(|e| {
                 let p = e.pool.as_mut()?;
                 p.ready += 1;
-                p.is_ready().then(|| now() - p.started)
+                p.is_ready().then(now)
             });
             if let Some(ms) = ready_in {
                 ui.models.set(Some(Ok(ms)));
@@ -790,7 +795,10 @@ fn on_detected(ui: Ui, d: Detected) {
             }
             Mode::Off => {}
         }
-        draw_overlay(&ctx, &labels, mode, good_face);
+        if e.frames % 30 == 0 {
+            e.view_scale = display_scale(&view);
+        }
+        draw_overlay(&ctx, &labels, mode, good_face, e.view_scale);
         let t_end = now();
 
         // Statistics, for the screen and for tests (window.__visage).
@@ -917,41 +925,67 @@ fn spawn_recognition(ui: Ui, probes: Vec<(u64, visage_shared::Embedding)>) {
         let settings = ui.settings.get_untracked();
         let embs: Vec<&visage_shared::Embedding> = probes.iter().map(|(_, e)| e).collect();
         let res = api::recognize(&settings, &embs).await;
+        // An answer that comes back after the person left the live view says nothing there.
+        let live = ui.mode.get_untracked() == Mode::Live;
         ENGINE.with_borrow_mut(|e| {
             e.in_flight -= 1;
             match res {
                 Ok(r) => {
-                    for ((track, _), result) in probes.iter().zip(r.results) {
-                        let vote = match result.candidates.first() {
-                            Some(c) if c.is_match => Vote::Person {
+                    for ((track, _), result) in probes.iter().zip(&r.results) {
+                        // No candidate (what keys without the admin scope get for an unknown
+                        // face) or none that matches: unknown.
+                        let vote = match r.best_match(result) {
+                            Some(c) => Vote::Person {
                                 id: c.person_id.clone(),
                                 name: c.name.clone(),
                                 similarity: c.similarity,
                             },
-                            best => Vote::Unknown {
-                                best: best.map(|c| c.similarity),
+                            None => Vote::Unknown {
+                                best: result.candidates.first().map(|c| c.similarity),
                             },
                         };
                         e.tracker.vote(*track, vote);
+                    }
+                    if r.threshold.is_some() && ui.server_threshold.get_untracked() != r.threshold {
+                        ui.server_threshold.set(r.threshold);
                     }
                     if ui.error.get_untracked().is_some() {
                         ui.error.set(None);
                     }
                 }
-                Err(msg) => ui.error.set(Some(format!("recognition: {msg}"))),
+                Err(err) if live => ui.error.set(Some(format!("recognition: {err}"))),
+                Err(_) => {}
             }
         });
     });
 }
 
+/// Canvas pixels per displayed CSS pixel: a large photo shown scaled down needs its lines and
+/// labels drawn that much larger to look the same size as on the live view (1 when the canvas
+/// is not laid out).
+fn display_scale(canvas: &HtmlCanvasElement) -> f64 {
+    overlay_scale(canvas.width(), canvas.client_width())
+}
+
+/// See [`display_scale`]: never below 1 (a small canvas shown enlarged keeps 18 px labels).
+pub(crate) fn overlay_scale(canvas_px: u32, shown_px: i32) -> f64 {
+    if shown_px <= 0 || canvas_px == 0 {
+        return 1.0;
+    }
+    (canvas_px as f64 / shown_px as f64).max(1.0)
+}
+
+/// Draws boxes, landmarks and (live) labels; `scale` is [`display_scale`] of the canvas.
 fn draw_overlay(
     ctx: &CanvasRenderingContext2d,
     labels: &[(Detection, Label)],
     mode: Mode,
     good_face: Option<bool>,
+    scale: f64,
 ) {
-    ctx.set_line_width(3.0);
-    ctx.set_font("bold 18px sans-serif");
+    let px = |v: f64| v * scale;
+    ctx.set_line_width(px(3.0));
+    ctx.set_font(&format!("bold {:.0}px sans-serif", px(18.0)));
     for (d, label) in labels {
         let color = match (mode, label, good_face) {
             (Mode::Enroll, _, Some(true)) => "#2ecc71",
@@ -965,16 +999,19 @@ fn draw_overlay(
         let b = d.bbox;
         ctx.stroke_rect(b.x as f64, b.y as f64, b.width as f64, b.height as f64);
         for p in &d.landmarks {
-            ctx.fill_rect(p.x as f64 - 2.0, p.y as f64 - 2.0, 4.0, 4.0);
+            ctx.fill_rect(p.x as f64 - px(2.0), p.y as f64 - px(2.0), px(4.0), px(4.0));
         }
         if mode == Mode::Live {
             let text = label.text();
-            let y = (b.y as f64 - 8.0).max(18.0);
+            let y = (b.y as f64 - px(8.0)).max(px(18.0));
             ctx.set_fill_style_str("rgba(0,0,0,0.6)");
-            let tw = ctx.measure_text(&text).map(|m| m.width()).unwrap_or(80.0);
-            ctx.fill_rect(b.x as f64, y - 18.0, tw + 8.0, 24.0);
+            let tw = ctx
+                .measure_text(&text)
+                .map(|m| m.width())
+                .unwrap_or(px(80.0));
+            ctx.fill_rect(b.x as f64, y - px(18.0), tw + px(8.0), px(24.0));
             ctx.set_fill_style_str(color);
-            let _ = ctx.fill_text(&text, b.x as f64 + 4.0, y);
+            let _ = ctx.fill_text(&text, b.x as f64 + px(4.0), y);
         }
     }
 }
@@ -1040,7 +1077,7 @@ pub async fn analyze_photo(
         .iter()
         .map(|f| (f.detection.clone(), Label::Pending))
         .collect();
-    draw_overlay(&ctx, &labels, Mode::Enroll, None);
+    draw_overlay(&ctx, &labels, Mode::Enroll, None, display_scale(canvas));
     Ok(faces)
 }
 
@@ -1052,6 +1089,52 @@ pub fn label_photo(canvas: &HtmlCanvasElement, faces: &[AnalyzedFace], labels: &
             .map(|f| f.detection.clone())
             .zip(labels.iter().cloned())
             .collect();
-        draw_overlay(&ctx, &l, Mode::Live, None);
+        draw_overlay(&ctx, &l, Mode::Live, None, display_scale(canvas));
+    }
+}
+
+/// The labels of a photo's faces from the service's answer: a person only for a match; no
+/// candidate, or none that matches, is unknown.
+pub fn photo_labels(r: &api::RecognizeResponse) -> Vec<Label> {
+    r.results
+        .iter()
+        .map(|p| match r.best_match(p) {
+            Some(c) => Label::Person {
+                id: c.person_id.clone(),
+                name: c.name.clone(),
+                similarity: c.similarity,
+            },
+            None => Label::Unknown,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlays_scale_with_the_displayed_size() {
+        // A 4000 px wide photo shown 928 px wide: lines and labels 4.3 times larger.
+        assert!((overlay_scale(4000, 928) - 4000.0 / 928.0).abs() < 1e-9);
+        // The live view at its own size, a small photo, a canvas not laid out.
+        assert_eq!(overlay_scale(640, 640), 1.0);
+        assert_eq!(overlay_scale(300, 600), 1.0);
+        assert_eq!(overlay_scale(640, 0), 1.0);
+    }
+
+    #[test]
+    fn photo_faces_without_candidates_are_unknown() {
+        let r: api::RecognizeResponse = serde_json::from_value(serde_json::json!({
+            "threshold": 0.67,
+            "results": [
+                { "candidates": [] },
+                { "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.93, "match": true }] },
+            ]
+        }))
+        .unwrap();
+        let labels = photo_labels(&r);
+        assert_eq!(labels[0], Label::Unknown);
+        assert_eq!(labels[1].text(), "Ann 0.93");
     }
 }

@@ -8,6 +8,7 @@ mod proto;
 mod schedule;
 mod settings;
 mod track;
+mod words;
 mod worker;
 
 pub use worker::worker_main;
@@ -20,4 +21,11 @@ fn main() {
         return;
     }
     leptos::mount::mount_to_body(app::App);
+    // index.html's loading message (shown while the wasm downloaded) is done.
+    if let Some(boot) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("boot"))
+    {
+        boot.remove();
+    }
 }
