@@ -152,10 +152,21 @@ pub fn status(cmd: &mut Command) -> Result<ExitStatus> {
         .with_context(|| format!("running {cmd:?}"))?;
     let stdout = child.stdout.take().context("child stdout")?;
     let stderr = child.stderr.take().context("child stderr")?;
-    let relay_out = std::thread::spawn(move || relay(stdout, false));
-    relay(stderr, true);
-    let _ = relay_out.join();
-    child.wait().with_context(|| format!("waiting for {cmd:?}"))
+    let relays = [
+        std::thread::spawn(move || relay(stdout, false)),
+        std::thread::spawn(move || relay(stderr, true)),
+    ];
+    let status = child
+        .wait()
+        .with_context(|| format!("waiting for {cmd:?}"))?;
+    // The pipes close when the command exits, unless something it started in the background
+    // still holds them (a server left running): then stop waiting after a moment and let the
+    // relays go on by themselves.
+    let until = Instant::now() + Duration::from_secs(2);
+    while relays.iter().any(|r| !r.is_finished()) && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Ok(status)
 }
 
 /// Runs `cmd` to completion and returns its stdout; its stderr is passed through as by
@@ -252,10 +263,16 @@ mod tests {
         let code = status(Command::new("sh").args(["-c", script]))
             .unwrap()
             .code();
+        // A background process holding the pipes does not keep the command from returning.
+        let t0 = Instant::now();
+        let code_bg = status(Command::new("sh").args(["-c", "(sleep 30 &); exit 4"]))
+            .unwrap()
+            .code();
+        assert!(t0.elapsed() < Duration::from_secs(10));
         let (out, text) =
             output(Command::new("sh").args(["-c", "echo out; echo err >&2"])).unwrap();
         *lock() = None;
-        assert_eq!(code, Some(3));
+        assert_eq!((code, code_bg), (Some(3), Some(4)));
         assert_eq!((out.code(), text.as_str()), (Some(0), "out\n"));
         let relayed = String::from_utf8(CAPTURED.lock().unwrap().clone()).unwrap();
         // stdout and stderr are relayed by two threads: their order may differ.
