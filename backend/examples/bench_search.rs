@@ -418,6 +418,7 @@ async fn pass(
         top_k: 5,
         threshold: 0.3,
         ef_search: ef.unwrap_or(100),
+        disclosure: visage_backend::oracle::Disclosure::Full,
     };
     let mut lat = Vec::with_capacity(set.len());
     let mut tops = Vec::with_capacity(set.len());

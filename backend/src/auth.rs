@@ -2,13 +2,16 @@
 //! per-key rate limits.
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use base64::Engine;
+use chrono::{DateTime, Utc};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
@@ -29,11 +32,25 @@ pub fn hash_key(key: &str) -> String {
 
 /// A new random key: `vsg_` and 43 base64url characters (256 bits).
 pub fn generate_key() -> String {
+    generate_secret(KEY_PREFIX)
+}
+
+/// A new random secret: `prefix` and 43 base64url characters (256 bits).
+pub fn generate_secret(prefix: &str) -> String {
     let bytes: [u8; 32] = rand::random();
     format!(
-        "{KEY_PREFIX}{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
     )
+}
+
+/// Compares two digests in time independent of where they differ.
+pub fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Stores a new key and returns it (the only time it is visible) with its id.
@@ -43,34 +60,88 @@ pub async fn create_key(
     scopes: &Scopes,
     rate_per_minute: Option<u32>,
 ) -> Result<(String, Uuid), sqlx::Error> {
+    create_key_with(
+        pool,
+        &NewKey {
+            name,
+            scopes,
+            rate_per_minute,
+            expires_at: None,
+        },
+        "cli",
+    )
+    .await
+}
+
+/// What a new key is.
+#[derive(Debug, Clone, Copy)]
+pub struct NewKey<'a> {
+    pub name: &'a str,
+    pub scopes: &'a Scopes,
+    pub rate_per_minute: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Stores a new key for `actor` (audited) and returns it with its id.
+pub async fn create_key_with(
+    pool: &PgPool,
+    new: &NewKey<'_>,
+    actor: &str,
+) -> Result<(String, Uuid), sqlx::Error> {
     let key = generate_key();
-    let id = insert_key(pool, &key, name, scopes, rate_per_minute).await?;
+    let id = insert_key(pool, &key, new, actor).await?;
     Ok((key, id))
 }
 
 async fn insert_key(
     pool: &PgPool,
     key: &str,
-    name: &str,
-    scopes: &Scopes,
-    rate_per_minute: Option<u32>,
+    new: &NewKey<'_>,
+    actor: &str,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
     let prefix: String = key.chars().take(12).collect();
-    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute) VALUES ($1, $2, $3, $4, $5, $6)")
+    let mut tx = pool.begin().await?;
+    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
         .bind(id)
-        .bind(name)
+        .bind(new.name)
         .bind(prefix)
         .bind(hash_key(key))
-        .bind(scopes.names())
-        .bind(rate_per_minute.map(|r| r.min(i32::MAX as u32) as i32))
-        .execute(pool)
+        .bind(new.scopes.names())
+        .bind(new.rate_per_minute.map(|r| r.min(i32::MAX as u32) as i32))
+        .bind(new.expires_at)
+        .execute(&mut *tx)
         .await?;
-    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ('cli', 'create_key', $1, 'ok')")
+    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ($1, 'create_key', $2, 'ok')")
+        .bind(actor)
         .bind(id.to_string())
-        .execute(pool)
+        .execute(&mut *tx)
         .await?;
+    tx.commit().await?;
     Ok(id)
+}
+
+/// Why a bootstrap key is refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "the bootstrap key is too weak: it needs at least {MIN_BOOTSTRAP_KEY_LEN} characters with at least {MIN_BOOTSTRAP_KEY_DISTINCT} different ones (generate one with `visage create-key`, or leave it unset to get a random admin key)"
+)]
+pub struct WeakKey;
+
+/// Shortest bootstrap key accepted (a generated key has 47 characters, 256 bits).
+pub const MIN_BOOTSTRAP_KEY_LEN: usize = 32;
+/// Fewest distinct characters in a bootstrap key (refuses `aaaa...` and `1234...` runs).
+pub const MIN_BOOTSTRAP_KEY_DISTINCT: usize = 12;
+
+/// Checks that a key chosen by an operator is strong enough to be an admin key: at least
+/// 32 characters drawn from at least 12 different ones (about 115 bits even if each character
+/// were only one of 12).
+pub fn check_key_strength(key: &str) -> Result<(), WeakKey> {
+    let distinct: std::collections::HashSet<char> = key.chars().collect();
+    if key.chars().count() < MIN_BOOTSTRAP_KEY_LEN || distinct.len() < MIN_BOOTSTRAP_KEY_DISTINCT {
+        return Err(WeakKey);
+    }
+    Ok(())
 }
 
 /// Makes sure `key` exists with every scope (the bootstrap key of `visage serve`).
@@ -81,7 +152,13 @@ pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx
             .fetch_one(pool)
             .await?;
     if !exists {
-        insert_key(pool, key, name, &Scopes::all(), None).await?;
+        let new = NewKey {
+            name,
+            scopes: &Scopes::all(),
+            rate_per_minute: None,
+            expires_at: None,
+        };
+        insert_key(pool, key, &new, "bootstrap").await?;
     }
     Ok(())
 }
@@ -90,6 +167,7 @@ pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx
 pub struct RateLimits {
     default_per_minute: NonZeroU32,
     buckets: Mutex<HashMap<Uuid, Arc<DefaultDirectRateLimiter>>>,
+    last_used: Mutex<HashMap<Uuid, Instant>>,
 }
 
 impl RateLimits {
@@ -98,6 +176,22 @@ impl RateLimits {
         Self {
             default_per_minute: NonZeroU32::new(default_per_minute).unwrap_or(NonZeroU32::MIN),
             buckets: Mutex::new(HashMap::new()),
+            last_used: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `key`'s `last_used_at` should be written now (at most once a minute).
+    pub fn due_for_last_used(&self, key: Uuid) -> bool {
+        let Ok(mut m) = self.last_used.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        match m.get(&key) {
+            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
+            _ => {
+                m.insert(key, now);
+                true
+            }
         }
     }
 
@@ -124,6 +218,76 @@ impl RateLimits {
                 + 1,
         })
     }
+}
+
+/// Failed authentications per client address: after [`FailedAuth::MAX_PER_MINUTE`] failures
+/// in a minute, every authentication from that address is refused with 429 until the minute
+/// is over, so keys (and withdrawal tokens) cannot be guessed at network speed.
+pub struct FailedAuth {
+    windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl FailedAuth {
+    /// Failures allowed per address and minute.
+    pub const MAX_PER_MINUTE: u32 = 30;
+    const WINDOW: Duration = Duration::from_secs(60);
+
+    /// An empty table.
+    pub fn new() -> Self {
+        Self {
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Refuses with 429 while `ip` is over its failure budget.
+    pub fn check(&self, ip: IpAddr) -> Result<(), ApiError> {
+        let Ok(w) = self.windows.lock() else {
+            return Ok(());
+        };
+        match w.get(&ip) {
+            Some((start, n)) if *n >= Self::MAX_PER_MINUTE && start.elapsed() < Self::WINDOW => {
+                Err(ApiError::RateLimited {
+                    retry_after_secs: (Self::WINDOW - start.elapsed()).as_secs() + 1,
+                })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts one failure of `ip`.
+    pub fn record(&self, ip: IpAddr) {
+        let Ok(mut w) = self.windows.lock() else {
+            return;
+        };
+        let now = Instant::now();
+        if w.len() > 100_000 {
+            w.retain(|_, (start, _)| now.duration_since(*start) < Self::WINDOW);
+        }
+        let e = w.entry(ip).or_insert((now, 0));
+        if now.duration_since(e.0) >= Self::WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        if e.1 == Self::MAX_PER_MINUTE {
+            tracing::warn!(%ip, "failed authentications throttled for this address");
+            metrics::counter!("visage_auth_throttled_total").increment(1);
+        }
+    }
+}
+
+impl Default for FailedAuth {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The client address of a request (the TCP peer; loopback when unknown, e.g. in-process).
+pub fn client_ip(parts: &Parts) -> IpAddr {
+    parts
+        .extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
 }
 
 /// The caller of a request, authenticated by its API key.
@@ -154,6 +318,11 @@ impl Caller {
         }
     }
 
+    /// Whether the key has the admin scope.
+    pub fn is_admin(&self) -> bool {
+        self.scopes.allows(Scope::Admin)
+    }
+
     /// How the audit log names this caller.
     pub fn actor(&self) -> String {
         format!("key:{}", self.key_id)
@@ -174,31 +343,199 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
-            ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>".into())
-        })?;
-        let value = header
-            .to_str()
-            .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
-        let key = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= 200)
-            .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <key>".into()))?;
-        let row: Option<KeyRow> = sqlx::query_as("SELECT id, scopes, rate_per_minute FROM api_keys WHERE key_sha256 = $1 AND revoked_at IS NULL")
-            .bind(hash_key(key))
-            .fetch_optional(&state.pool)
+        let ip = client_ip(parts);
+        state.failed_auth.check(ip)?;
+        match authenticate(parts, state).await {
+            Err(e @ ApiError::Unauthorized(_)) => {
+                state.failed_auth.record(ip);
+                Err(e)
+            }
+            other => other,
+        }
+    }
+}
+
+/// Optional authentication: `None` without an `Authorization` header (routes that also accept
+/// another credential, such as a withdrawal token); a bad key is still an error.
+pub struct MaybeCaller(pub Option<Caller>);
+
+impl FromRequestParts<AppState> for MaybeCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if parts.headers.contains_key(AUTHORIZATION) {
+            Caller::from_request_parts(parts, state)
+                .await
+                .map(|c| MaybeCaller(Some(c)))
+        } else {
+            Ok(MaybeCaller(None))
+        }
+    }
+}
+
+async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiError> {
+    let header = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+        ApiError::Unauthorized("an API key is required: Authorization: Bearer <key>".into())
+    })?;
+    let value = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized("malformed Authorization header".into()))?;
+    let key = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <key>".into()))?;
+    let row: Option<KeyRow> = sqlx::query_as(
+        "SELECT id, scopes, rate_per_minute FROM api_keys
+         WHERE key_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+    )
+    .bind(hash_key(key))
+    .fetch_optional(&state.pool)
+    .await?;
+    let row =
+        row.ok_or_else(|| ApiError::Unauthorized("unknown, revoked or expired API key".into()))?;
+    let scopes = Scopes::parse(&row.scopes)
+        .map_err(|e| ApiError::Internal(format!("stored key scopes: {e}")))?;
+    state
+        .rate_limits
+        .check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
+    if state.rate_limits.due_for_last_used(row.id) {
+        // At most once a minute per key and process: not a write per request.
+        let _ = sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
+            .bind(row.id)
+            .execute(&state.pool)
+            .await;
+    }
+    Ok(Caller {
+        key_id: row.id,
+        scopes,
+    })
+}
+
+/// A stored key as listed (never its secret or digest).
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
+pub struct KeyInfo {
+    pub id: Uuid,
+    pub name: String,
+    /// The first 12 characters of the key, to recognise it.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub rate_per_minute: Option<i32>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Updated at most once a minute.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// The key that replaced this one when it was rotated.
+    pub replaced_by: Option<Uuid>,
+}
+
+const KEY_COLUMNS: &str = "id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by";
+
+/// Every key, newest first.
+pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyInfo>, sqlx::Error> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id"
+    )))
+    .fetch_all(pool)
+    .await
+}
+
+/// Revokes a key (at once: every request looks its key up). `None` if there is no such key;
+/// revoking a revoked key changes nothing.
+pub async fn revoke_key(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+) -> Result<Option<KeyInfo>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let info: Option<KeyInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {KEY_COLUMNS}"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    if info.is_some() {
+        sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ($1, 'revoke_key', $2, 'ok')")
+            .bind(actor)
+            .bind(id.to_string())
+            .execute(&mut *tx)
             .await?;
-        let row = row.ok_or_else(|| ApiError::Unauthorized("unknown or revoked API key".into()))?;
-        let scopes = Scopes::parse(&row.scopes)
-            .map_err(|e| ApiError::Internal(format!("stored key scopes: {e}")))?;
-        state
-            .rate_limits
-            .check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
-        Ok(Caller {
-            key_id: row.id,
-            scopes,
-        })
+    }
+    tx.commit().await?;
+    Ok(info)
+}
+
+/// Rotates a key: a new secret with the same name, scopes, rate and expiry; the old key is
+/// revoked at once and points at the new one. Returns the new key (shown once) and its id;
+/// `None` if there is no such active key.
+pub async fn rotate_key(
+    pool: &PgPool,
+    id: Uuid,
+    actor: &str,
+) -> Result<Option<(String, Uuid)>, sqlx::Error> {
+    let mut tx = pool.begin().await?;
+    let old: Option<KeyInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE"
+    )))
+    .bind(id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(old) = old else {
+        return Ok(None);
+    };
+    let key = generate_key();
+    let new_id = Uuid::new_v4();
+    let prefix: String = key.chars().take(12).collect();
+    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(new_id)
+        .bind(&old.name)
+        .bind(prefix)
+        .bind(hash_key(&key))
+        .bind(&old.scopes)
+        .bind(old.rate_per_minute)
+        .bind(old.expires_at)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE api_keys SET revoked_at = now(), replaced_by = $2 WHERE id = $1")
+        .bind(id)
+        .bind(new_id)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome, detail) VALUES ($1, 'rotate_key', $2, 'ok', $3)")
+        .bind(actor)
+        .bind(id.to_string())
+        .bind(serde_json::json!({ "replaced_by": new_id }))
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some((key, new_id)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weak_bootstrap_keys_are_refused() {
+        assert_eq!(check_key_strength("hunter2"), Err(WeakKey));
+        assert_eq!(check_key_strength(&"a".repeat(64)), Err(WeakKey));
+        assert_eq!(
+            check_key_strength("0123456789012345678901234567890123"),
+            Err(WeakKey)
+        );
+        assert!(check_key_strength(&generate_key()).is_ok());
+        assert!(check_key_strength("vsg_e2e_0f3a9c1d2b4e5f60718293a4b5c6d7e8").is_ok());
+    }
+
+    #[test]
+    fn digests_compare_equal_only_when_equal() {
+        assert!(constant_time_eq("abc", "abc"));
+        assert!(!constant_time_eq("abc", "abd"));
+        assert!(!constant_time_eq("abc", "ab"));
     }
 }

@@ -354,6 +354,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         );
         imp.extend(extra);
     }
+    let refused = plausibility_report(cache.values().flatten());
     let zero_fm = zero_false_match_threshold(&imp);
     let tar =
         genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
@@ -374,7 +375,40 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         std::fs::write(out, serde_json::to_string_pretty(&cal)?)?;
         println!("  calibration written to {}", out.display());
     }
-    Ok(cmd.min_auc.is_some_and(|min| r.auc < min))
+    Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0)
+}
+
+/// Prints how far real embeddings are from what the service refuses as an implausible probe
+/// (`oracle::check_plausible`) and returns how many it would refuse (the gate wants 0).
+fn plausibility_report<'a>(embs: impl Iterator<Item = &'a visage_shared::Embedding>) -> usize {
+    let (mut n, mut refused) = (0, 0);
+    let (mut max_energy, mut min_support) = (0f32, usize::MAX);
+    for e in embs {
+        n += 1;
+        let mut energy: Vec<f32> = e.vector().iter().map(|x| x * x).collect();
+        let total: f32 = energy.iter().sum();
+        energy.sort_by(|a, b| b.total_cmp(a));
+        max_energy = max_energy.max(energy[0] / total);
+        let mut acc = 0.0;
+        let support = energy
+            .iter()
+            .take_while(|x| {
+                let below = acc < 0.9 * total;
+                acc += *x;
+                below
+            })
+            .count();
+        min_support = min_support.min(support);
+        if visage_backend::oracle::check_plausible(e).is_err() {
+            refused += 1;
+        }
+    }
+    println!(
+        "  probe plausibility       {refused} of {n} embeddings refused (largest coordinate energy {max_energy:.3}, limit {}; fewest coordinates for 90% {min_support}, limit {})",
+        visage_backend::oracle::MAX_COORDINATE_ENERGY,
+        visage_backend::oracle::MIN_SUPPORT_90
+    );
+    refused
 }
 
 /// Similarities between every two faces found in the same photo, for each photo in `dir`.

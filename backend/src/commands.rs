@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::configuration::{CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, ServeArgs};
+use crate::configuration::{
+    CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, KeysAction, KeysArgs, ServeArgs,
+};
 use crate::domain::Scopes;
 use crate::embedded::{self, EmbeddedPostgres};
 use crate::startup::Application;
@@ -45,6 +47,7 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let pool = db::connect(url, args.db_pool).await?;
     db::migrate(&pool).await?;
     if let Some(key) = &args.bootstrap_key {
+        auth::check_key_strength(key)?;
         auth::ensure_key(&pool, key, "bootstrap").await?;
     } else {
         let keys: i64 =
@@ -110,7 +113,15 @@ pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
     let url = db::resolve_url(&args.db).await?;
     let pool = db::connect(&url, 2).await?;
     db::migrate(&pool).await?;
-    let (key, id) = auth::create_key(&pool, &args.name, &scopes, args.rate_per_minute).await?;
+    let new = auth::NewKey {
+        name: &args.name,
+        scopes: &scopes,
+        rate_per_minute: args.rate_per_minute,
+        expires_at: args
+            .expires_in_days
+            .map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d))),
+    };
+    let (key, id) = auth::create_key_with(&pool, &new, "cli").await?;
     pool.close().await;
     eprintln!(
         "created key {id} ({}) with scopes {}; it is shown only this once:",
@@ -118,6 +129,54 @@ pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
         scopes.names().join(",")
     );
     println!("{key}");
+    Ok(())
+}
+
+/// `visage keys list|revoke|rotate`.
+pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    let url = db::resolve_url(&args.db).await?;
+    let pool = db::connect(&url, 2).await?;
+    db::migrate(&pool).await?;
+    match args.action {
+        KeysAction::List => {
+            let keys = auth::list_keys(&pool).await?;
+            println!(
+                "{:<36}  {:<14}  {:<20}  {:<24}  {:<10}  {:<10}  {:<10}  last used",
+                "id", "prefix", "name", "scopes", "created", "expires", "revoked"
+            );
+            let day = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.format("%Y-%m-%d").to_string())
+                    .unwrap_or_else(|| "-".into())
+            };
+            for k in keys {
+                println!(
+                    "{:<36}  {:<14}  {:<20}  {:<24}  {:<10}  {:<10}  {:<10}  {}",
+                    k.id,
+                    k.prefix,
+                    k.name.chars().take(20).collect::<String>(),
+                    k.scopes.join(","),
+                    day(Some(k.created_at)),
+                    day(k.expires_at),
+                    day(k.revoked_at),
+                    k.last_used_at
+                        .map(|t| t.format("%Y-%m-%d %H:%M").to_string())
+                        .unwrap_or_else(|| "never".into())
+                );
+            }
+        }
+        KeysAction::Revoke { id } => match auth::revoke_key(&pool, id, "cli").await? {
+            Some(_) => eprintln!("revoked key {id}"),
+            None => anyhow::bail!("no key {id}"),
+        },
+        KeysAction::Rotate { id } => match auth::rotate_key(&pool, id, "cli").await? {
+            Some((key, new_id)) => {
+                eprintln!("key {id} is revoked; its replacement {new_id} is shown only this once:");
+                println!("{key}");
+            }
+            None => anyhow::bail!("no active key {id}"),
+        },
+    }
+    pool.close().await;
     Ok(())
 }
 

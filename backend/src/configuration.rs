@@ -52,6 +52,20 @@ pub struct ServeArgs {
     /// gives recall@1 0.995 with p99 8 ms on 2 cores (BENCHMARKS.md).
     #[arg(long, env = "VISAGE_EF_SEARCH", default_value_t = 150)]
     pub ef_search: u32,
+    /// The lowest match threshold a non-admin key may use (default: the model's calibrated
+    /// default threshold). Lower requests are raised to it (SECURITY.md).
+    #[arg(long, env = "VISAGE_THRESHOLD_FLOOR")]
+    pub threshold_floor: Option<f32>,
+    /// Verifications of one person by one non-admin key per hour.
+    #[arg(
+        long,
+        env = "VISAGE_VERIFY_BUDGET_PER_KEY_PERSON",
+        default_value_t = 60
+    )]
+    pub verify_budget_per_key_person: u32,
+    /// Verifications of one person by all non-admin keys together per hour.
+    #[arg(long, env = "VISAGE_VERIFY_BUDGET_PER_PERSON", default_value_t = 600)]
+    pub verify_budget_per_person: u32,
     /// Log as JSON lines.
     #[arg(long, env = "VISAGE_LOG_JSON")]
     pub log_json: bool,
@@ -94,6 +108,9 @@ impl Default for ServeArgs {
             pipeline_threads: 0,
             db_pool: 16,
             ef_search: 150,
+            threshold_floor: None,
+            verify_budget_per_key_person: 60,
+            verify_budget_per_person: 600,
             log_json: false,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             cors_origins: Vec::new(),
@@ -115,6 +132,29 @@ pub struct CreateKeyArgs {
     /// Requests per minute for this key (default: the server's).
     #[arg(long)]
     pub rate_per_minute: Option<u32>,
+    /// Days until the key expires (default: never).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    pub expires_in_days: Option<u32>,
+}
+
+/// `visage keys <action>`: the API keys in the database.
+#[derive(Debug, Clone, Args)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+/// What to do with the keys.
+#[derive(Debug, Clone, Subcommand)]
+pub enum KeysAction {
+    /// List every key (id, name, prefix, scopes, created, expires, revoked, last used).
+    List,
+    /// Revoke a key by id, effective at once.
+    Revoke { id: uuid::Uuid },
+    /// Replace a key by a new secret with the same settings; the old one stops working.
+    Rotate { id: uuid::Uuid },
 }
 
 /// `visage db <action>`: the embedded PostgreSQL.

@@ -51,12 +51,17 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How long a request waits for a database connection before it is answered 503. Short on
+/// purpose: when PostgreSQL is down, connecting fails at once and the pool retries until this
+/// runs out, so it is how long every request blocks while the database is away.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// A pool on `url`.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
     let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
-        .acquire_timeout(Duration::from_secs(10))
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .connect_with(opts)
         .await?)
 }

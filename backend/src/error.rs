@@ -49,9 +49,15 @@ pub enum ApiError {
     /// 403: the key lacks a scope.
     #[error("this API key lacks the {0:?} scope")]
     Forbidden(&'static str),
+    /// 403: the key has the scope but not the right to this record.
+    #[error("{0}")]
+    NotPermitted(&'static str),
     /// 404: no such record.
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// 405: the route exists, the method does not.
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     /// 409: the request conflicts with the record's state (consent no longer active, ...).
     #[error("{detail}")]
     Conflict { code: &'static str, detail: String },
@@ -61,9 +67,15 @@ pub enum ApiError {
     /// 415: wrong content type.
     #[error("{0}")]
     UnsupportedMediaType(String),
-    /// 429: per-key rate limit.
+    /// 429: per-key rate limit (or too many failed authentications from one address).
     #[error("rate limit exceeded; retry in {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// 429: a query budget (verifications of one person) ran out.
+    #[error("{detail}")]
+    BudgetExhausted {
+        detail: &'static str,
+        retry_after_secs: u64,
+    },
     /// 503: a dependency (database, models) is not available.
     #[error("{0}")]
     Unavailable(String),
@@ -101,12 +113,15 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Forbidden(_) | ApiError::NotPermitted(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RateLimited { .. } | ApiError::BudgetExhausted { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -120,10 +135,13 @@ impl ApiError {
             | ApiError::Conflict { code, .. } => code,
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden(_) => "forbidden",
+            ApiError::NotPermitted(_) => "not_permitted",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::BudgetExhausted { .. } => "query_budget_exhausted",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -156,9 +174,28 @@ impl ApiError {
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
         match &e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => {
                 ApiError::Unavailable("the database is not reachable".into())
             }
+            sqlx::Error::Database(db) => match db.code().as_deref() {
+                // character_not_in_repertoire, untranslatable_character: a NUL byte (or an
+                // unpaired surrogate escape) in text or JSON, which PostgreSQL cannot store.
+                Some("22021" | "22P05") => ApiError::bad_request(
+                    "invalid_text",
+                    "text fields cannot contain NUL characters (\\u0000)",
+                ),
+                // The server is shutting down, crashed or refuses connections (class 57P), or
+                // the connection broke (class 08): the request may be retried.
+                Some(c) if c.starts_with("57P") || c.starts_with("08") => {
+                    ApiError::Unavailable("the database is not reachable".into())
+                }
+                _ => ApiError::Internal(e.to_string()),
+            },
             _ => ApiError::Internal(e.to_string()),
         }
     }
@@ -199,7 +236,10 @@ impl IntoResponse for ApiError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if let ApiError::RateLimited { retry_after_secs } = self
+        if let ApiError::RateLimited { retry_after_secs }
+        | ApiError::BudgetExhausted {
+            retry_after_secs, ..
+        } = self
             && let Ok(v) = HeaderValue::from_str(&retry_after_secs.max(1).to_string())
         {
             resp.headers_mut().insert(header::RETRY_AFTER, v);
@@ -210,3 +250,43 @@ impl IntoResponse for ApiError {
 
 /// Result type of handlers.
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lost_database_is_503_not_500() {
+        for e in [
+            sqlx::Error::PoolTimedOut,
+            sqlx::Error::PoolClosed,
+            sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)),
+            sqlx::Error::Protocol("unexpected end of stream".into()),
+            sqlx::Error::WorkerCrashed,
+        ] {
+            let api = ApiError::from(e);
+            assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE, "{api:?}");
+            assert_eq!(api.code(), "unavailable");
+        }
+        assert_eq!(
+            ApiError::from(sqlx::Error::RowNotFound).status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn budget_refusals_say_when_to_retry() {
+        let r = ApiError::BudgetExhausted {
+            detail: "too often",
+            retry_after_secs: 60,
+        }
+        .into_response();
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            r.headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("60")
+        );
+    }
+}

@@ -18,6 +18,8 @@ pub mod db;
 pub mod domain;
 pub mod embedded;
 pub mod error;
+pub mod openapi;
+pub mod oracle;
 pub mod pipeline;
 pub mod purge;
 pub mod routes;

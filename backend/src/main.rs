@@ -4,7 +4,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use visage_backend::commands;
-use visage_backend::configuration::{CreateKeyArgs, DbArgs, DbCommandArgs, ServeArgs};
+use visage_backend::configuration::{CreateKeyArgs, DbArgs, DbCommandArgs, KeysArgs, ServeArgs};
 
 mod cli;
 
@@ -28,6 +28,8 @@ enum Command {
     Migrate(DbArgs),
     /// Create an API key (printed once).
     CreateKey(CreateKeyArgs),
+    /// List, revoke or rotate API keys.
+    Keys(KeysArgs),
     /// Manage the embedded PostgreSQL (start, stop, status, url).
     Db(DbCommandArgs),
     /// Detect faces in an image: JSON with boxes, landmarks and quality.
@@ -67,6 +69,7 @@ fn main() -> Result<()> {
         Command::Serve(a) => runtime()?.block_on(commands::serve(*a)),
         Command::Migrate(a) => runtime()?.block_on(commands::migrate(a)),
         Command::CreateKey(a) => runtime()?.block_on(commands::create_key(a)),
+        Command::Keys(a) => runtime()?.block_on(commands::keys(a)),
         Command::Db(a) => runtime()?.block_on(commands::db(a)),
         Command::Detect(c) => cli::detect(c),
         Command::Embed(c) => cli::embed(c),

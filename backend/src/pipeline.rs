@@ -72,6 +72,16 @@ impl PipelineService {
 
     /// Decodes and analyses an image: every face with box, landmarks, quality and embedding.
     pub async fn analyze(&self, bytes: Bytes) -> Result<Analysis, ApiError> {
+        self.analyze_with(bytes, false).await
+    }
+
+    /// [`Self::analyze`] for an enrollment photo: a damaged JPEG is refused instead of being
+    /// decoded with grey where its data is missing.
+    pub async fn analyze_strict(&self, bytes: Bytes) -> Result<Analysis, ApiError> {
+        self.analyze_with(bytes, true).await
+    }
+
+    async fn analyze_with(&self, bytes: Bytes, strict: bool) -> Result<Analysis, ApiError> {
         if bytes.is_empty() {
             return Err(visage_shared::DecodeError::Empty.into());
         }
@@ -86,6 +96,10 @@ impl PipelineService {
         tokio::task::spawn_blocking(move || {
             let t = Instant::now();
             let img = visage_shared::decode::decode_image(&bytes, &limits)?;
+            if strict {
+                // After the lenient decode, so size limits and bombs are refused first.
+                visage_shared::decode::check_jpeg_strict(&bytes)?;
+            }
             metrics::histogram!("visage_pipeline_stage_seconds", "stage" => "decode")
                 .record(t.elapsed().as_secs_f64());
             let t = Instant::now();

@@ -15,16 +15,17 @@ use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
 use tower_http::set_header::SetResponseHeaderLayer;
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi};
+use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 use visage_shared::DecodeLimits;
 
-use crate::auth::RateLimits;
+use crate::auth::{FailedAuth, RateLimits};
 use crate::configuration::ServeArgs;
+use crate::openapi::ApiDoc;
+use crate::oracle::{BudgetSettings, QueryBudgets};
 use crate::pipeline::PipelineService;
 use crate::routes::extract::BodyLimit;
-use crate::routes::{common, detect, faces, health, people, recognize};
+use crate::routes::{detect, faces, health, keys, people, recognize};
 use crate::telemetry;
 use crate::web::WebApp;
 
@@ -35,6 +36,12 @@ pub struct Inner {
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
     pub ef_search: u32,
+    /// Failed authentications per client address.
+    pub failed_auth: FailedAuth,
+    /// Verification budgets of non-admin keys.
+    pub budgets: QueryBudgets,
+    /// The lowest match threshold a non-admin key may use.
+    pub threshold_floor: f32,
 }
 
 /// Cheap to clone.
@@ -47,41 +54,6 @@ impl std::ops::Deref for AppState {
         &self.0
     }
 }
-
-struct SecurityAddon;
-
-impl Modify for SecurityAddon {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "api_key",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("vsg_...")
-                    .build(),
-            ),
-        );
-    }
-}
-
-/// The OpenAPI document, generated from the handlers.
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "visage", description = "Privacy-first face recognition: consented enrollment, recognition and erasure. Errors are application/problem+json with a stable `code`."),
-    paths(
-        health::healthz, health::readyz, health::metrics,
-        people::create_person, people::list_people, people::show_person, people::export_person, people::erase, people::withdraw_consent,
-        faces::add_faces, faces::add_face_image, faces::delete_face,
-        recognize::recognize, recognize::recognize_image, recognize::verify, recognize::verify_image,
-        detect::detect,
-    ),
-    components(schemas(crate::error::Problem, common::Candidate, common::Erasure, common::EmbeddingInput)),
-    modifiers(&SecurityAddon),
-    tags((name = "people", description = "People and consent"), (name = "faces", description = "Enrolled faces"),
-         (name = "recognize", description = "Recognition, verification, detection"), (name = "health", description = "Probes and metrics"))
-)]
-pub struct ApiDoc;
 
 /// The router with every route and layer; what no route takes goes to `web` (the browser
 /// app, or a problem+json 404 under the API's paths).
@@ -119,9 +91,19 @@ pub fn router(
         .route("/v1/verify", post(recognize::verify))
         .route("/v1/verify/image", post(recognize::verify_image))
         .route("/v1/detect", post(detect::detect))
+        .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
+        .route("/v1/keys/{id}/revoke", post(keys::revoke_key))
+        .route("/v1/keys/{id}/rotate", post(keys::rotate_key))
+        .method_not_allowed_fallback(method_not_allowed)
         .with_state(state);
+    let docs = Router::from(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi())).layer(
+        SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(crate::web::DOCS_CONTENT_SECURITY_POLICY),
+        ),
+    );
     let app = api
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+        .merge(docs)
         .fallback(move |req: Request| web.serve(req))
         // gzip or brotli (quality 4) when the client asks: the app's wasm shrinks about 4x;
         // small bodies, images and 304s are left alone by the default predicate.
@@ -131,15 +113,41 @@ pub fn router(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         ))
+        // No page of this service may be framed by another site (clickjacking), also in
+        // browsers that predate CSP's frame-ancestors.
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        // API responses are data, never a document: they may load and run nothing. (The app's
+        // pages and /docs set their own policy first.)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        ))
         .layer(axum::middleware::from_fn(telemetry::track_metrics))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .layer(Extension(BodyLimit(max_body_bytes)))
-        .layer(tower_http::trace::TraceLayer::new_for_http());
+        .layer(
+            // The span names the path, never the query: `?q=` carries names being searched.
+            tower_http::trace::TraceLayer::new_for_http().make_span_with(|req: &Request| {
+                tracing::info_span!(
+                    "request",
+                    method = %crate::telemetry::method_label(req.method()),
+                    path = %req.uri().path(),
+                )
+            }),
+        );
     // Outermost, so preflights are answered before authentication and rate limiting.
     match cors {
         Some(cors) => app.layer(cors),
         None => app,
     }
+}
+
+/// 405 as a problem (axum's own answer has an empty body).
+async fn method_not_allowed() -> crate::error::ApiError {
+    crate::error::ApiError::MethodNotAllowed
 }
 
 /// A bound, not yet running server.
@@ -169,6 +177,14 @@ impl Application {
             rate_limits: RateLimits::new(args.rate_per_minute),
             metrics: telemetry::metrics_handle(),
             ef_search: args.ef_search,
+            failed_auth: FailedAuth::new(),
+            budgets: QueryBudgets::new(BudgetSettings {
+                per_key_person_hour: args.verify_budget_per_key_person,
+                per_person_hour: args.verify_budget_per_person,
+            }),
+            threshold_floor: args
+                .threshold_floor
+                .unwrap_or_else(visage_shared::model::default_threshold),
         }));
         let cors = crate::cors::layer(&args.cors_origins)?;
         if !args.cors_origins.is_empty() {

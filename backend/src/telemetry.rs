@@ -42,7 +42,25 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Middleware: request count and latency by method, route and status.
+/// The method as a metric label: one of the standard methods or `OTHER`, so made-up methods
+/// cannot grow the label set (each distinct value is a new series held forever).
+pub fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
+}
+
+/// Middleware: request count and latency by method, route and status. Every label is
+/// bounded: the method by [`method_label`], the route by the router's own paths (`unmatched`
+/// otherwise), the status by HTTP.
 pub async fn track_metrics(req: Request, next: Next) -> Response {
     let start = Instant::now();
     let path = req
@@ -50,7 +68,7 @@ pub async fn track_metrics(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".into());
-    let method = req.method().to_string();
+    let method = method_label(req.method()).to_owned();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     let labels = [("method", method), ("path", path), ("status", status)];

@@ -21,11 +21,19 @@ use crate::error::ApiError;
 
 /// Content-Security-Policy of the app's pages. `wasm-unsafe-eval` lets the page compile its
 /// wasm (nothing else evaluates code); `blob:` workers and media are the camera pipeline's;
-/// `connect-src 'self'` keeps embeddings going only to this service. Not sent on `/docs`:
-/// the Swagger UI there is a separate, vendored page with needs of its own.
+/// `connect-src 'self'` keeps embeddings going only to this service; `frame-ancestors 'none'`
+/// keeps other sites from framing the camera page (clickjacking). `/docs` has its own
+/// ([`DOCS_CONTENT_SECURITY_POLICY`]).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; \
 worker-src 'self' blob:; img-src 'self' data: blob:; media-src 'self' blob: mediastream:; \
-style-src 'self' 'unsafe-inline'; connect-src 'self'";
+style-src 'self' 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'; base-uri 'self'; \
+form-action 'self'";
+
+/// Content-Security-Policy of the vendored Swagger UI at `/docs`: its scripts are files of
+/// its own (no inline script), its styles partly inline, its images partly data URLs.
+pub const DOCS_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; \
+style-src 'self' 'unsafe-inline'; img-src 'self' data:; connect-src 'self'; \
+frame-ancestors 'none'; base-uri 'self'; form-action 'self'";
 
 /// Paths owned by the API: an unknown path under them is an API 404, never the app.
 const API_PATHS: [&str; 6] = [

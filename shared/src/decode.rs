@@ -89,6 +89,28 @@ fn check_dims(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), Deco
     Ok(())
 }
 
+/// Refuses a JPEG that decodes only by guessing: a premature end of the entropy-coded data, a
+/// marker where image data should be, an invalid Huffman code. The lenient decoder of
+/// [`decode_image`] fills such gaps with grey (as browsers do), which is fine for a probe but
+/// not for a template that will be matched for years. Not a JPEG: nothing to check.
+pub fn check_jpeg_strict(bytes: &[u8]) -> Result<(), DecodeError> {
+    if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) {
+        return Ok(());
+    }
+    let options = zune_core::options::DecoderOptions::default()
+        .set_strict_mode(true)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    let mut decoder = zune_jpeg::JpegDecoder::new_with_options(
+        zune_core::bytestream::ZCursor::new(bytes),
+        options,
+    );
+    decoder
+        .decode()
+        .map(drop)
+        .map_err(|e| DecodeError::Corrupt(format!("JPEG data is damaged: {e}")))
+}
+
 /// Decodes an encoded JPEG, PNG or WebP into RGB, upright according to its EXIF orientation.
 pub fn decode_image(bytes: &[u8], limits: &DecodeLimits) -> Result<RgbImage, DecodeError> {
     if bytes.is_empty() {

@@ -56,7 +56,14 @@ impl Embedding {
     /// Validates and L2-normalises a vector from a client or from the model.
     pub fn new(model: &str, vector: Vec<f32>) -> Result<Self, EmbeddingError> {
         if model != model::EMBEDDER_ID {
-            return Err(EmbeddingError::UnknownModel(model.to_string()));
+            // Echo at most 64 characters: an error is no place to reflect a client's payload.
+            let shown: String = model.chars().take(64).collect();
+            let shown = if shown.len() < model.len() {
+                format!("{shown}...")
+            } else {
+                shown
+            };
+            return Err(EmbeddingError::UnknownModel(shown));
         }
         if vector.len() != model::EMBEDDING_DIM {
             return Err(EmbeddingError::WrongLength {

@@ -8,6 +8,7 @@ use visage_shared::Embedding;
 
 use crate::domain::ParsedEmbeddings;
 use crate::error::ApiError;
+use crate::oracle::Disclosure;
 
 /// SQL condition: person `$person` (a column expression) has an active consent now.
 pub fn active_consent_sql(person: &str) -> String {
@@ -123,7 +124,8 @@ pub struct Candidate {
     pub name: String,
     /// The enrolled face that matched best.
     pub face_id: Uuid,
-    /// Cosine similarity, -1..1.
+    /// Cosine similarity, -1..1 (for non-admin keys rounded down to 0.01; only matches are
+    /// listed for them).
     pub similarity: f32,
     /// Whether `similarity` reaches the threshold.
     #[serde(rename = "match")]
@@ -148,33 +150,24 @@ pub struct MatchParams {
     pub top_k: usize,
     pub threshold: f32,
     pub ef_search: u32,
+    /// What the caller may see of the result.
+    pub disclosure: Disclosure,
 }
 
 impl MatchParams {
-    /// From request values, defaulting to the manifest's threshold and 5 candidates.
-    pub fn from_request(
+    /// From request values (default: the manifest's threshold and 5 candidates), within what
+    /// the caller's disclosure allows.
+    pub fn new(
+        disclosure: Disclosure,
         top_k: Option<u32>,
         threshold: Option<f32>,
         ef_search: u32,
     ) -> Result<Self, ApiError> {
-        let top_k = top_k.unwrap_or(5);
-        if !(1..=50).contains(&top_k) {
-            return Err(ApiError::bad_request(
-                "top_k_out_of_range",
-                "top_k must be between 1 and 50",
-            ));
-        }
-        let threshold = threshold.unwrap_or_else(visage_shared::model::default_threshold);
-        if !threshold.is_finite() || !(-1.0..=1.0).contains(&threshold) {
-            return Err(ApiError::bad_request(
-                "threshold_out_of_range",
-                "threshold must be a cosine similarity between -1 and 1",
-            ));
-        }
         Ok(Self {
-            top_k: top_k as usize,
-            threshold,
+            top_k: disclosure.top_k(top_k)?,
+            threshold: disclosure.threshold(threshold)?,
             ef_search,
+            disclosure,
         })
     }
 }
@@ -251,6 +244,15 @@ pub async fn search_with(
     out.truncate(p.top_k);
     for c in &mut out {
         c.is_match = c.similarity >= p.threshold;
+    }
+    if !p.disclosure.shows_non_matches() {
+        out.retain(|c| c.is_match);
+    }
+    for c in &mut out {
+        c.similarity = p
+            .disclosure
+            .similarity(c.similarity, c.is_match)
+            .unwrap_or(c.similarity);
         c.false_match_rate = visage_shared::model::false_match_rate(c.similarity);
     }
     Ok(out)

@@ -47,6 +47,27 @@ pub struct AddedFaces {
     pub face: Option<FaceReport>,
 }
 
+/// Whether `caller` may add or delete faces of a person created by `created_by`: admin keys
+/// may change anyone; an enroll key only the people it enrolled itself. Otherwise one leaked
+/// enroll key could add its holder's face to anyone's record and be recognised as them.
+fn may_change(caller: &Caller, created_by: Option<Uuid>) -> bool {
+    caller.is_admin() || created_by == Some(caller.key_id)
+}
+
+fn not_theirs() -> ApiError {
+    ApiError::NotPermitted("an enroll key may only change the faces of people it enrolled")
+}
+
+/// The creator of a person, or 404.
+async fn person_creator(state: &AppState, person_id: Uuid) -> ApiResult<Option<Uuid>> {
+    let row: Option<Option<Uuid>> =
+        sqlx::query_scalar("SELECT created_by_key FROM people WHERE id = $1")
+            .bind(person_id)
+            .fetch_optional(&state.pool)
+            .await?;
+    row.ok_or(ApiError::NotFound("person"))
+}
+
 /// Stores faces for a person whose consent is active, in one transaction.
 async fn store_faces(
     state: &AppState,
@@ -56,8 +77,8 @@ async fn store_faces(
     source: FaceSource,
 ) -> ApiResult<(Vec<Uuid>, i64)> {
     let mut tx = state.pool.begin().await?;
-    let row: Option<(Uuid, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT p.id, {} FROM people p WHERE p.id = $1 FOR UPDATE",
+    let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.created_by_key, {} FROM people p WHERE p.id = $1 FOR UPDATE",
         active_consent_sql("p.id")
     )))
     .bind(person_id)
@@ -65,6 +86,9 @@ async fn store_faces(
     .await?;
     match row {
         None => return Err(ApiError::NotFound("person")),
+        Some((created_by, _)) if !may_change(caller, created_by) => {
+            return Err(not_theirs());
+        }
         Some((_, false)) => {
             return Err(ApiError::Conflict {
                 code: "consent_inactive",
@@ -160,15 +184,11 @@ pub async fn add_face_image(
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
     caller.require(Scope::Enroll)?;
-    // Fail fast on unknown people before the costly pipeline.
-    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM people WHERE id = $1)")
-        .bind(person_id)
-        .fetch_one(&state.pool)
-        .await?;
-    if !exists {
-        return Err(ApiError::NotFound("person"));
+    // Fail fast on unknown or others' people before the costly pipeline.
+    if !may_change(&caller, person_creator(&state, person_id).await?) {
+        return Err(not_theirs());
     }
-    let analysis = state.pipeline.analyze(body).await?;
+    let analysis = state.pipeline.analyze_strict(body).await?;
     let gate = QualityGate::default();
     let n = analysis.faces.len();
     if n != 1 {
@@ -228,6 +248,9 @@ pub async fn delete_face(
     ApiPath((person_id, face_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Enroll)?;
+    if !may_change(&caller, person_creator(&state, person_id).await?) {
+        return Err(not_theirs());
+    }
     let mut tx = state.pool.begin().await?;
     let n = sqlx::query("DELETE FROM faces WHERE id = $1 AND person_id = $2")
         .bind(face_id)

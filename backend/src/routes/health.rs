@@ -7,6 +7,9 @@ use axum::response::IntoResponse;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::auth::Caller;
+use crate::domain::Scope;
+use crate::error::ApiError;
 use crate::pipeline::PipelineService;
 use crate::startup::AppState;
 
@@ -26,10 +29,13 @@ pub async fn healthz() -> &'static str {
 /// Ready to serve: the database answers and the models are loaded.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
-    let database = sqlx::query_scalar::<_, i32>("SELECT 1")
-        .fetch_one(&state.pool)
-        .await
-        .is_ok();
+    // Answer within a second whatever the database does (a load balancer's probe times out).
+    let database = tokio::time::timeout(
+        std::time::Duration::from_secs(1),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool),
+    )
+    .await
+    .is_ok_and(|r| r.is_ok());
     let models = PipelineService::is_loaded();
     let status = if database && models {
         StatusCode::OK
@@ -39,9 +45,19 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     (status, Json(Readiness { database, models }))
 }
 
-/// Prometheus metrics: requests, latencies, pipeline stage timings, pool use.
-#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// Prometheus metrics: requests, latencies, pipeline stage timings, pool use. Admin keys only
+/// (Prometheus sends one with `authorization: { credentials: ... }`): the counters tell who
+/// is enrolled how often and when.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain"),
+              (status = 401, body = crate::error::Problem, content_type = "application/problem+json"),
+              (status = 403, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = ["admin"])))]
+pub async fn metrics(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<impl IntoResponse, ApiError> {
+    caller.require(Scope::Admin)?;
     metrics::gauge!("visage_db_pool_connections").set(f64::from(state.pool.size()));
     metrics::gauge!("visage_db_pool_idle").set(state.pool.num_idle() as f64);
     metrics::gauge!("visage_models_loaded").set(if PipelineService::is_loaded() {
@@ -49,8 +65,8 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         0.0
     });
-    (
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
-    )
+    ))
 }

@@ -5,5 +5,6 @@ pub mod detect;
 pub mod extract;
 pub mod faces;
 pub mod health;
+pub mod keys;
 pub mod people;
 pub mod recognize;

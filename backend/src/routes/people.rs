@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::auth::Caller;
+use crate::auth::{Caller, MaybeCaller};
 use crate::domain::{BoundedText, ConsentEvidence, NewConsent, PersonName, PolicySha256, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::common::{Erasure, audit, erase_person};
@@ -201,9 +201,27 @@ async fn load_person(state: &AppState, id: Uuid) -> ApiResult<PersonView> {
     })
 }
 
-/// Create a person with their consent record.
+/// A new person, with the withdrawal token shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedPerson {
+    #[serde(flatten)]
+    pub person: PersonView,
+    /// The data subject's token to withdraw consent (and so erase the record) without an
+    /// operator: `POST /v1/people/{id}/consent/withdraw` with `X-Withdrawal-Token`. Returned
+    /// only here; the service stores its sha256.
+    pub withdrawal_token: String,
+}
+
+/// Prefix of withdrawal tokens.
+pub const WITHDRAWAL_TOKEN_PREFIX: &str = "vwt_";
+
+/// The header that carries a withdrawal token.
+pub const WITHDRAWAL_TOKEN_HEADER: &str = "x-withdrawal-token";
+
+/// Create a person with their consent record. The response carries the person's withdrawal
+/// token, once.
 #[utoipa::path(post, path = "/v1/people", tag = "people", request_body = CreatePersonRequest,
-    responses((status = 201, body = PersonView), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
+    responses((status = 201, body = CreatedPerson), (status = 400, body = crate::error::Problem), (status = 401, body = crate::error::Problem)),
     security(("api_key" = ["enroll"])))]
 pub async fn create_person(
     State(state): State<AppState>,
@@ -211,7 +229,7 @@ pub async fn create_person(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<CreatePersonRequest>,
-) -> ApiResult<(StatusCode, Json<PersonView>)> {
+) -> ApiResult<(StatusCode, Json<CreatedPerson>)> {
     caller.require(Scope::Enroll)?;
     let name = PersonName::parse(&req.name, "name")?;
     let external_ref = req
@@ -227,11 +245,14 @@ pub async fn create_person(
     })?;
     let consent = parse_consent(consent, Some(peer), &headers)?;
     let id = Uuid::new_v4();
+    let token = crate::auth::generate_secret(WITHDRAWAL_TOKEN_PREFIX);
     let mut tx = state.pool.begin().await?;
-    sqlx::query("INSERT INTO people (id, display_name, external_ref) VALUES ($1, $2, $3)")
+    sqlx::query("INSERT INTO people (id, display_name, external_ref, created_by_key, withdrawal_token_sha256) VALUES ($1, $2, $3, $4, $5)")
         .bind(id)
         .bind(name.as_str())
         .bind(external_ref.as_ref().map(|r| r.as_str()))
+        .bind(caller.key_id)
+        .bind(crate::auth::hash_key(&token))
         .execute(&mut *tx)
         .await?;
     sqlx::query(
@@ -261,11 +282,18 @@ pub async fn create_person(
     )
     .await?;
     tx.commit().await?;
-    Ok((StatusCode::CREATED, Json(load_person(&state, id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedPerson {
+            person: load_person(&state, id).await?,
+            withdrawal_token: token,
+        }),
+    ))
 }
 
 /// `GET /v1/people` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
@@ -407,7 +435,7 @@ pub struct AuditEntry {
     pub action: String,
     pub subject: Option<String>,
     pub outcome: String,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub detail: Option<serde_json::Value>,
 }
 
@@ -477,17 +505,58 @@ pub async fn erase(
     Ok(Json(e))
 }
 
-/// Withdraw consent: the same as erasure (nothing biometric is kept without consent).
-#[utoipa::path(post, path = "/v1/people/{id}/consent/withdraw", tag = "people", params(("id" = Uuid, Path)),
-    responses((status = 200, body = Erasure), (status = 404, body = crate::error::Problem)),
-    security(("api_key" = ["enroll"])))]
+/// Withdraw consent: the same as erasure (nothing biometric is kept without consent). The
+/// data subject's act: with the person's withdrawal token in `X-Withdrawal-Token` (no API key
+/// needed), or an admin key. Enroll keys cannot withdraw anyone's consent: a key pasted into a
+/// browser page is exposed to everyone who uses that browser.
+#[utoipa::path(post, path = "/v1/people/{id}/consent/withdraw", tag = "people",
+    params(("id" = Uuid, Path), ("X-Withdrawal-Token" = Option<String>, Header, description = "The token returned when the person was created")),
+    responses((status = 200, body = Erasure), (status = 401, body = crate::error::Problem), (status = 403, body = crate::error::Problem), (status = 404, body = crate::error::Problem)),
+    security((), ("api_key" = ["admin"])))]
 pub async fn withdraw_consent(
     State(state): State<AppState>,
-    caller: Caller,
+    MaybeCaller(caller): MaybeCaller,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Erasure>> {
-    caller.require(Scope::Enroll)?;
-    let e = erase_person(&state.pool, id, &caller.actor(), "withdraw_consent")
+    let token = headers
+        .get(WITHDRAWAL_TOKEN_HEADER)
+        .map(|v| v.to_str().unwrap_or_default().trim().to_string());
+    let actor = match (&caller, token) {
+        (Some(c), _) if c.is_admin() => c.actor(),
+        (_, Some(token)) => {
+            state.failed_auth.check(peer.ip())?;
+            let stored: Option<Option<String>> =
+                sqlx::query_scalar("SELECT withdrawal_token_sha256 FROM people WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&state.pool)
+                    .await?;
+            let ok = stored.flatten().is_some_and(|sha| {
+                token.len() <= 200
+                    && crate::auth::constant_time_eq(&sha, &crate::auth::hash_key(&token))
+            });
+            if !ok {
+                // The same answer for an unknown person and a wrong token: a token guesser
+                // learns nothing about which ids exist.
+                state.failed_auth.record(peer.ip());
+                return Err(ApiError::Unauthorized(
+                    "unknown person or wrong withdrawal token".into(),
+                ));
+            }
+            "data_subject".to_string()
+        }
+        (Some(c), None) => {
+            c.require(Scope::Admin)?;
+            c.actor()
+        }
+        (None, None) => {
+            return Err(ApiError::Unauthorized(
+                "withdrawal needs the person's X-Withdrawal-Token or an admin API key".into(),
+            ));
+        }
+    };
+    let e = erase_person(&state.pool, id, &actor, "withdraw_consent")
         .await?
         .ok_or(ApiError::NotFound("person"))?;
     Ok(Json(e))

@@ -11,6 +11,7 @@ use visage_shared::{Embedding, QualityGate};
 use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::{ApiError, ApiResult};
+use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
 use crate::routes::common::{
     Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search,
 };
@@ -25,14 +26,16 @@ pub const MAX_PROBES: usize = 20;
 pub struct RecognizeRequest {
     /// 1..20 probe embeddings.
     pub embeddings: Vec<EmbeddingInput>,
-    /// Candidates per probe, 1..50 (default 5).
+    /// Candidates per probe, 1..50 (default 5; at most 5 for non-admin keys).
     pub top_k: Option<u32>,
-    /// Match threshold on cosine similarity (default: the model manifest's).
+    /// Match threshold on cosine similarity (default: the model manifest's). For non-admin
+    /// keys a value below the service's floor is raised to it; the response says which was used.
     pub threshold: Option<f32>,
 }
 
 /// Query of the image endpoints.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct MatchQuery {
     pub top_k: Option<u32>,
     pub threshold: Option<f32>,
@@ -53,7 +56,9 @@ pub struct ProbeResult {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RecognizeResponse {
     pub model: String,
+    /// The threshold used (for non-admin keys, never below the service's floor).
     pub threshold: f32,
+    /// The candidates per probe used (at most 5 for non-admin keys).
     pub top_k: usize,
     pub results: Vec<ProbeResult>,
 }
@@ -108,8 +113,14 @@ pub async fn recognize(
     ApiJson(req): ApiJson<RecognizeRequest>,
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
-    let p = MatchParams::from_request(req.top_k, req.threshold, state.ef_search)?;
+    let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
+    let p = MatchParams::new(disclosure, req.top_k, req.threshold, state.ef_search)?;
     let embs = EmbeddingInput::parse_all(req.embeddings, MAX_PROBES)?;
+    if disclosure != Disclosure::Full {
+        for e in &embs {
+            check_plausible(e)?;
+        }
+    }
     Ok(Json(
         run_search(
             &state,
@@ -133,13 +144,15 @@ pub async fn recognize_image(
     RawBody(body): RawBody,
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
-    let p = MatchParams::from_request(q.top_k, q.threshold, state.ef_search)?;
+    let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
+    let p = MatchParams::new(disclosure, q.top_k, q.threshold, state.ef_search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
+    // The largest faces first (the pipeline's order); at most MAX_PROBES per image.
     let probes = analysis
         .faces
         .into_iter()
-        .take(MAX_PROBES * 2)
+        .take(MAX_PROBES)
         .map(|f| (Some(FaceReport::new(&f, &gate)), f.embedding))
         .collect();
     Ok(Json(run_search(&state, &caller, probes, p).await?))
@@ -155,6 +168,7 @@ pub struct VerifyRequest {
 
 /// `POST /v1/verify/image` query.
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     pub person_id: Uuid,
     pub threshold: Option<f32>,
@@ -164,8 +178,9 @@ pub struct VerifyQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct VerifyResponse {
     pub person_id: Uuid,
-    /// Best cosine similarity over the person's faces.
-    pub similarity: f32,
+    /// Best cosine similarity over the person's faces. Non-admin keys get it only with a
+    /// match, rounded down to 0.01; otherwise `null`.
+    pub similarity: Option<f32>,
     #[serde(rename = "match")]
     pub is_match: bool,
     pub threshold: f32,
@@ -182,7 +197,11 @@ async fn verify_one(
     emb: &Embedding,
     threshold: Option<f32>,
 ) -> ApiResult<VerifyResponse> {
-    let p = MatchParams::from_request(Some(1), threshold, state.ef_search)?;
+    let disclosure = Disclosure::for_caller(caller, state.threshold_floor);
+    let p = MatchParams::new(disclosure, Some(1), threshold, state.ef_search)?;
+    if disclosure != Disclosure::Full {
+        spend_verify_budget(state, caller, person_id).await?;
+    }
     let row: Option<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {} FROM people p WHERE p.id = $1",
         active_consent_sql("p.id")
@@ -208,11 +227,12 @@ async fn verify_one(
     .bind(emb.model())
     .fetch_one(&state.pool)
     .await?;
-    let similarity = best.ok_or_else(|| ApiError::Conflict {
+    let raw = best.ok_or_else(|| ApiError::Conflict {
         code: "no_faces",
         detail: "the person has no enrolled face".into(),
     })? as f32;
-    let is_match = similarity >= p.threshold;
+    let is_match = raw >= p.threshold;
+    let similarity = disclosure.similarity(raw, is_match);
     audit(
         &state.pool,
         &caller.actor(),
@@ -227,8 +247,43 @@ async fn verify_one(
         similarity,
         is_match,
         threshold: p.threshold,
-        false_match_rate: visage_shared::model::false_match_rate(similarity),
+        false_match_rate: similarity.and_then(visage_shared::model::false_match_rate),
         face: None,
+    })
+}
+
+/// Takes one verification of `person_id` from the caller's budgets, or refuses with 429 and
+/// (once a minute per budget) an audit entry.
+async fn spend_verify_budget(state: &AppState, caller: &Caller, person_id: Uuid) -> ApiResult<()> {
+    let Err(which) = state.budgets.take(caller.key_id, person_id) else {
+        return Ok(());
+    };
+    let (budget, detail) = match which {
+        BudgetExhausted::KeyPerson => (
+            "key_person",
+            "this key has verified this person too often; try again later",
+        ),
+        BudgetExhausted::Person => (
+            "person",
+            "this person has been verified too often; try again later",
+        ),
+    };
+    metrics::counter!("visage_query_budget_exhausted_total", "budget" => budget).increment(1);
+    if state.budgets.should_report(caller.key_id, person_id, which) {
+        tracing::warn!(key = %caller.key_id, person = %person_id, budget, "verification budget exhausted");
+        audit(
+            &state.pool,
+            &caller.actor(),
+            "verify",
+            Some(&person_id.to_string()),
+            "budget_exhausted",
+            Some(serde_json::json!({ "budget": budget })),
+        )
+        .await?;
+    }
+    Err(ApiError::BudgetExhausted {
+        detail,
+        retry_after_secs: 60,
     })
 }
 
@@ -246,6 +301,9 @@ pub async fn verify(
         .into_iter()
         .next()
         .ok_or(ApiError::Internal("no embedding".into()))?;
+    if !caller.is_admin() {
+        check_plausible(&emb)?;
+    }
     Ok(Json(
         verify_one(&state, &caller, req.person_id, &emb, req.threshold).await?,
     ))

@@ -27,7 +27,20 @@ async fn enroll_recognize_erase_then_no_match_and_rows_gone() {
     assert_eq!(top["match"], true);
     assert!(top["similarity"].as_f64().is_some_and(|s| s > 0.9));
     assert!(top["false_match_rate"].is_number());
-    // Bob is far away: listed as a candidate but no match.
+    // Bob is far away: a recognize key is not told about him at all (SECURITY.md)...
+    assert_eq!(
+        v["results"][0]["candidates"].as_array().map(Vec::len),
+        Some(1)
+    );
+    // ...an admin key sees him as a candidate without a match.
+    let r = app
+        .post_json(
+            &app.admin_key,
+            "/v1/recognize",
+            &json!({ "embeddings": [{ "model": MODEL, "vector": vector(10, 13, 0.3) }] }),
+        )
+        .await;
+    let v: Value = r.json().await.expect("json");
     let second = &v["results"][0]["candidates"][1];
     assert_eq!(second["person_id"], bob.to_string());
     assert_eq!(second["match"], false);
@@ -100,7 +113,7 @@ async fn withdrawing_consent_erases() {
     assert_eq!(app.add_faces(p, &[vector(3, 4, 0.1)]).await.status(), 201);
     let r = app
         .post_json(
-            &app.enroll_key,
+            &app.admin_key,
             &format!("/v1/people/{p}/consent/withdraw"),
             &json!({}),
         )
@@ -184,7 +197,7 @@ async fn threshold_and_top_k_per_request() {
         app.add_faces(p, &[vector(30 + i, 100, 0.5)]).await;
     }
     let r = app
-        .post_json(&app.recognize_key, "/v1/recognize", &json!({ "embeddings": [{ "model": MODEL, "vector": vector(30, 100, 0.5) }], "top_k": 2, "threshold": 0.99 }))
+        .post_json(&app.admin_key, "/v1/recognize", &json!({ "embeddings": [{ "model": MODEL, "vector": vector(30, 100, 0.5) }], "top_k": 2, "threshold": 0.99 }))
         .await;
     let v: Value = r.json().await.expect("json");
     let c = v["results"][0]["candidates"]

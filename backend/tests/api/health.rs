@@ -29,6 +29,7 @@ async fn healthz_metrics_and_docs_answer() {
     let r = app
         .client
         .get(app.url("/metrics"))
+        .bearer_auth(&app.admin_key)
         .send()
         .await
         .expect("request");

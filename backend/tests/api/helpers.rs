@@ -123,12 +123,39 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     }
 }
 
-/// A unit-ish 192-d vector pointing mostly along `axis`, with a little of `noise_axis`.
-pub fn vector(axis: usize, noise_axis: usize, noise: f32) -> Vec<f32> {
-    let mut v = vec![0.0f32; 192];
-    v[axis % 192] = 1.0;
-    v[noise_axis % 192] += noise;
+/// A dense pseudo-random unit direction, the same for the same `seed` (a stand-in for one
+/// identity's embedding: face embeddings are dense, and different seeds are nearly orthogonal,
+/// cosine about +-0.07 in 192 dimensions).
+pub fn direction(seed: u64) -> Vec<f32> {
+    // splitmix64, then Box-Muller: Gaussian coordinates.
+    let mut state = seed
+        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+        .wrapping_add(0x1234_5678);
+    let mut next = || {
+        state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut v: Vec<f32> = (0..192)
+        .map(|_| {
+            let (u1, u2) = (next().max(1e-12), next());
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter_mut().for_each(|x| *x /= n);
     v
+}
+
+/// A face-like vector: identity `axis` plus `noise` times the direction `noise_axis` (so
+/// `vector(a, n, 0.1)` and `vector(a, m, 0.1)` are the same identity at cosine about 0.99,
+/// and different `a` are different identities).
+pub fn vector(axis: usize, noise_axis: usize, noise: f32) -> Vec<f32> {
+    let id = direction(axis as u64);
+    let n = direction(10_000 + noise_axis as u64);
+    id.iter().zip(&n).map(|(a, b)| a + noise * b).collect()
 }
 
 pub const MODEL: &str = visage_shared::model::EMBEDDER_ID;

@@ -107,11 +107,12 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     image::DynamicImage::ImageRgb8(crop)
         .write_to(&mut buf, image::ImageFormat::Jpeg)
         .expect("encode");
+    let jpeg = buf.into_inner();
     let r = post_image(
         &app,
         &app.enroll_key,
         &format!("/v1/people/{p}/faces/image"),
-        buf.into_inner(),
+        jpeg,
     )
     .await;
     let status = r.status();

@@ -10,4 +10,5 @@ mod health;
 mod helpers;
 mod images;
 mod people;
+mod security;
 mod web;

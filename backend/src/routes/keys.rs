@@ -1,0 +1,141 @@
+//! API keys, for admins: list, create, revoke, rotate. (The same operations are in the CLI:
+//! `visage keys`.)
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::auth::{self, Caller, KeyInfo, NewKey};
+use crate::domain::{PersonName, Scope, Scopes};
+use crate::error::{ApiError, ApiResult};
+use crate::routes::extract::{ApiJson, ApiPath};
+use crate::startup::AppState;
+
+/// `POST /v1/keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct CreateKeyRequest {
+    /// Who or what uses the key, 1..200 characters.
+    pub name: String,
+    /// `enroll`, `recognize`, `admin`.
+    pub scopes: Vec<String>,
+    /// Requests per minute (default: the server's).
+    pub rate_per_minute: Option<u32>,
+    /// Days until the key expires (default: never), 1..3650.
+    pub expires_in_days: Option<u32>,
+}
+
+/// A new key: the secret is in this response only.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NewKeyResponse {
+    pub id: Uuid,
+    /// The key itself (`Authorization: Bearer <key>`); shown only this once.
+    pub key: String,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// List every API key (never their secrets).
+#[utoipa::path(get, path = "/v1/keys", tag = "keys",
+    responses((status = 200, body = Vec<KeyInfo>), (status = 401, body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = ["admin"])))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<KeyInfo>>> {
+    caller.require(Scope::Admin)?;
+    Ok(Json(auth::list_keys(&state.pool).await?))
+}
+
+/// Create an API key.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", request_body = CreateKeyRequest,
+    responses((status = 201, body = NewKeyResponse), (status = 400, body = crate::error::Problem, content_type = "application/problem+json"), (status = 403, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = ["admin"])))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<NewKeyResponse>)> {
+    caller.require(Scope::Admin)?;
+    let name = PersonName::parse(&req.name, "name")?;
+    let scopes =
+        Scopes::parse(&req.scopes).map_err(|e| ApiError::bad_request("invalid_scopes", e))?;
+    if req.rate_per_minute == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_rate",
+            "rate_per_minute must be at least 1",
+        ));
+    }
+    let expires_at = match req.expires_in_days {
+        None => None,
+        Some(d @ 1..=3650) => Some(Utc::now() + Duration::days(i64::from(d))),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_expiry",
+                "expires_in_days must be between 1 and 3650",
+            ));
+        }
+    };
+    let new = NewKey {
+        name: name.as_str(),
+        scopes: &scopes,
+        rate_per_minute: req.rate_per_minute,
+        expires_at,
+    };
+    let (key, id) = auth::create_key_with(&state.pool, &new, &caller.actor()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyResponse {
+            id,
+            key,
+            expires_at,
+        }),
+    ))
+}
+
+/// Revoke an API key, effective at once.
+#[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", params(("id" = Uuid, Path)),
+    responses((status = 200, body = KeyInfo), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = ["admin"])))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<Json<KeyInfo>> {
+    caller.require(Scope::Admin)?;
+    auth::revoke_key(&state.pool, id, &caller.actor())
+        .await?
+        .map(Json)
+        .ok_or(ApiError::NotFound("key"))
+}
+
+/// Rotate an API key: a new secret with the same name, scopes, rate and expiry; the old key
+/// stops working at once.
+#[utoipa::path(post, path = "/v1/keys/{id}/rotate", tag = "keys", params(("id" = Uuid, Path)),
+    responses((status = 201, body = NewKeyResponse), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
+    security(("api_key" = ["admin"])))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiPath(id): ApiPath<Uuid>,
+) -> ApiResult<(StatusCode, Json<NewKeyResponse>)> {
+    caller.require(Scope::Admin)?;
+    let (key, new_id) = auth::rotate_key(&state.pool, id, &caller.actor())
+        .await?
+        .ok_or(ApiError::NotFound("key"))?;
+    let expires_at: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT expires_at FROM api_keys WHERE id = $1")
+            .bind(new_id)
+            .fetch_one(&state.pool)
+            .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewKeyResponse {
+            id: new_id,
+            key,
+            expires_at,
+        }),
+    ))
+}
