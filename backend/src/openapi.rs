@@ -164,7 +164,9 @@ mod tests {
                     continue;
                 };
                 for (status, r) in responses {
-                    if status.starts_with('4') || status.starts_with('5') {
+                    // /readyz answers 503 with its readiness report, on purpose.
+                    let report = path == "/readyz" && status == "503";
+                    if (status.starts_with('4') || status.starts_with('5')) && !report {
                         assert!(
                             r["content"]["application/problem+json"].is_object(),
                             "{method} {path} {status}: {r}"
