@@ -354,7 +354,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         );
         imp.extend(extra);
     }
-    let refused = plausibility_report(cache.values().flatten());
+    let refused = plausibility_report(cache.values().flatten()) + strict_decode_report(&root);
     let zero_fm = zero_false_match_threshold(&imp);
     let tar =
         genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
@@ -376,6 +376,47 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         println!("  calibration written to {}", out.display());
     }
     Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0)
+}
+
+/// Prints how many photos under `root` (every JPEG but those in `invalid/`) the enrollment
+/// route's strict JPEG check (`decode::check_jpeg_strict`) would refuse, naming them. The gate
+/// wants 0: real photos from cameras and editors must enroll.
+fn strict_decode_report(root: &Path) -> usize {
+    let mut photos = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && entry.file_name() != "invalid" {
+                dirs.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case("jpg") || e.eq_ignore_ascii_case("jpeg"))
+            {
+                photos.push(path);
+            }
+        }
+    }
+    let refused: Vec<String> = photos
+        .iter()
+        .filter_map(|path| {
+            let checked = std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| {
+                    visage_shared::decode::check_jpeg_strict(&b).map_err(|e| e.to_string())
+                });
+            checked.err().map(|e| format!("{}: {e}", path.display()))
+        })
+        .collect();
+    println!(
+        "  strict enrollment decode {} of {} photos refused",
+        refused.len(),
+        photos.len()
+    );
+    for r in &refused {
+        println!("    {r}");
+    }
+    refused.len()
 }
 
 /// Prints how far real embeddings are from what the service refuses as an implausible probe

@@ -2,6 +2,8 @@
 //! frames as a browser canvas gives them. Size limits are checked on the header, before any
 //! pixel is decoded, so a decompression bomb costs nothing.
 
+mod jpeg_scan;
+
 use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, RgbImage};
@@ -89,14 +91,17 @@ fn check_dims(width: u32, height: u32, limits: &DecodeLimits) -> Result<(), Deco
     Ok(())
 }
 
-/// Refuses a JPEG that decodes only by guessing: a premature end of the entropy-coded data, a
-/// marker where image data should be, an invalid Huffman code. The lenient decoder of
+/// Refuses a JPEG that decodes only by guessing: a scan cut short (even with an end marker
+/// appended), bytes overwritten inside the entropy-coded data, a marker where image data should
+/// be, an invalid Huffman code, coefficients never sent. The lenient decoder of
 /// [`decode_image`] fills such gaps with grey (as browsers do), which is fine for a probe but
 /// not for a template that will be matched for years. Not a JPEG: nothing to check.
 pub fn check_jpeg_strict(bytes: &[u8]) -> Result<(), DecodeError> {
     if image::guess_format(bytes).ok() != Some(ImageFormat::Jpeg) {
         return Ok(());
     }
+    jpeg_scan::walk(bytes)
+        .map_err(|e| DecodeError::Corrupt(format!("JPEG data is damaged: {e}")))?;
     let options = zune_core::options::DecoderOptions::default()
         .set_strict_mode(true)
         .set_max_width(usize::MAX)

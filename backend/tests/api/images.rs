@@ -108,6 +108,38 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
         .write_to(&mut buf, image::ImageFormat::Jpeg)
         .expect("encode");
     let jpeg = buf.into_inner();
+
+    // The same photo damaged as an attacker would (issue 11): its first half with an end marker
+    // appended, and 200 bytes of its image data overwritten. A lenient decoder shows both (grey
+    // below the cut, a smeared band), so the face would be found; enrollment refuses them.
+    let sos = jpeg
+        .windows(2)
+        .position(|w| w == [0xFF, 0xDA])
+        .expect("scan");
+    let mut half = jpeg[..jpeg.len() / 2].to_vec();
+    half.extend_from_slice(&[0xFF, 0xD9]);
+    let mut overwritten = jpeg.clone();
+    let middle = (sos + jpeg.len()) / 2;
+    for (i, b) in overwritten[middle..middle + 200].iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(151).wrapping_add(17);
+    }
+    for damaged in [half, overwritten] {
+        assert!(image::load_from_memory(&damaged).is_ok());
+        let r = post_image(
+            &app,
+            &app.enroll_key,
+            &format!("/v1/people/{p}/faces/image"),
+            damaged,
+        )
+        .await;
+        assert_problem(r, 422, "image_corrupt").await;
+        assert_eq!(
+            app.counts().await,
+            before,
+            "a damaged photo changed the database"
+        );
+    }
+
     let r = post_image(
         &app,
         &app.enroll_key,
