@@ -220,22 +220,25 @@ impl RateLimits {
     }
 }
 
-/// Failed authentications per client address: after [`FailedAuth::MAX_PER_MINUTE`] failures
-/// in a minute, every authentication from that address is refused with 429 until the minute
-/// is over, so keys (and withdrawal tokens) cannot be guessed at network speed.
+/// Failed authentications per client address: after `max_per_minute` wrong keys or withdrawal
+/// tokens in a minute, every authentication from that address is refused with 429 until the
+/// minute is over, so credentials cannot be guessed at network speed. A request without any
+/// credential guesses nothing and is not counted.
 pub struct FailedAuth {
     windows: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    max_per_minute: u32,
 }
 
 impl FailedAuth {
-    /// Failures allowed per address and minute.
+    /// The default number of failures allowed per address and minute.
     pub const MAX_PER_MINUTE: u32 = 30;
     const WINDOW: Duration = Duration::from_secs(60);
 
-    /// An empty table.
-    pub fn new() -> Self {
+    /// An empty table allowing `max_per_minute` failures per address and minute.
+    pub fn new(max_per_minute: u32) -> Self {
         Self {
             windows: Mutex::new(HashMap::new()),
+            max_per_minute: max_per_minute.max(1),
         }
     }
 
@@ -245,7 +248,7 @@ impl FailedAuth {
             return Ok(());
         };
         match w.get(&ip) {
-            Some((start, n)) if *n >= Self::MAX_PER_MINUTE && start.elapsed() < Self::WINDOW => {
+            Some((start, n)) if *n >= self.max_per_minute && start.elapsed() < Self::WINDOW => {
                 Err(ApiError::RateLimited {
                     retry_after_secs: (Self::WINDOW - start.elapsed()).as_secs() + 1,
                 })
@@ -268,7 +271,7 @@ impl FailedAuth {
             *e = (now, 0);
         }
         e.1 += 1;
-        if e.1 == Self::MAX_PER_MINUTE {
+        if e.1 == self.max_per_minute {
             tracing::warn!(%ip, "failed authentications throttled for this address");
             metrics::counter!("visage_auth_throttled_total").increment(1);
         }
@@ -277,7 +280,7 @@ impl FailedAuth {
 
 impl Default for FailedAuth {
     fn default() -> Self {
-        Self::new()
+        Self::new(Self::MAX_PER_MINUTE)
     }
 }
 
@@ -346,7 +349,7 @@ impl FromRequestParts<AppState> for Caller {
         let ip = client_ip(parts);
         state.failed_auth.check(ip)?;
         match authenticate(parts, state).await {
-            Err(e @ ApiError::Unauthorized(_)) => {
+            Err(e @ ApiError::Unauthorized(_)) if parts.headers.contains_key(AUTHORIZATION) => {
                 state.failed_auth.record(ip);
                 Err(e)
             }

@@ -66,6 +66,14 @@ pub struct ServeArgs {
     /// Verifications of one person by all non-admin keys together per hour.
     #[arg(long, env = "VISAGE_VERIFY_BUDGET_PER_PERSON", default_value_t = 600)]
     pub verify_budget_per_person: u32,
+    /// Wrong keys or withdrawal tokens allowed per client address and minute before that
+    /// address gets 429 for a minute.
+    #[arg(
+        long,
+        env = "VISAGE_FAILED_AUTH_PER_MINUTE",
+        default_value_t = crate::auth::FailedAuth::MAX_PER_MINUTE
+    )]
+    pub failed_auth_per_minute: u32,
     /// Log as JSON lines.
     #[arg(long, env = "VISAGE_LOG_JSON")]
     pub log_json: bool,
@@ -111,6 +119,7 @@ impl Default for ServeArgs {
             threshold_floor: None,
             verify_budget_per_key_person: 60,
             verify_budget_per_person: 600,
+            failed_auth_per_minute: crate::auth::FailedAuth::MAX_PER_MINUTE,
             log_json: false,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
             cors_origins: Vec::new(),

@@ -187,4 +187,20 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn the_model_pattern_names_the_model_this_server_runs() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let pattern =
+            doc["components"]["schemas"]["EmbeddingInput"]["properties"]["model"]["pattern"]
+                .as_str()
+                .expect("a pattern on EmbeddingInput.model");
+        assert_eq!(
+            pattern,
+            format!(
+                "^{}$",
+                visage_shared::model::EMBEDDER_ID.replace('.', "\\.")
+            )
+        );
+    }
 }

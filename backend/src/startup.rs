@@ -177,7 +177,7 @@ impl Application {
             rate_limits: RateLimits::new(args.rate_per_minute),
             metrics: telemetry::metrics_handle(),
             ef_search: args.ef_search,
-            failed_auth: FailedAuth::new(),
+            failed_auth: FailedAuth::new(args.failed_auth_per_minute),
             budgets: QueryBudgets::new(BudgetSettings {
                 per_key_person_hour: args.verify_budget_per_key_person,
                 per_person_hour: args.verify_budget_per_person,

@@ -8,6 +8,7 @@
 //! - `serve`: build the browser client (release) and run the service that serves it: the
 //!   README's run command.
 //! - `test`: every test, the browser end-to-end test included: the README's test command.
+//! - `contract`: schemathesis against the service's own OpenAPI document (part of `test`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
 use sha2::Digest;
 
+mod contract;
 mod progress;
 mod suite;
 mod web;
@@ -80,6 +82,9 @@ enum Cmd {
     /// end-to-end test in headless Chromium (installing Chromium and ffmpeg with apt-get if
     /// they are missing and this runs as root).
     Test,
+    /// Check the running service against its OpenAPI document with schemathesis (pinned, from
+    /// PyPI), `--checks all`, on a fresh embedded database: part of `test`.
+    Contract,
 }
 
 /// Python packages of the converter and the reference, pinned.
@@ -149,17 +154,24 @@ fn sha256_file(p: &Path) -> Result<String> {
     )))
 }
 
-/// The pinned venv (created on first use) and its python.
+/// The pinned venv of the model converter and the reference (created on first use) and its
+/// python.
 fn venv() -> Result<PathBuf> {
-    let dir = root().join(".visage/venv");
+    venv_with("venv", PY_PACKAGES)
+}
+
+/// A venv `.visage/<name>` holding exactly `packages` (pinned), created or updated on first
+/// use, and its python.
+fn venv_with(name: &str, packages: &[&str]) -> Result<PathBuf> {
+    let dir = root().join(".visage").join(name);
     let py = dir.join("bin/python");
     let stamp = dir.join("packages.txt");
-    let want = PY_PACKAGES.join("\n");
+    let want = packages.join("\n");
     if std::fs::read_to_string(&stamp).ok().as_deref() != Some(want.as_str()) {
         run(Command::new("python3").args(["-m", "venv"]).arg(&dir))?;
         run(Command::new(&py)
             .args(["-m", "pip", "install", "--quiet"])
-            .args(PY_PACKAGES))?;
+            .args(packages))?;
         std::fs::write(&stamp, want)?;
     }
     Ok(py)
@@ -297,6 +309,7 @@ fn main() -> Result<()> {
         Cmd::Models { write } => models(write),
         Cmd::Bench { image, iterations } => bench(image, iterations),
         Cmd::Eval { faces } => eval(faces),
+        Cmd::Contract => contract::run(),
         Cmd::Web {
             release,
             wasm_opt,

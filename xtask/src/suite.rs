@@ -18,6 +18,8 @@ const COLD_WASM_RELEASE_OPT: &str = "first build ~10 min on 2 cores, then wasm-o
 const COLD_WASM_DEV: &str = "first build ~10 min on 2 cores";
 const COLD_BACKEND_RELEASE: &str = "first build ~10 min on 2 cores";
 const COLD_CARGO_TEST: &str = "first build ~20 min on 2 cores, then the tests";
+const COLD_CONTRACT: &str =
+    "first run installs schemathesis from PyPI (~1 min) and builds the service, then ~2 min";
 const COLD_SHARED_WASM: &str = "first build ~8 min on 2 cores";
 const COLD_E2E: &str = "first build of the app ~3 min on 2 cores, then the test ~2 min";
 
@@ -69,7 +71,7 @@ pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
 
 /// Builds the `visage` binary and returns its path (from cargo's own report, so a target
 /// directory set anywhere cargo reads one is found).
-fn build_service(release: bool) -> Result<PathBuf> {
+pub(crate) fn build_service(release: bool) -> Result<PathBuf> {
     let mut cmd = cargo();
     cmd.args([
         "build",
@@ -92,10 +94,10 @@ fn build_service(release: bool) -> Result<PathBuf> {
         .context("cargo build reported no `visage` executable")
 }
 
-/// Every test: the workspace's `cargo test`, the wasm32 build of the pipeline, and the
-/// browser end-to-end test (`frontend/e2e/run.sh`).
+/// Every test: the workspace's `cargo test`, the API contract test (`contract`), the wasm32
+/// build of the pipeline, and the browser end-to-end test (`frontend/e2e/run.sh`).
 pub fn test() -> Result<()> {
-    let mut stages = Stages::new(5);
+    let mut stages = Stages::new(6);
     stages.run(
         "system packages for the browser test: Chromium, ffmpeg",
         "installed with apt-get when missing, once: ~2 min",
@@ -110,6 +112,11 @@ pub fn test() -> Result<()> {
         "cargo test: pipeline, service with its embedded PostgreSQL, client logic",
         COLD_CARGO_TEST,
         || run(cargo().arg("test").current_dir(root())),
+    )?;
+    stages.run(
+        "API contract: schemathesis --checks all against /openapi.json, a key of each scope",
+        COLD_CONTRACT,
+        crate::contract::run,
     )?;
     stages.run(
         "the pipeline builds for wasm32 (dev)",

@@ -101,9 +101,13 @@ pub async fn erase_person(
 /// An embedding as clients send it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct EmbeddingInput {
-    /// Model id, e.g. `mobilefacenet-expo-1.0.24`.
+    /// Model id: the embedder this server runs (`visage_shared::model::EMBEDDER_ID`; a unit
+    /// test keeps this pattern equal to it).
+    #[schema(pattern = r"^mobilefacenet-expo-1\.0\.24$")]
     pub model: String,
-    /// The vector (192 values for the default model); normalised by the server.
+    /// The vector (192 finite values, not all zero, for the default model); normalised by the
+    /// server.
+    #[schema(min_items = 192, max_items = 192)]
     pub vector: Vec<f32>,
 }
 

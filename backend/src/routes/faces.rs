@@ -25,6 +25,7 @@ pub const MAX_EMBEDDINGS_PER_REQUEST: usize = 10;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AddFacesRequest {
     /// 1..10 embeddings.
+    #[schema(min_items = 1, max_items = 10)]
     pub embeddings: Vec<EmbeddingInput>,
     /// Where they were computed (default `browser`).
     #[serde(default)]

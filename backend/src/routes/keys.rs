@@ -19,12 +19,20 @@ use crate::startup::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateKeyRequest {
     /// Who or what uses the key, 1..200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
     /// `enroll`, `recognize`, `admin`.
+    #[schema(min_items = 1, value_type = Vec<Scope>)]
     pub scopes: Vec<String>,
-    /// Requests per minute (default: the server's).
+    /// Requests per minute, 1..1,000,000 (default: the server's).
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub rate_per_minute: Option<u32>,
     /// Days until the key expires (default: never), 1..3650.
+    #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
 }
 
@@ -62,10 +70,13 @@ pub async fn create_key(
     let name = PersonName::parse(&req.name, "name")?;
     let scopes =
         Scopes::parse(&req.scopes).map_err(|e| ApiError::bad_request("invalid_scopes", e))?;
-    if req.rate_per_minute == Some(0) {
+    if req
+        .rate_per_minute
+        .is_some_and(|r| !(1..=1_000_000).contains(&r))
+    {
         return Err(ApiError::bad_request(
             "invalid_rate",
-            "rate_per_minute must be at least 1",
+            "rate_per_minute must be between 1 and 1000000",
         ));
     }
     let expires_at = match req.expires_in_days {

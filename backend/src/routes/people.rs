@@ -21,8 +21,18 @@ use crate::startup::AppState;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct EvidenceRequest {
     /// E.g. `checkbox`, `signed_form`, `verbal_recorded`.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub method: String,
     /// Who collected it (operator id or name of the kiosk).
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub collected_by: String,
     /// The data subject's device address; defaults to the request's peer address.
     pub client_address: Option<String>,
@@ -33,12 +43,23 @@ pub struct EvidenceRequest {
 /// A consent record.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct ConsentRequest {
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub policy_version: String,
     /// The policy text shown to the person (hashed, not stored); or give `policy_sha256`.
     pub policy_text: Option<String>,
     /// sha256 of the policy text, hex.
+    #[schema(pattern = r"^\s*[0-9a-fA-F]{64}\s*$")]
     pub policy_sha256: Option<String>,
     /// What the biometric data is used for.
+    #[schema(
+        min_length = 1,
+        max_length = 500,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub purpose: String,
     /// When consent was given (default: now).
     pub granted_at: Option<DateTime<Utc>>,
@@ -51,10 +72,21 @@ pub struct ConsentRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreatePersonRequest {
     /// Display name, 1..200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
-    /// An id in another system.
+    /// An id in another system, 1..200 characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub external_ref: Option<String>,
-    /// Required: no consent, no person.
+    /// Required: no consent, no person (its absence is a 400 `consent_required`).
+    #[schema(required = true, nullable = false)]
     pub consent: Option<ConsentRequest>,
 }
 
@@ -298,6 +330,7 @@ pub struct ListQuery {
     /// Case-insensitive substring of the name.
     pub q: Option<String>,
     /// 1..200, default 50.
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,

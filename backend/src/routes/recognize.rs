@@ -25,8 +25,10 @@ pub const MAX_PROBES: usize = 20;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RecognizeRequest {
     /// 1..20 probe embeddings.
+    #[schema(min_items = 1, max_items = 20)]
     pub embeddings: Vec<EmbeddingInput>,
     /// Candidates per probe, 1..50 (default 5; at most 5 for non-admin keys).
+    #[schema(minimum = 1, maximum = 50)]
     pub top_k: Option<u32>,
     /// Match threshold on cosine similarity (default: the model manifest's). For non-admin
     /// keys a value below the service's floor is raised to it; the response says which was used.
@@ -37,6 +39,8 @@ pub struct RecognizeRequest {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct MatchQuery {
+    /// Candidates per face, 1..50 (default 5; at most 5 for non-admin keys).
+    #[param(minimum = 1, maximum = 50)]
     pub top_k: Option<u32>,
     pub threshold: Option<f32>,
 }

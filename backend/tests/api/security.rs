@@ -556,6 +556,21 @@ async fn keys_can_be_listed_revoked_rotated_and_expire() {
 async fn failed_authentication_is_throttled_per_address() {
     let app = spawn_app().await;
     let probe = json!({ "embeddings": [{ "model": MODEL, "vector": vector(1, 2, 0.1) }] });
+    // A request without any key guesses nothing: 401 each time, never counted.
+    for _ in 0..40 {
+        let r = app
+            .client
+            .post(app.url("/v1/recognize"))
+            .json(&probe)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(r.status(), 401);
+    }
+    let r = app
+        .post_json(&app.recognize_key, "/v1/recognize", &probe)
+        .await;
+    assert_eq!(r.status(), 200);
     let mut statuses = Vec::new();
     for i in 0..40 {
         let r = app
