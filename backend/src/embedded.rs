@@ -457,8 +457,10 @@ impl EmbeddedPostgres {
     fn pg_ctl_start(&self, port: u16) -> Result<String> {
         let shared_buffers =
             shared_buffers_setting(std::env::var("VISAGE_PG_SHARED_BUFFERS").ok())?;
+        // wal_recycle=off: a WAL segment released by the post-erasure scrub's checkpoint is
+        // unlinked, not renamed ahead with the erased rows still in it (docs/erasure.md).
         let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers={shared_buffers}"
+            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers={shared_buffers} -c wal_recycle=off"
         );
         run(
             self.as_server_user(&self.bin("pg_ctl"))

@@ -272,5 +272,7 @@ pub async fn delete_face(
     )
     .await?;
     tx.commit().await?;
+    // A deleted face is erased biometric data too: its bytes leave the files the same way.
+    crate::scrub::after_erasure(&state.pool);
     Ok(StatusCode::NO_CONTENT)
 }
