@@ -20,7 +20,8 @@ use uuid::Uuid;
 
 use crate::domain::{Scope, Scopes};
 use crate::error::ApiError;
-use crate::startup::AppState;
+use crate::once_per::OncePer;
+use crate::state::AppState;
 
 /// Prefix of every key, so leaked keys are easy to find in logs and code.
 pub const KEY_PREFIX: &str = "vsg_";
@@ -100,18 +101,14 @@ async fn insert_key(
     actor: &str,
 ) -> Result<Uuid, sqlx::Error> {
     let id = Uuid::new_v4();
-    let prefix: String = key.chars().take(12).collect();
     let mut tx = pool.begin().await?;
-    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(id)
-        .bind(new.name)
-        .bind(prefix)
-        .bind(hash_key(key))
-        .bind(new.scopes.names())
-        .bind(new.rate_per_minute.map(|r| r.min(i32::MAX as u32) as i32))
-        .bind(new.expires_at)
-        .execute(&mut *tx)
-        .await?;
+    let row = StoredKey {
+        name: new.name,
+        scopes: &new.scopes.names(),
+        rate_per_minute: new.rate_per_minute.map(|r| r.min(i32::MAX as u32) as i32),
+        expires_at: new.expires_at,
+    };
+    insert_key_row(&mut tx, id, key, &row).await?;
     sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ($1, 'create_key', $2, 'ok')")
         .bind(actor)
         .bind(id.to_string())
@@ -119,6 +116,35 @@ async fn insert_key(
         .await?;
     tx.commit().await?;
     Ok(id)
+}
+
+/// A key's stored attributes, as its row holds them.
+struct StoredKey<'a> {
+    name: &'a str,
+    scopes: &'a [String],
+    rate_per_minute: Option<i32>,
+    expires_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts the row of key `id` with secret `key` (stored as its digest and a display prefix).
+async fn insert_key_row(
+    conn: &mut sqlx::PgConnection,
+    id: Uuid,
+    key: &str,
+    row: &StoredKey<'_>,
+) -> Result<(), sqlx::Error> {
+    let prefix: String = key.chars().take(12).collect();
+    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
+        .bind(id)
+        .bind(row.name)
+        .bind(prefix)
+        .bind(hash_key(key))
+        .bind(row.scopes)
+        .bind(row.rate_per_minute)
+        .bind(row.expires_at)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Why a bootstrap key is refused.
@@ -167,7 +193,7 @@ pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx
 pub struct RateLimits {
     default_per_minute: NonZeroU32,
     buckets: Mutex<HashMap<Uuid, Arc<DefaultDirectRateLimiter>>>,
-    last_used: Mutex<HashMap<Uuid, Instant>>,
+    last_used: OncePer<Uuid>,
 }
 
 impl RateLimits {
@@ -176,23 +202,13 @@ impl RateLimits {
         Self {
             default_per_minute: NonZeroU32::new(default_per_minute).unwrap_or(NonZeroU32::MIN),
             buckets: Mutex::new(HashMap::new()),
-            last_used: Mutex::new(HashMap::new()),
+            last_used: OncePer::new(Duration::from_secs(60)),
         }
     }
 
     /// Whether `key`'s `last_used_at` should be written now (at most once a minute).
     pub fn due_for_last_used(&self, key: Uuid) -> bool {
-        let Ok(mut m) = self.last_used.lock() else {
-            return false;
-        };
-        let now = Instant::now();
-        match m.get(&key) {
-            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
-            _ => {
-                m.insert(key, now);
-                true
-            }
-        }
+        self.last_used.due(key)
     }
 
     /// Takes one token for `key`, or says how long to wait.
@@ -419,6 +435,33 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     })
 }
 
+/// Checks a data subject's withdrawal token for person `id` (its digest is stored at
+/// creation), counting a wrong one as a failed authentication of `ip`. An unknown person and a
+/// wrong token get the same 401: a token guesser learns nothing about which ids exist.
+pub async fn check_withdrawal_token(
+    state: &AppState,
+    ip: IpAddr,
+    id: Uuid,
+    token: &str,
+) -> Result<(), ApiError> {
+    state.failed_auth.check(ip)?;
+    let stored: Option<Option<String>> =
+        sqlx::query_scalar("SELECT withdrawal_token_sha256 FROM people WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await?;
+    let ok = stored
+        .flatten()
+        .is_some_and(|sha| token.len() <= 200 && constant_time_eq(&sha, &hash_key(token)));
+    if !ok {
+        state.failed_auth.record(ip);
+        return Err(ApiError::Unauthorized(
+            "unknown person or wrong withdrawal token".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A stored key as listed (never its secret or digest).
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
 pub struct KeyInfo {
@@ -480,7 +523,7 @@ pub async fn rotate_key(
     pool: &PgPool,
     id: Uuid,
     actor: &str,
-) -> Result<Option<(String, Uuid)>, sqlx::Error> {
+) -> Result<Option<RotatedKey>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let old: Option<KeyInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE"
@@ -493,17 +536,13 @@ pub async fn rotate_key(
     };
     let key = generate_key();
     let new_id = Uuid::new_v4();
-    let prefix: String = key.chars().take(12).collect();
-    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(new_id)
-        .bind(&old.name)
-        .bind(prefix)
-        .bind(hash_key(&key))
-        .bind(&old.scopes)
-        .bind(old.rate_per_minute)
-        .bind(old.expires_at)
-        .execute(&mut *tx)
-        .await?;
+    let row = StoredKey {
+        name: &old.name,
+        scopes: &old.scopes,
+        rate_per_minute: old.rate_per_minute,
+        expires_at: old.expires_at,
+    };
+    insert_key_row(&mut tx, new_id, &key, &row).await?;
     sqlx::query("UPDATE api_keys SET revoked_at = now(), replaced_by = $2 WHERE id = $1")
         .bind(id)
         .bind(new_id)
@@ -516,7 +555,21 @@ pub async fn rotate_key(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    Ok(Some((key, new_id)))
+    Ok(Some(RotatedKey {
+        key,
+        id: new_id,
+        expires_at: old.expires_at,
+    }))
+}
+
+/// The key that replaced a rotated one.
+#[derive(Debug)]
+pub struct RotatedKey {
+    /// The new secret: shown once.
+    pub key: String,
+    pub id: Uuid,
+    /// The old key's expiry, which the new one keeps.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -426,20 +426,10 @@ fn plausibility_report<'a>(embs: impl Iterator<Item = &'a visage_shared::Embeddi
     let (mut max_energy, mut min_support) = (0f32, usize::MAX);
     for e in embs {
         n += 1;
-        let mut energy: Vec<f32> = e.vector().iter().map(|x| x * x).collect();
-        let total: f32 = energy.iter().sum();
-        energy.sort_by(|a, b| b.total_cmp(a));
-        max_energy = max_energy.max(energy[0] / total);
-        let mut acc = 0.0;
-        let support = energy
-            .iter()
-            .take_while(|x| {
-                let below = acc < 0.9 * total;
-                acc += *x;
-                below
-            })
-            .count();
-        min_support = min_support.min(support);
+        if let Some(p) = visage_backend::oracle::EnergyProfile::of(e.vector()) {
+            max_energy = max_energy.max(p.max_share);
+            min_support = min_support.min(p.support_90);
+        }
         if visage_backend::oracle::check_plausible(e).is_err() {
             refused += 1;
         }

@@ -169,9 +169,12 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
             None => anyhow::bail!("no key {id}"),
         },
         KeysAction::Rotate { id } => match auth::rotate_key(&pool, id, "cli").await? {
-            Some((key, new_id)) => {
-                eprintln!("key {id} is revoked; its replacement {new_id} is shown only this once:");
-                println!("{key}");
+            Some(new) => {
+                eprintln!(
+                    "key {id} is revoked; its replacement {} is shown only this once:",
+                    new.id
+                );
+                println!("{}", new.key);
             }
             None => anyhow::bail!("no active key {id}"),
         },

@@ -19,10 +19,8 @@
 //! by a wide margin in 192 dimensions) therefore learns one bit, "no match", whatever its
 //! values: nothing to solve a least-squares system with. SECURITY.md has the measured numbers.
 
-use std::collections::HashMap;
 use std::num::NonZeroU32;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use uuid::Uuid;
@@ -31,6 +29,7 @@ use visage_shared::Embedding;
 use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::ApiError;
+use crate::once_per::OncePer;
 
 /// Similarities shown to non-admin keys are rounded down to a multiple of this.
 pub const SIMILARITY_STEP: f32 = 0.01;
@@ -131,30 +130,50 @@ pub const MAX_COORDINATE_ENERGY: f32 = 0.5;
 /// which isolates coordinates of the template, does not (a basis vector: 1).
 pub const MIN_SUPPORT_90: usize = 16;
 
+/// How a vector's energy (squared coordinates) spreads over its coordinates: what
+/// [`check_plausible`] judges, and what the evaluation gate reports for real faces.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EnergyProfile {
+    /// The largest share of the energy held by one coordinate.
+    pub max_share: f32,
+    /// The fewest coordinates that together hold 90% of the energy.
+    pub support_90: usize,
+}
+
+impl EnergyProfile {
+    /// The profile of `v`; `None` for the zero vector, which has none.
+    pub fn of(v: &[f32]) -> Option<Self> {
+        let mut energy: Vec<f32> = v.iter().map(|x| x * x).collect();
+        let total: f32 = energy.iter().sum();
+        if total <= 0.0 || !total.is_finite() {
+            return None;
+        }
+        energy.sort_by(|a, b| b.total_cmp(a));
+        let mut acc = 0.0;
+        let mut support_90 = 0;
+        for x in &energy {
+            acc += x;
+            support_90 += 1;
+            if acc >= 0.9 * total {
+                break;
+            }
+        }
+        Some(Self {
+            max_share: energy[0] / total,
+            support_90,
+        })
+    }
+}
+
 /// Refuses probes that cannot be face embeddings: one dominant coordinate, or energy
 /// concentrated on few coordinates. Real embeddings pass with a wide margin (the test suite
 /// checks every fixture face); the basis and sparse probes of a reconstruction attack do not.
 pub fn check_plausible(e: &Embedding) -> Result<(), ApiError> {
-    let v = e.vector();
-    let mut energy: Vec<f32> = v.iter().map(|x| x * x).collect();
-    let total: f32 = energy.iter().sum();
-    if total <= 0.0 {
-        return Err(implausible("the vector is zero"));
-    }
-    energy.sort_by(|a, b| b.total_cmp(a));
-    if energy[0] / total > MAX_COORDINATE_ENERGY {
+    let p = EnergyProfile::of(e.vector()).ok_or_else(|| implausible("the vector is zero"))?;
+    if p.max_share > MAX_COORDINATE_ENERGY {
         return Err(implausible("one coordinate holds most of its energy"));
     }
-    let mut acc = 0.0;
-    let mut support = 0;
-    for x in &energy {
-        acc += x;
-        support += 1;
-        if acc >= 0.9 * total {
-            break;
-        }
-    }
-    if support < MIN_SUPPORT_90 {
+    if p.support_90 < MIN_SUPPORT_90 {
         return Err(implausible("its energy is concentrated on few coordinates"));
     }
     Ok(())
@@ -202,7 +221,7 @@ pub struct QueryBudgets {
     person: DefaultKeyedRateLimiter<Uuid>,
     /// When each exhausted budget was last audited (one entry a minute per budget, not one
     /// per refused request).
-    reported: Mutex<HashMap<(Uuid, Option<Uuid>), Instant>>,
+    reported: OncePer<(Uuid, Option<Uuid>)>,
 }
 
 fn hourly(n: u32) -> Quota {
@@ -216,7 +235,7 @@ impl QueryBudgets {
         Self {
             key_person: RateLimiter::keyed(hourly(s.per_key_person_hour)),
             person: RateLimiter::keyed(hourly(s.per_person_hour)),
-            reported: Mutex::new(HashMap::new()),
+            reported: OncePer::new(Duration::from_secs(60)),
         }
     }
 
@@ -242,20 +261,7 @@ impl QueryBudgets {
             BudgetExhausted::KeyPerson => (key, Some(person)),
             BudgetExhausted::Person => (person, None),
         };
-        let Ok(mut m) = self.reported.lock() else {
-            return true;
-        };
-        let now = Instant::now();
-        if m.len() > 10_000 {
-            m.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
-        }
-        match m.get(&id) {
-            Some(t) if now.duration_since(*t) < Duration::from_secs(60) => false,
-            _ => {
-                m.insert(id, now);
-                true
-            }
-        }
+        self.reported.due(id)
     }
 }
 

@@ -9,7 +9,6 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
-use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
@@ -26,34 +25,9 @@ use crate::oracle::{BudgetSettings, QueryBudgets};
 use crate::pipeline::PipelineService;
 use crate::routes::extract::BodyLimit;
 use crate::routes::{detect, faces, health, keys, people, recognize};
+use crate::state::{AppState, Inner};
 use crate::telemetry;
 use crate::web::WebApp;
-
-/// Shared state of the handlers.
-pub struct Inner {
-    pub pool: PgPool,
-    pub pipeline: PipelineService,
-    pub rate_limits: RateLimits,
-    pub metrics: PrometheusHandle,
-    pub ef_search: u32,
-    /// Failed authentications per client address.
-    pub failed_auth: FailedAuth,
-    /// Verification budgets of non-admin keys.
-    pub budgets: QueryBudgets,
-    /// The lowest match threshold a non-admin key may use.
-    pub threshold_floor: f32,
-}
-
-/// Cheap to clone.
-#[derive(Clone)]
-pub struct AppState(pub Arc<Inner>);
-
-impl std::ops::Deref for AppState {
-    type Target = Inner;
-    fn deref(&self) -> &Inner {
-        &self.0
-    }
-}
 
 /// The router with every route and layer; what no route takes goes to `web` (the browser
 /// app, or a problem+json 404 under the API's paths).

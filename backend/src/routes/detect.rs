@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::ApiResult;
 use crate::routes::extract::RawBody;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Faces found in an image.
 #[derive(Debug, Serialize, ToSchema)]

@@ -14,7 +14,7 @@ use crate::domain::{FaceSource, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::common::{EmbeddingInput, active_consent_sql, audit};
 use crate::routes::extract::{ApiJson, ApiPath, RawBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most faces one person may have.
 pub const MAX_FACES_PER_PERSON: i64 = 50;

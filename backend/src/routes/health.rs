@@ -11,7 +11,7 @@ use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::ApiError;
 use crate::pipeline::PipelineService;
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Readiness report.
 #[derive(Debug, Serialize, ToSchema)]

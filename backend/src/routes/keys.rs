@@ -13,7 +13,7 @@ use crate::auth::{self, Caller, KeyInfo, NewKey};
 use crate::domain::{PersonName, Scope, Scopes};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::extract::{ApiJson, ApiPath};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -133,20 +133,15 @@ pub async fn rotate_key(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<(StatusCode, Json<NewKeyResponse>)> {
     caller.require(Scope::Admin)?;
-    let (key, new_id) = auth::rotate_key(&state.pool, id, &caller.actor())
+    let rotated = auth::rotate_key(&state.pool, id, &caller.actor())
         .await?
         .ok_or(ApiError::NotFound("key"))?;
-    let expires_at: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT expires_at FROM api_keys WHERE id = $1")
-            .bind(new_id)
-            .fetch_one(&state.pool)
-            .await?;
     Ok((
         StatusCode::CREATED,
         Json(NewKeyResponse {
-            id: new_id,
-            key,
-            expires_at,
+            id: rotated.id,
+            key: rotated.key,
+            expires_at: rotated.expires_at,
         }),
     ))
 }

@@ -15,7 +15,7 @@ use crate::domain::{BoundedText, ConsentEvidence, NewConsent, PersonName, Policy
 use crate::error::{ApiError, ApiResult};
 use crate::routes::common::{Erasure, audit, erase_person};
 use crate::routes::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// How consent was collected.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -559,24 +559,7 @@ pub async fn withdraw_consent(
     let actor = match (&caller, token) {
         (Some(c), _) if c.is_admin() => c.actor(),
         (_, Some(token)) => {
-            state.failed_auth.check(peer.ip())?;
-            let stored: Option<Option<String>> =
-                sqlx::query_scalar("SELECT withdrawal_token_sha256 FROM people WHERE id = $1")
-                    .bind(id)
-                    .fetch_optional(&state.pool)
-                    .await?;
-            let ok = stored.flatten().is_some_and(|sha| {
-                token.len() <= 200
-                    && crate::auth::constant_time_eq(&sha, &crate::auth::hash_key(&token))
-            });
-            if !ok {
-                // The same answer for an unknown person and a wrong token: a token guesser
-                // learns nothing about which ids exist.
-                state.failed_auth.record(peer.ip());
-                return Err(ApiError::Unauthorized(
-                    "unknown person or wrong withdrawal token".into(),
-                ));
-            }
+            crate::auth::check_withdrawal_token(&state, peer.ip(), id, &token).await?;
             "data_subject".to_string()
         }
         (Some(c), None) => {

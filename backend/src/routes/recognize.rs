@@ -16,7 +16,7 @@ use crate::routes::common::{
     Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search,
 };
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 /// Most probe embeddings per request.
 pub const MAX_PROBES: usize = 20;

@@ -174,6 +174,16 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// A request without a body to the full `url`, with `key` as its bearer key when given.
+    pub async fn call(&self, method: &str, url: &str, key: Option<&str>) -> reqwest::Response {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, url);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        req.send().await.expect("request")
+    }
+
     pub async fn post_json(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

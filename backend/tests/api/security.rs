@@ -301,13 +301,7 @@ async fn withdrawal_is_the_data_subjects_act_not_an_enroll_keys() {
     let before = app.counts().await;
 
     // An enroll key can neither withdraw, erase, list, show nor export.
-    let r = app
-        .client
-        .post(&url)
-        .bearer_auth(&app.enroll_key)
-        .send()
-        .await
-        .expect("request");
+    let r = app.call("POST", &url, Some(&app.enroll_key)).await;
     assert_problem(r, 403, "forbidden").await;
     for (method, path) in [
         ("DELETE", format!("/v1/people/{id}")),
@@ -316,13 +310,7 @@ async fn withdrawal_is_the_data_subjects_act_not_an_enroll_keys() {
         ("GET", format!("/v1/people/{id}/export")),
     ] {
         for key in [&app.enroll_key, &app.recognize_key] {
-            let r = app
-                .client
-                .request(method.parse().expect("method"), app.url(&path))
-                .bearer_auth(key)
-                .send()
-                .await
-                .expect("request");
+            let r = app.call(method, &app.url(&path), Some(key)).await;
             assert_problem(r, 403, "forbidden").await;
         }
     }
@@ -338,7 +326,7 @@ async fn withdrawal_is_the_data_subjects_act_not_an_enroll_keys() {
             .expect("request");
         assert_problem(r, 401, "unauthorized").await;
     }
-    let r = app.client.post(&url).send().await.expect("request");
+    let r = app.call("POST", &url, None).await;
     assert_problem(r, 401, "unauthorized").await;
     let after = app.counts().await;
     assert_eq!(
@@ -399,20 +387,11 @@ async fn an_enroll_key_changes_only_the_people_it_enrolled() {
 #[tokio::test]
 async fn metrics_need_an_admin_key_and_keep_a_bounded_label_set() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.call("GET", &app.url("/metrics"), None).await;
     assert_problem(r, 401, "unauthorized").await;
     let r = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.recognize_key)
-        .send()
-        .await
-        .expect("request");
+        .call("GET", &app.url("/metrics"), Some(&app.recognize_key))
+        .await;
     assert_problem(r, 403, "forbidden").await;
     for i in 0..200 {
         let _ = app
@@ -425,12 +404,8 @@ async fn metrics_need_an_admin_key_and_keep_a_bounded_label_set() {
             .await;
     }
     let r = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .call("GET", &app.url("/metrics"), Some(&app.admin_key))
+        .await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("text");
     assert!(
@@ -463,21 +438,11 @@ async fn keys_can_be_listed_revoked_rotated_and_expire() {
         200
     );
     // Only admins manage keys; listing never shows a secret.
-    let r = app
-        .client
-        .get(app.url("/v1/keys"))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("request");
+    let r = app.call("GET", &app.url("/v1/keys"), Some(&key)).await;
     assert_problem(r, 403, "forbidden").await;
     let r = app
-        .client
-        .get(app.url("/v1/keys"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .call("GET", &app.url("/v1/keys"), Some(&app.admin_key))
+        .await;
     let list = r.text().await.expect("text");
     assert!(list.contains(&id) && !list.contains(&key[12..]));
 
@@ -623,12 +588,8 @@ async fn nul_bytes_and_unknown_methods_are_problems_that_change_nothing() {
         .await;
     assert_problem(r, 400, "invalid_text").await;
     let r = app
-        .client
-        .get(app.url("/v1/people?q=a%00b"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .call("GET", &app.url("/v1/people?q=a%00b"), Some(&app.admin_key))
+        .await;
     assert_problem(r, 400, "invalid_text").await;
     assert_eq!(app.counts().await[..3], before[..3]);
 

@@ -1,0 +1,37 @@
+//! The state every handler shares ([`AppState`]), in a module of its own so that the routes
+//! and the extractors (`auth`) depend on it without depending on `startup`, which builds it.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use sqlx::PgPool;
+
+use crate::auth::{FailedAuth, RateLimits};
+use crate::oracle::QueryBudgets;
+use crate::pipeline::PipelineService;
+
+/// Shared state of the handlers.
+pub struct Inner {
+    pub pool: PgPool,
+    pub pipeline: PipelineService,
+    pub rate_limits: RateLimits,
+    pub metrics: PrometheusHandle,
+    pub ef_search: u32,
+    /// Failed authentications per client address.
+    pub failed_auth: FailedAuth,
+    /// Verification budgets of non-admin keys.
+    pub budgets: QueryBudgets,
+    /// The lowest match threshold a non-admin key may use.
+    pub threshold_floor: f32,
+}
+
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(pub Arc<Inner>);
+
+impl std::ops::Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
