@@ -61,16 +61,19 @@ pub fn is_client_route(path: &str) -> bool {
     !last.contains('.')
 }
 
-/// Shown at `/` when the app is not built.
+/// Shown at `/` when the app is not built. It reloads itself: `cargo xtask serve` starts the
+/// service first and builds the app while the service runs, so the app replaces this page.
 const NOT_BUILT_PAGE: &str = "<!doctype html>
-<html lang=\"en\"><head><meta charset=\"utf-8\"><title>visage</title></head>
+<html lang=\"en\"><head><meta charset=\"utf-8\"><title>visage</title>
+<meta http-equiv=\"refresh\" content=\"15\"></head>
 <body>
 <h1>visage</h1>
-<p>The service runs, but the browser app is not built.</p>
-<p>Build it with <code>cargo xtask web</code> (or build and start everything with
-<code>cargo xtask serve</code>), or point <code>--web-dir</code> / <code>VISAGE_WEB_DIR</code>
-at a built app, then reload this page.</p>
-<p>The API and its documentation are at <a href=\"/docs/\">/docs</a>.</p>
+<p>The service runs, but the browser app is not built yet.</p>
+<p>If <code>cargo xtask serve</code> started this service, it is building the app now (its
+terminal shows the stage and the time): this page turns into the app when it is done (it
+checks every 15 s). Otherwise build it with <code>cargo xtask web</code>, or point
+<code>--web-dir</code> / <code>VISAGE_WEB_DIR</code> at a built app.</p>
+<p>The API and its documentation are at <a href=\"/docs/\">/docs</a> already.</p>
 </body></html>
 ";
 

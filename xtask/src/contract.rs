@@ -129,10 +129,7 @@ impl Service {
 
 impl Drop for Service {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        let _ = self.child.wait();
+        crate::terminate(&mut self.child);
         let _ = std::fs::remove_dir_all(&self.pg_dir);
         let _ = std::fs::remove_file(self.pg_dir.with_extension("log"));
     }

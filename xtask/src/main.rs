@@ -138,6 +138,15 @@ fn on_path(program: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// Stops a child process with SIGTERM and waits for it: `visage serve` then stops its embedded
+/// PostgreSQL too (a SIGKILL would leave that running).
+fn terminate(child: &mut std::process::Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
 /// Runs a command to completion and returns its stdout (stderr passed through), failing if it
 /// fails.
 fn output(cmd: &mut Command) -> Result<String> {

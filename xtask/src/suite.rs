@@ -23,34 +23,17 @@ const COLD_CONTRACT: &str =
 const COLD_SHARED_WASM: &str = "first build ~8 min on 2 cores";
 const COLD_E2E: &str = "first build of the app ~3 min on 2 cores, then the test ~2 min";
 
-/// Builds the browser client into frontend/dist and the service, then runs `visage serve` on it.
+/// Builds the service and starts it (`visage serve`), then builds the browser client into
+/// frontend/dist while the service already answers: the API is usable and `/` says the app is
+/// being built (it reloads itself) until the client is there. A second start finds both built.
 pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
-    let dist = PathBuf::from("frontend/dist");
+    let dist = root().join("frontend/dist");
     let mut stages = Stages::new(4);
     stages.run(
         "Rust's wasm32-unknown-unknown target",
         "added with rustup when missing, once: ~1 min",
         web::ensure_wasm_target,
     )?;
-    let (what, cold) = match (release_app, wasm_opt) {
-        (true, false) => (
-            "building the browser client, release wasm",
-            COLD_WASM_RELEASE,
-        ),
-        (true, true) => (
-            "building the browser client, release wasm, then wasm-opt -O3",
-            COLD_WASM_RELEASE_OPT,
-        ),
-        (false, _) => ("building the browser client, dev wasm", COLD_WASM_DEV),
-    };
-    stages.run(what, cold, || {
-        web::build(&WebArgs {
-            release: release_app,
-            wasm_opt,
-            no_simd: false,
-            dist: dist.clone(),
-        })
-    })?;
     let visage = stages.run(
         "building the service, release",
         COLD_BACKEND_RELEASE,
@@ -61,12 +44,52 @@ pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
          pgvector from PyPI into .visage/: ~1 min)",
         progress::duration(stages.elapsed())
     ));
-    run(Command::new(visage)
+    let mut service = Command::new(visage)
         .arg("serve")
         .arg("--web-dir")
-        .arg(root().join(&dist))
+        .arg(&dist)
         .args(args)
-        .current_dir(root()))
+        .current_dir(root())
+        .spawn()
+        .context("starting visage serve")?;
+    let (what, cold) = match (release_app, wasm_opt) {
+        (true, false) => (
+            "building the browser client, release wasm (the API already answers)",
+            COLD_WASM_RELEASE,
+        ),
+        (true, true) => (
+            "building the browser client, release wasm, then wasm-opt -O3 (the API already \
+             answers)",
+            COLD_WASM_RELEASE_OPT,
+        ),
+        (false, _) => (
+            "building the browser client, dev wasm (the API already answers)",
+            COLD_WASM_DEV,
+        ),
+    };
+    let built = stages.run(what, cold, || {
+        web::build(&WebArgs {
+            release: release_app,
+            wasm_opt,
+            no_simd: false,
+            dist: dist.clone(),
+        })
+    });
+    match built {
+        Ok(_) => progress::say(&format!(
+            "the browser app is ready, {} after the start (reload the page)",
+            progress::duration(stages.elapsed())
+        )),
+        Err(e) => {
+            crate::terminate(&mut service);
+            return Err(e.context("building the browser client (the service was stopped)"));
+        }
+    }
+    let status = service.wait()?;
+    if !status.success() {
+        bail!("visage serve exited with {status}");
+    }
+    Ok(())
 }
 
 /// Builds the `visage` binary and returns its path (from cargo's own report, so a target
