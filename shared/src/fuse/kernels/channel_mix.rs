@@ -1,0 +1,238 @@
+//! The product of a small weight matrix with a set of input rows ([`ChannelMix`]): 1x1
+//! convolutions ([`PointwiseAct`]), and the full 3x3 convolution's taps.
+
+use std::sync::Arc;
+
+use super::activate;
+use crate::fuse::ops::{Act, PointwiseAct};
+use crate::fuse::simd::{Kernel, MulAdd};
+
+/// `out[o][p] = act(bias[o] + sum over i of w[o][i] * x[i][p])`: the product of a small
+/// weight matrix with a set of input rows, for 1x1 convolutions (the rows are the input
+/// channels) and for the full 3x3 convolution (the rows are each input channel's plane at
+/// each tap's offset).
+#[derive(Debug, Clone, PartialEq)]
+pub(in crate::fuse) struct ChannelMix {
+    pub(in crate::fuse) inputs: usize,
+    pub(in crate::fuse) outputs: usize,
+    /// Weights in blocks of [`PW_CO`] outputs: `[O / PW_CO, I, PW_CO]`, then the remaining
+    /// outputs as `[O % PW_CO, I]`.
+    weights: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    act: Act,
+}
+
+/// Outputs and positions a [`ChannelMix`] block computes at once: 4 x 16 floats are 8 AVX2
+/// (4 AVX-512) registers of accumulators.
+const PW_CO: usize = 4;
+const PW_P: usize = 16;
+
+impl ChannelMix {
+    /// From `[O, I]` row-major weights. Runs once, when the graph is rewritten (not under
+    /// `dispatch`).
+    pub(in crate::fuse) fn new(
+        inputs: usize,
+        outputs: usize,
+        w: &[f32],
+        bias: Vec<f32>,
+        act: Act,
+    ) -> Self {
+        let blocks = outputs / PW_CO;
+        let mut weights = Vec::with_capacity(w.len());
+        for b in 0..blocks {
+            for i in 0..inputs {
+                for r in 0..PW_CO {
+                    weights.push(w[(b * PW_CO + r) * inputs + i]);
+                }
+            }
+        }
+        weights.extend_from_slice(&w[blocks * PW_CO * inputs..]);
+        Self {
+            inputs,
+            outputs,
+            weights: Arc::new(weights),
+            bias: Arc::new(bias),
+            act,
+        }
+    }
+
+    /// The first `n` positions of the input rows into `out`, output `o` at `o * pitch`; input
+    /// row `i` is `x[rows[i]..]`. Blocks of [`PW_P`] positions (the input block, `I x 16`
+    /// floats, stays in L1 while every output reads it), [`PW_CO`] outputs at a time,
+    /// accumulators in registers; then the remaining outputs and positions one by one.
+    #[inline(always)]
+    pub(super) fn run<F: MulAdd>(
+        &self,
+        x: &[f32],
+        rows: &[usize],
+        n: usize,
+        out: &mut [f32],
+        pitch: usize,
+    ) {
+        let (ci_n, co_n) = (self.inputs, self.outputs);
+        let blocks = co_n / PW_CO;
+        let tail_w = &self.weights[blocks * PW_CO * ci_n..];
+        let full_p = n - n % PW_P;
+        for p0 in (0..full_p).step_by(PW_P) {
+            let mut b = 0;
+            // Two blocks at once where registers allow: each input load then serves 8 outputs.
+            while F::WIDE && b + 1 < blocks {
+                let w = &self.weights[b * ci_n * PW_CO..(b + 2) * ci_n * PW_CO];
+                let (w0, w1) = w.split_at(ci_n * PW_CO);
+                let mut acc = [[0f32; PW_P]; 2 * PW_CO];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    *row = [self.bias[b * PW_CO + r]; PW_P];
+                }
+                for (ci, at) in rows.iter().enumerate() {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    let ws0 = &w0[ci * PW_CO..ci * PW_CO + PW_CO];
+                    let ws1 = &w1[ci * PW_CO..ci * PW_CO + PW_CO];
+                    for r in 0..PW_CO {
+                        for l in 0..PW_P {
+                            acc[r][l] = F::mul_add(xs[l], ws0[r], acc[r][l]);
+                            acc[PW_CO + r][l] = F::mul_add(xs[l], ws1[r], acc[PW_CO + r][l]);
+                        }
+                    }
+                }
+                self.store(&acc, b * PW_CO, p0, out, pitch);
+                b += 2;
+            }
+            for b in b..blocks {
+                let w = &self.weights[b * ci_n * PW_CO..(b + 1) * ci_n * PW_CO];
+                let mut acc = [[0f32; PW_P]; PW_CO];
+                for (r, row) in acc.iter_mut().enumerate() {
+                    *row = [self.bias[b * PW_CO + r]; PW_P];
+                }
+                for (ci, at) in rows.iter().enumerate() {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    let ws = &w[ci * PW_CO..ci * PW_CO + PW_CO];
+                    for r in 0..PW_CO {
+                        for l in 0..PW_P {
+                            acc[r][l] = F::mul_add(xs[l], ws[r], acc[r][l]);
+                        }
+                    }
+                }
+                self.store(&acc, b * PW_CO, p0, out, pitch);
+            }
+            // Outputs past the last whole block.
+            for co in blocks * PW_CO..co_n {
+                let w = &tail_w[(co - blocks * PW_CO) * ci_n..][..ci_n];
+                let mut acc = [self.bias[co]; PW_P];
+                for (at, wv) in rows.iter().zip(w) {
+                    let xs = &x[at + p0..at + p0 + PW_P];
+                    for l in 0..PW_P {
+                        acc[l] = F::mul_add(xs[l], *wv, acc[l]);
+                    }
+                }
+                let slope = self.act.slope(co);
+                for (l, v) in acc.iter().enumerate() {
+                    out[co * pitch + p0 + l] = activate(*v, slope);
+                }
+            }
+        }
+        // Positions past the last whole block.
+        for p in full_p..n {
+            for co in 0..co_n {
+                let mut v = self.bias[co];
+                for (ci, at) in rows.iter().enumerate() {
+                    v = F::mul_add(x[at + p], self.weight(co, ci), v);
+                }
+                out[co * pitch + p] = activate(v, self.act.slope(co));
+            }
+        }
+    }
+
+    /// Activates and stores a block of accumulators: outputs from `co0`, positions from `p0`.
+    #[inline(always)]
+    fn store(&self, acc: &[[f32; PW_P]], co0: usize, p0: usize, out: &mut [f32], pitch: usize) {
+        for (r, row) in acc.iter().enumerate() {
+            let co = co0 + r;
+            let slope = self.act.slope(co);
+            let o = &mut out[co * pitch + p0..co * pitch + p0 + PW_P];
+            for l in 0..PW_P {
+                o[l] = activate(row[l], slope);
+            }
+        }
+    }
+
+    /// The weight of input `ci` for output `co`, in the blocked layout.
+    #[inline(always)]
+    fn weight(&self, co: usize, ci: usize) -> f32 {
+        let blocks = self.outputs / PW_CO;
+        if co < blocks * PW_CO {
+            self.weights[(co / PW_CO) * self.inputs * PW_CO + ci * PW_CO + co % PW_CO]
+        } else {
+            self.weights[blocks * PW_CO * self.inputs + (co - blocks * PW_CO) * self.inputs + ci]
+        }
+    }
+}
+
+impl Kernel for PointwiseAct {
+    /// The whole op: the input channels are the rows of one [`ChannelMix`]. A channels-last
+    /// output is computed channels-first, then transposed (it has few channels).
+    #[inline(always)]
+    fn run<F: MulAdd>(&self, x: &[f32], out: &mut [f32]) {
+        let p_n = x.len() / self.mix.inputs;
+        let rows: Vec<usize> = (0..self.mix.inputs).map(|i| i * p_n).collect();
+        if !self.channels_last {
+            self.mix.run::<F>(x, &rows, p_n, out, p_n);
+            return;
+        }
+        let co_n = self.mix.outputs;
+        let mut planar = vec![0f32; co_n * p_n];
+        self.mix.run::<F>(x, &rows, p_n, &mut planar, p_n);
+        for (p, px) in out.chunks_exact_mut(co_n).enumerate() {
+            for (co, v) in px.iter_mut().enumerate() {
+                *v = planar[co * p_n + p];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::internal::*;
+
+    use crate::fuse::ops::{Act, PointwiseAct, f32s};
+    use crate::fuse::simd::{Kernel, Separate};
+
+    /// 5 output channels (a block of 4 and one more) over 17 positions (a block of 16 and one
+    /// more), so that every path of the kernel runs: out = co + (co + 1) * x0 + 0.5 * x1.
+    #[test]
+    fn pointwise_by_hand() {
+        let p_n = 17;
+        let input: Vec<f32> = (0..2 * p_n)
+            .map(|i| (i % p_n + 100 * (i / p_n)) as f32)
+            .collect();
+        let w: Vec<f32> = (0..5).flat_map(|co| [co as f32 + 1.0, 0.5]).collect();
+        let op = PointwiseAct::new(
+            2,
+            5,
+            &w,
+            (0..5).map(|co| co as f32).collect(),
+            Act::PRelu(Arc::new(vec![1.0; 5])),
+            tvec!(5, 1, p_n),
+            false,
+        );
+        let out = op
+            .eval(
+                &EvalContext::out_of_plan(),
+                tvec!(Tensor::from_shape(&[2, 1, p_n], &input).expect("t").into()),
+            )
+            .expect("eval");
+        let expected: Vec<f32> = (0..5 * p_n)
+            .map(|i| {
+                let (co, p) = ((i / p_n) as f32, (i % p_n) as f32);
+                co + (co + 1.0) * p + 0.5 * (p + 100.0)
+            })
+            .collect();
+        assert_eq!(f32s(&out[0]).expect("f32"), &expected[..]);
+        // The path of CPUs without FMA and of wasm32, which `eval` does not take here.
+        let mut plain = vec![0f32; 5 * p_n];
+        op.run::<Separate>(&input, &mut plain);
+        assert_eq!(plain, expected);
+    }
+}

@@ -1,0 +1,56 @@
+//! Fused operators for the two models, swapped into tract's graph before it is optimised.
+//!
+//! Profiling tract's plans (`shared/examples/profile_plan.rs`, BENCHMARKS.md) showed much of
+//! the gap to onnxruntime in places that tract 0.23 handles slowly or does not fuse: its 3x3
+//! depthwise convolution (and its speed depends on the input's orientation), the separate
+//! activation pass after it (ReLU in YuNet, PReLU written as four element-wise ops in
+//! MobileFaceNet), PReLU after 1x1 convolutions (two passes), and YuNet's 2x2 max pools, which
+//! the converter writes as two 1-D pools. The ops here do each in one pass over the data, with
+//! loops written so that the compiler vectorises them (AVX2 and FMA on x86_64, chosen at run
+//! time; SIMD128 on wasm32). 1x1 convolutions (matrix products) stay with tract.
+//!
+//! [`fuse`] rewrites a decluttered [`TypedModel`]; everything it does not recognise is left to
+//! tract. The rewrites are exact up to float rounding: the tests check whole models against
+//! tract's own result (in `rewrite`), and each kernel against sums worked by hand (in
+//! `kernels`).
+//!
+//! The layers, each a module:
+//! - `ops`: the fused ops as tract sees them (parameters, `Op`, `EvalOp`, `TypedOp`);
+//! - `kernels`: their computations (`conv3x3`, `channel_mix`, `pool`), generic over how they
+//!   multiply and add;
+//! - `simd`: the CPU dispatch that compiles the kernels for AVX-512, AVX2 + FMA or the
+//!   baseline, with the rule that everything under it is inlined (and the test of the rule);
+//! - `rewrite`: the graph matching that puts the ops in place of tract's.
+
+mod kernels;
+mod ops;
+mod rewrite;
+mod simd;
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+
+pub use ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct};
+pub use rewrite::fuse;
+
+/// Pins the input shape of `model`, then declutters, fuses and optimises it into the plan the
+/// pipeline runs. `VISAGE_NO_FUSE=1` skips the fusion (to compare against tract alone).
+pub fn optimise(model: InferenceModel, input: [usize; 4]) -> TractResult<Arc<TypedRunnableModel>> {
+    optimise_with(model, input, std::env::var_os("VISAGE_NO_FUSE").is_none())
+}
+
+fn optimise_with(
+    model: InferenceModel,
+    input: [usize; 4],
+    with_fusion: bool,
+) -> TractResult<Arc<TypedRunnableModel>> {
+    let mut typed = model
+        .with_input_fact(0, f32::fact(input).into())?
+        .into_typed()?
+        .into_decluttered()?;
+    if with_fusion {
+        fuse(&mut typed)?;
+    }
+    typed.into_optimized()?.into_runnable()
+}

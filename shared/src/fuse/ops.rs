@@ -1,0 +1,284 @@
+//! The fused ops as tract sees them: their parameters, and the `Op`, `EvalOp` and `TypedOp`
+//! plumbing that checks the input and hands it to the kernel (in [`super::kernels`]).
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use super::kernels::ChannelMix;
+use super::simd::{dispatch, run_kernel};
+
+/// The activation applied after a fused operator, per channel.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Act {
+    /// None (the identity).
+    Linear,
+    /// `max(x, 0)`.
+    Relu,
+    /// `max(x, 0) + min(x, 0) * slope[c]`: the PReLU of MobileFaceNet.
+    PRelu(Arc<Vec<f32>>),
+}
+
+/// A 3x3 convolution with bias and activation, stride 1 or 2, on a `[C, H, W]` or
+/// `[1, C, H, W]` tensor: depthwise (each output channel reads its own input channel), or
+/// full with few input channels (the first layer of each model, on RGB).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conv3x3Act {
+    /// Output channels.
+    pub(super) channels: usize,
+    /// Input channels each output channel reads: 1 (depthwise), or all of them.
+    pub(super) group_in: usize,
+    pub(super) in_hw: (usize, usize),
+    pub(super) out_hw: (usize, usize),
+    pub(super) stride: usize,
+    /// Zero rows and columns before the first input row and column.
+    pub(super) pad_top_left: (usize, usize),
+    /// Channels last (`[H, W, C]`, as tract lays out YuNet's small head convolutions).
+    pub(super) channels_last: bool,
+    /// `[C, group_in, 9]`, row-major taps.
+    pub(super) weights: Arc<Vec<f32>>,
+    pub(super) bias: Arc<Vec<f32>>,
+    pub(super) act: Act,
+    pub(super) out_shape: TVec<usize>,
+    /// For a full convolution, the same weights, bias and activation in the layout of the
+    /// matrix product that computes it (set by [`Conv3x3Act::prepared`]).
+    pub(super) full: Option<ChannelMix>,
+}
+
+impl Eq for Conv3x3Act {}
+
+impl Op for Conv3x3Act {
+    fn name(&self) -> StaticName {
+        "VisageConv3x3Act".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{}x{}x{:?} stride {} act {}",
+            self.channels,
+            self.group_in,
+            self.in_hw,
+            self.stride,
+            match self.act {
+                Act::Linear => "linear",
+                Act::Relu => "relu",
+                Act::PRelu(_) => "prelu",
+            }
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for Conv3x3Act {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        let (h, w) = self.in_hw;
+        ensure!(
+            input.len() == self.in_channels() * h * w,
+            "convolution input size"
+        );
+        ensure!(
+            self.group_in == 1 || self.full.is_some(),
+            "full convolution not prepared"
+        );
+        run_kernel(self, input, &self.out_shape)
+    }
+}
+
+impl TypedOp for Conv3x3Act {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
+    }
+
+    as_op!();
+}
+
+impl Conv3x3Act {
+    /// Sets [`Conv3x3Act::full`] for a full convolution.
+    pub(super) fn prepared(mut self) -> Self {
+        if self.group_in > 1 {
+            self.full = Some(ChannelMix::new(
+                self.group_in * 9,
+                self.channels,
+                &self.weights,
+                self.bias.to_vec(),
+                self.act.clone(),
+            ));
+        }
+        self
+    }
+}
+
+/// A 1x1 convolution with bias and activation on a `[C, H, W]` or `[1, C, H, W]` tensor, for
+/// few input channels (YuNet's 16 to 64): tract runs these as matrix products that first
+/// copy ("pack") the whole input, which cost as much as the products themselves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointwiseAct {
+    pub(super) mix: ChannelMix,
+    pub(super) out_shape: TVec<usize>,
+    /// The output is `[H, W, O]` (YuNet's head, laid out for its reshape to `[HW, O]`).
+    pub(super) channels_last: bool,
+}
+
+impl Eq for PointwiseAct {}
+
+impl Op for PointwiseAct {
+    fn name(&self) -> StaticName {
+        "VisagePointwiseAct".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{} -> {}", self.mix.inputs, self.mix.outputs)])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PointwiseAct {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        ensure!(
+            !input.is_empty() && input.len() % self.mix.inputs == 0,
+            "pointwise input size"
+        );
+        ensure!(
+            self.out_shape.iter().product::<usize>() / self.mix.outputs
+                == input.len() / self.mix.inputs,
+            "pointwise output size"
+        );
+        run_kernel(self, input, &self.out_shape)
+    }
+}
+
+impl TypedOp for PointwiseAct {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
+    }
+
+    as_op!();
+}
+
+impl PointwiseAct {
+    pub(super) fn new(
+        in_channels: usize,
+        out_channels: usize,
+        w: &[f32],
+        bias: Vec<f32>,
+        act: Act,
+        out_shape: TVec<usize>,
+        channels_last: bool,
+    ) -> Self {
+        Self {
+            mix: ChannelMix::new(in_channels, out_channels, w, bias, act),
+            out_shape,
+            channels_last,
+        }
+    }
+}
+
+/// A per-channel activation on its own (PReLU after a 1x1 convolution), one pass instead of
+/// tract's two.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelAct {
+    pub(super) channels: usize,
+    pub(super) act: Act,
+}
+
+impl Eq for ChannelAct {}
+
+impl Op for ChannelAct {
+    fn name(&self) -> StaticName {
+        "VisageChannelAct".into()
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for ChannelAct {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let mut t = args_1!(inputs).into_tensor();
+        let mut view = t.try_as_plain_ram_mut()?;
+        let data = view.as_slice_mut::<f32>()?;
+        dispatch(
+            #[inline(always)]
+            |_| self.activate_in_place(data),
+        );
+        Ok(tvec!(t.into_tvalue()))
+    }
+}
+
+impl TypedOp for ChannelAct {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].without_value()))
+    }
+
+    as_op!();
+}
+
+/// A 2x2 max pool with stride 2 (YuNet's, which the converter writes as two 1-D pools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaxPool2x2 {
+    pub(super) channels: usize,
+    pub(super) in_hw: (usize, usize),
+    pub(super) out_shape: TVec<usize>,
+}
+
+impl Op for MaxPool2x2 {
+    fn name(&self) -> StaticName {
+        "VisageMaxPool2x2".into()
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for MaxPool2x2 {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        let (h, w) = self.in_hw;
+        ensure!(input.len() == self.channels * h * w, "max pool input size");
+        run_kernel(self, input, &self.out_shape)
+    }
+}
+
+impl TypedOp for MaxPool2x2 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
+    }
+
+    as_op!();
+}
+
+/// An f32 tensor of `shape` for an op to fill: left uninitialised, as tract's own operators
+/// do, because zeroing the activations cost a tenth of a run (profiled). Every op here writes
+/// every element of its output before returning it.
+pub(super) fn output_tensor(shape: &[usize]) -> TractResult<Tensor> {
+    // SAFETY: f32 has no invalid bit patterns, and the callers overwrite every element
+    // before the tensor is read.
+    unsafe { Tensor::uninitialized::<f32>(shape) }
+}
+
+pub(super) fn f32s(t: &Tensor) -> TractResult<&[f32]> {
+    t.try_as_plain_ram()?.as_slice::<f32>()
+}
