@@ -58,11 +58,19 @@ pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A pool on `url`.
 pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let opts = PgConnectOptions::from_str(url)?.disable_statement_logging();
+    connect_with(PgConnectOptions::from_str(url)?, max_connections).await
+}
+
+/// A pool with these connection options, set up as the service's own (statement logging
+/// off, [`ACQUIRE_TIMEOUT`]).
+pub async fn connect_with(
+    opts: PgConnectOptions,
+    max_connections: u32,
+) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
-        .connect_with(opts)
+        .connect_with(opts.disable_statement_logging())
         .await?)
 }
 

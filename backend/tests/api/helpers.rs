@@ -74,7 +74,8 @@ pub async fn spawn_app() -> TestApp {
     .await
 }
 
-pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
+/// A new, empty database on the test server: its connection options.
+pub async fn fresh_database() -> PgConnectOptions {
     let admin = admin_options().await;
     let name = format!("test_{}", uuid::Uuid::new_v4().simple());
     let mut conn = admin.connect().await.expect("connect to the server");
@@ -83,11 +84,20 @@ pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
         .await
         .expect("create test database");
     let _ = conn.close().await;
+    admin.database(&name)
+}
+
+pub async fn spawn_app_with(args: ServeArgs) -> TestApp {
     let pool = PgPoolOptions::new()
         .max_connections(20)
-        .connect_with(admin.database(&name))
+        .connect_with(fresh_database().await)
         .await
         .expect("pool");
+    spawn_app_on(args, pool).await
+}
+
+/// The app on `pool` (a fresh database), with one key per scope.
+pub async fn spawn_app_on(args: ServeArgs, pool: PgPool) -> TestApp {
     db::migrate(&pool).await.expect("migrations");
     let app = Application::build(&args, pool.clone())
         .await

@@ -4,6 +4,7 @@
 mod bad_input;
 mod concurrency;
 mod cors;
+mod db_loss;
 mod enroll_recognize;
 mod erasure_disk;
 mod health;
