@@ -131,6 +131,14 @@ fn main() {
             })
             .into(),
         );
+        // Enrollment's strict JPEG check (a Huffman walk of every scan), beside the decode.
+        out.insert(
+            "strict_jpeg_check_ms".into(),
+            median_ms(n, || {
+                visage_shared::decode::check_jpeg_strict(&bytes).expect("an intact JPEG");
+            })
+            .into(),
+        );
         // The same work as the onnxruntime reference: no landmark refinement.
         let photo_plain = DetectOptions {
             refine_landmarks: false,
