@@ -63,10 +63,7 @@ pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<PgPool> 
 
 /// A pool with these connection options, set up as the service's own (statement logging
 /// off, [`ACQUIRE_TIMEOUT`]).
-pub async fn connect_with(
-    opts: PgConnectOptions,
-    max_connections: u32,
-) -> anyhow::Result<PgPool> {
+pub async fn connect_with(opts: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
