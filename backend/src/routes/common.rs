@@ -10,11 +10,10 @@ use crate::domain::ParsedEmbeddings;
 use crate::error::ApiError;
 use crate::oracle::Disclosure;
 
-/// SQL condition: person `$person` (a column expression) has an active consent now.
+/// SQL condition: person `person` (a column expression) has a consent in force now. What "in
+/// force" means is defined once, in the `active_consents` view (its migration).
 pub fn active_consent_sql(person: &str) -> String {
-    format!(
-        "EXISTS (SELECT 1 FROM consents c WHERE c.person_id = {person} AND c.withdrawn_at IS NULL AND (c.expires_at IS NULL OR c.expires_at > now()))"
-    )
+    format!("EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = {person})")
 }
 
 /// Writes an audit entry. `subject` is an opaque id, never a name; `detail` never holds

@@ -57,17 +57,6 @@ fn truncated_jpeg() -> Vec<u8> {
     bytes[..bytes.len() / 2].to_vec()
 }
 
-async fn post_bytes(app: &TestApp, key: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(key)
-        .header("content-type", "image/jpeg")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
-}
-
 #[tokio::test]
 async fn bad_inputs_are_problems_and_change_nothing() {
     let app = spawn_app().await;
@@ -278,26 +267,27 @@ async fn bad_inputs_are_problems_and_change_nothing() {
             &app.recognize_key
         };
         assert_problem(
-            post_bytes(&app, key, &path, Vec::new()).await,
+            app.post_image(key, &path, Vec::new()).await,
             400,
             "image_empty",
         )
         .await;
         assert_problem(
-            post_bytes(&app, key, &path, b"this is not an image at all".to_vec()).await,
+            app.post_image(key, &path, b"this is not an image at all".to_vec())
+                .await,
             422,
             "image_unsupported_format",
         )
         .await;
         assert_problem(
-            post_bytes(&app, key, &path, truncated_jpeg()).await,
+            app.post_image(key, &path, truncated_jpeg()).await,
             422,
             "image_corrupt",
         )
         .await;
         // Refused from the header, before any pixel is decoded (shared's decoder may report it
         // as over the pixel limit or as over the image crate's own decoding limits).
-        let r = post_bytes(&app, key, &path, decompression_bomb()).await;
+        let r = app.post_image(key, &path, decompression_bomb()).await;
         assert_eq!(r.status(), 422);
         let v: Value = r.json().await.expect("problem");
         assert!(
@@ -309,7 +299,8 @@ async fn bad_inputs_are_problems_and_change_nothing() {
             "{v}"
         );
         assert_problem(
-            post_bytes(&app, key, &path, vec![0xff; 11 * 1024 * 1024]).await,
+            app.post_image(key, &path, vec![0xff; 11 * 1024 * 1024])
+                .await,
             413,
             "payload_too_large",
         )

@@ -194,6 +194,18 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// Posts image bytes (sent as `image/jpeg`, whatever they are) to `path`.
+    pub async fn post_image(&self, key: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
+        self.client
+            .post(self.url(path))
+            .bearer_auth(key)
+            .header("content-type", "image/jpeg")
+            .body(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
     pub async fn post_json(&self, key: &str, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .post(self.url(path))

@@ -19,22 +19,6 @@ fn num(v: &Value, what: &str) -> f64 {
         .unwrap_or_else(|| panic!("{what} is not a number: {v}"))
 }
 
-async fn post_image(
-    app: &crate::helpers::TestApp,
-    key: &str,
-    path: &str,
-    body: Vec<u8>,
-) -> reqwest::Response {
-    app.client
-        .post(app.url(path))
-        .bearer_auth(key)
-        .header("content-type", "image/jpeg")
-        .body(body)
-        .send()
-        .await
-        .expect("request")
-}
-
 #[tokio::test]
 async fn enroll_by_image_and_recognize_in_a_group_photo() {
     let photos = samples();
@@ -47,7 +31,9 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     let group = photos[SAMPLE].clone();
 
     // Detect: the known number of faces.
-    let r = post_image(&app, &app.recognize_key, "/v1/detect", group.clone()).await;
+    let r = app
+        .post_image(&app.recognize_key, "/v1/detect", group.clone())
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     let faces = v["faces"].as_array().expect("faces");
@@ -59,13 +45,13 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     // A group photo cannot enroll one person.
     let p = app.create_person("Group member", consent()).await;
     let before = app.counts().await;
-    let r = post_image(
-        &app,
-        &app.enroll_key,
-        &format!("/v1/people/{p}/faces/image"),
-        group.clone(),
-    )
-    .await;
+    let r = app
+        .post_image(
+            &app.enroll_key,
+            &format!("/v1/people/{p}/faces/image"),
+            group.clone(),
+        )
+        .await;
     let prob = assert_problem(r, 422, "multiple_faces").await;
     assert_eq!(prob["extra"]["faces_found"], faces.len());
     assert_eq!(app.counts().await, before);
@@ -125,13 +111,13 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     }
     for damaged in [half, overwritten] {
         assert!(image::load_from_memory(&damaged).is_ok());
-        let r = post_image(
-            &app,
-            &app.enroll_key,
-            &format!("/v1/people/{p}/faces/image"),
-            damaged,
-        )
-        .await;
+        let r = app
+            .post_image(
+                &app.enroll_key,
+                &format!("/v1/people/{p}/faces/image"),
+                damaged,
+            )
+            .await;
         assert_problem(r, 422, "image_corrupt").await;
         assert_eq!(
             app.counts().await,
@@ -140,13 +126,13 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
         );
     }
 
-    let r = post_image(
-        &app,
-        &app.enroll_key,
-        &format!("/v1/people/{p}/faces/image"),
-        jpeg,
-    )
-    .await;
+    let r = app
+        .post_image(
+            &app.enroll_key,
+            &format!("/v1/people/{p}/faces/image"),
+            jpeg,
+        )
+        .await;
     let status = r.status();
     let v: Value = r.json().await.expect("json");
     assert_eq!(status, 201, "{v}");
@@ -163,7 +149,9 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
     );
 
     // Recognize the group photo: one face is that person.
-    let r = post_image(&app, &app.recognize_key, "/v1/recognize/image", group).await;
+    let r = app
+        .post_image(&app.recognize_key, "/v1/recognize/image", group)
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     let results = v["results"].as_array().expect("results");

@@ -182,6 +182,11 @@ impl<'a> File<'a> {
         if width == 0 || height == 0 {
             return Err("a frame of zero width or height (a DNL marker is not accepted)".into());
         }
+        // The decode's own limits come first (40 megapixels by default); this bounds the
+        // walk's memory (a bit per coefficient) if it is called alone on a huge header.
+        if width * height > 1 << 28 {
+            return Err("a frame too large to check".into());
+        }
         if count == 0 || count > 4 || s.len() != 6 + 3 * count {
             return Err("frame header with a bad component list".into());
         }
