@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{MODEL, TestApp, assert_problem, consent, spawn_app, vector};
+use crate::helpers::{MODEL, assert_problem, consent, spawn_app, vector};
 
 fn crc32(data: &[u8]) -> u32 {
     let mut crc = 0xffff_ffffu32;

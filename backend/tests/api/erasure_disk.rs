@@ -91,6 +91,19 @@ async fn database_dir(pool: &PgPool) -> Option<PathBuf> {
     std::fs::read_dir(&dir).is_ok().then_some(dir)
 }
 
+/// A fresh app and its database's directory, or `None` (said on stderr) when this process
+/// cannot read the server's files (a `DATABASE_URL` on another machine).
+async fn app_with_data_dir() -> Option<(TestApp, PathBuf)> {
+    let app = spawn_app().await;
+    match database_dir(&app.pool).await {
+        Some(dir) => Some((app, dir)),
+        None => {
+            eprintln!("skipped: the server's data directory is not readable from here");
+            None
+        }
+    }
+}
+
 /// Writes every dirty page to disk, so the files show what the server holds.
 async fn checkpoint(pool: &PgPool) {
     sqlx::raw_sql("CHECKPOINT")
@@ -190,12 +203,12 @@ async fn enroll_gallery(app: &TestApp) -> Gallery {
     assert_eq!(r.status(), 201, "{}", r.text().await.unwrap_or_default());
     // The embedding as stored (the server normalises it), through the export route.
     let r = app
-        .client
-        .get(app.url(&format!("/v1/people/{target}/export")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .call(
+            "GET",
+            &app.url(&format!("/v1/people/{target}/export")),
+            Some(&app.admin_key),
+        )
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     let stored: Vec<f32> = v["faces"][0]["embedding"]
@@ -288,9 +301,7 @@ async fn assert_others_intact(app: &TestApp, g: &Gallery) {
 
 #[tokio::test]
 async fn erased_name_and_embedding_are_not_in_any_file_of_the_database() {
-    let app = spawn_app().await;
-    let Some(dir) = database_dir(&app.pool).await else {
-        eprintln!("skipped: the server's data directory is not readable from here");
+    let Some((app, dir)) = app_with_data_dir().await else {
         return;
     };
     let g = enroll_gallery(&app).await;
@@ -339,9 +350,7 @@ async fn erased_name_and_embedding_are_not_in_any_file_of_the_database() {
 /// DELETE, VACUUM and CHECKPOINT. (The deletion is plain SQL here, which schedules no scrub.)
 #[tokio::test]
 async fn plain_vacuum_leaves_the_bytes_that_the_scrub_removes() {
-    let app = spawn_app().await;
-    let Some(dir) = database_dir(&app.pool).await else {
-        eprintln!("skipped: the server's data directory is not readable from here");
+    let Some((app, dir)) = app_with_data_dir().await else {
         return;
     };
     let g = enroll_gallery(&app).await;
@@ -381,9 +390,7 @@ async fn plain_vacuum_leaves_the_bytes_that_the_scrub_removes() {
 /// freed space may keep it until reused or rewritten, as docs/erasure.md says.
 #[tokio::test]
 async fn large_gallery_way_clears_the_index_in_place() {
-    let app = spawn_app().await;
-    let Some(dir) = database_dir(&app.pool).await else {
-        eprintln!("skipped: the server's data directory is not readable from here");
+    let Some((app, dir)) = app_with_data_dir().await else {
         return;
     };
     let g = enroll_gallery(&app).await;

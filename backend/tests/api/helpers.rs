@@ -218,9 +218,15 @@ impl TestApp {
 
     /// Creates a person with consent; returns the id.
     pub async fn create_person(&self, name: &str, consent: Value) -> uuid::Uuid {
+        let v = self.create_person_as(&self.enroll_key, name, consent).await;
+        v["id"].as_str().expect("id").parse().expect("uuid")
+    }
+
+    /// Creates a person with consent using `key`; returns the whole response (201 asserted).
+    pub async fn create_person_as(&self, key: &str, name: &str, consent: Value) -> Value {
         let r = self
             .post_json(
-                &self.enroll_key,
+                key,
                 "/v1/people",
                 &json!({ "name": name, "consent": consent }),
             )
@@ -231,8 +237,7 @@ impl TestApp {
             "create person: {}",
             r.text().await.unwrap_or_default()
         );
-        let v: Value = r.json().await.expect("json");
-        v["id"].as_str().expect("id").parse().expect("uuid")
+        r.json().await.expect("json")
     }
 
     /// Adds embeddings to a person.

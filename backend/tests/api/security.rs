@@ -275,15 +275,9 @@ async fn a_recognize_key_sees_decisions_not_the_gallery() {
 #[tokio::test]
 async fn withdrawal_is_the_data_subjects_act_not_an_enroll_keys() {
     let app = spawn_app().await;
-    let r = app
-        .post_json(
-            &app.enroll_key,
-            "/v1/people",
-            &json!({ "name": "Grace", "consent": consent() }),
-        )
+    let v = app
+        .create_person_as(&app.enroll_key, "Grace", consent())
         .await;
-    assert_eq!(r.status(), 201);
-    let v: Value = r.json().await.expect("json");
     let id: Uuid = v["id"].as_str().expect("id").parse().expect("uuid");
     let token = v["withdrawal_token"]
         .as_str()
@@ -366,14 +360,9 @@ async fn withdrawal_is_the_data_subjects_act_not_an_enroll_keys() {
 async fn an_enroll_key_changes_only_the_people_it_enrolled() {
     let app = spawn_app().await;
     // Created by the admin: the enroll key may not add its holder's face to this record.
-    let r = app
-        .post_json(
-            &app.admin_key,
-            "/v1/people",
-            &json!({ "name": "Victim", "consent": consent() }),
-        )
+    let v = app
+        .create_person_as(&app.admin_key, "Victim", consent())
         .await;
-    let v: Value = r.json().await.expect("json");
     let victim: Uuid = v["id"].as_str().expect("id").parse().expect("uuid");
     let before = app.counts().await;
     let r = app.add_faces(victim, &[vector(1, 2, 0.1)]).await;
