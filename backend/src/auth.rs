@@ -18,10 +18,12 @@ use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::domain::{Scope, Scopes};
+use crate::domain::{AuditAction, AuditOutcome, Scope, Scopes};
 use crate::error::ApiError;
 use crate::once_per::OncePer;
 use crate::state::AppState;
+use crate::store;
+pub use crate::store::keys::KeyInfo;
 
 /// Prefix of every key, so leaked keys are easy to find in logs and code.
 pub const KEY_PREFIX: &str = "vsg_";
@@ -109,11 +111,15 @@ async fn insert_key(
         expires_at: new.expires_at,
     };
     insert_key_row(&mut tx, id, key, &row).await?;
-    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ($1, 'create_key', $2, 'ok')")
-        .bind(actor)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    store::audit::record(
+        &mut *tx,
+        actor,
+        AuditAction::CreateKey,
+        Some(&id.to_string()),
+        AuditOutcome::Ok,
+        None,
+    )
+    .await?;
     tx.commit().await?;
     Ok(id)
 }
@@ -134,17 +140,17 @@ async fn insert_key_row(
     row: &StoredKey<'_>,
 ) -> Result<(), sqlx::Error> {
     let prefix: String = key.chars().take(12).collect();
-    sqlx::query("INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-        .bind(id)
-        .bind(row.name)
-        .bind(prefix)
-        .bind(hash_key(key))
-        .bind(row.scopes)
-        .bind(row.rate_per_minute)
-        .bind(row.expires_at)
-        .execute(conn)
-        .await?;
-    Ok(())
+    let key_sha256 = hash_key(key);
+    let row = store::keys::KeyRow {
+        id,
+        name: row.name,
+        prefix: &prefix,
+        key_sha256: &key_sha256,
+        scopes: row.scopes,
+        rate_per_minute: row.rate_per_minute,
+        expires_at: row.expires_at,
+    };
+    store::keys::insert(conn, &row).await
 }
 
 /// Why a bootstrap key is refused.
@@ -172,12 +178,7 @@ pub fn check_key_strength(key: &str) -> Result<(), WeakKey> {
 
 /// Makes sure `key` exists with every scope (the bootstrap key of `visage serve`).
 pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx::Error> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM api_keys WHERE key_sha256 = $1)")
-            .bind(hash_key(key))
-            .fetch_one(pool)
-            .await?;
-    if !exists {
+    if !store::keys::exists(pool, &hash_key(key)).await? {
         let new = NewKey {
             name,
             scopes: &Scopes::all(),
@@ -348,13 +349,6 @@ impl Caller {
     }
 }
 
-#[derive(sqlx::FromRow)]
-struct KeyRow {
-    id: Uuid,
-    scopes: Vec<String>,
-    rate_per_minute: Option<i32>,
-}
-
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -408,13 +402,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .map(str::trim)
         .filter(|k| !k.is_empty() && k.len() <= 200)
         .ok_or_else(|| ApiError::Unauthorized("expected Authorization: Bearer <key>".into()))?;
-    let row: Option<KeyRow> = sqlx::query_as(
-        "SELECT id, scopes, rate_per_minute FROM api_keys
-         WHERE key_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-    )
-    .bind(hash_key(key))
-    .fetch_optional(&state.pool)
-    .await?;
+    let row = store::keys::find_active(&state.pool, &hash_key(key)).await?;
     let row =
         row.ok_or_else(|| ApiError::Unauthorized("unknown, revoked or expired API key".into()))?;
     let scopes = Scopes::parse(&row.scopes)
@@ -424,10 +412,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         .check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
     if state.rate_limits.due_for_last_used(row.id) {
         // At most once a minute per key and process: not a write per request.
-        let _ = sqlx::query("UPDATE api_keys SET last_used_at = now() WHERE id = $1")
-            .bind(row.id)
-            .execute(&state.pool)
-            .await;
+        let _ = store::keys::touch(&state.pool, row.id).await;
     }
     Ok(Caller {
         key_id: row.id,
@@ -445,11 +430,7 @@ pub async fn check_withdrawal_token(
     token: &str,
 ) -> Result<(), ApiError> {
     state.failed_auth.check(ip)?;
-    let stored: Option<Option<String>> =
-        sqlx::query_scalar("SELECT withdrawal_token_sha256 FROM people WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&state.pool)
-            .await?;
+    let stored = store::people::withdrawal_token_sha256(&state.pool, id).await?;
     let ok = stored
         .flatten()
         .is_some_and(|sha| token.len() <= 200 && constant_time_eq(&sha, &hash_key(token)));
@@ -462,33 +443,9 @@ pub async fn check_withdrawal_token(
     Ok(())
 }
 
-/// A stored key as listed (never its secret or digest).
-#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema, sqlx::FromRow)]
-pub struct KeyInfo {
-    pub id: Uuid,
-    pub name: String,
-    /// The first 12 characters of the key, to recognise it.
-    pub prefix: String,
-    pub scopes: Vec<String>,
-    pub rate_per_minute: Option<i32>,
-    pub created_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub revoked_at: Option<DateTime<Utc>>,
-    /// Updated at most once a minute.
-    pub last_used_at: Option<DateTime<Utc>>,
-    /// The key that replaced this one when it was rotated.
-    pub replaced_by: Option<Uuid>,
-}
-
-const KEY_COLUMNS: &str = "id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by";
-
 /// Every key, newest first.
 pub async fn list_keys(pool: &PgPool) -> Result<Vec<KeyInfo>, sqlx::Error> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id"
-    )))
-    .fetch_all(pool)
-    .await
+    store::keys::list(pool).await
 }
 
 /// Revokes a key (at once: every request looks its key up). `None` if there is no such key;
@@ -499,18 +456,17 @@ pub async fn revoke_key(
     actor: &str,
 ) -> Result<Option<KeyInfo>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let info: Option<KeyInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING {KEY_COLUMNS}"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let info = store::keys::revoke(&mut *tx, id).await?;
     if info.is_some() {
-        sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome) VALUES ($1, 'revoke_key', $2, 'ok')")
-            .bind(actor)
-            .bind(id.to_string())
-            .execute(&mut *tx)
-            .await?;
+        store::audit::record(
+            &mut *tx,
+            actor,
+            AuditAction::RevokeKey,
+            Some(&id.to_string()),
+            AuditOutcome::Ok,
+            None,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(info)
@@ -525,12 +481,7 @@ pub async fn rotate_key(
     actor: &str,
 ) -> Result<Option<RotatedKey>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let old: Option<KeyInfo> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {KEY_COLUMNS} FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE"
-    )))
-    .bind(id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let old = store::keys::lock_unrevoked(&mut *tx, id).await?;
     let Some(old) = old else {
         return Ok(None);
     };
@@ -543,17 +494,16 @@ pub async fn rotate_key(
         expires_at: old.expires_at,
     };
     insert_key_row(&mut tx, new_id, &key, &row).await?;
-    sqlx::query("UPDATE api_keys SET revoked_at = now(), replaced_by = $2 WHERE id = $1")
-        .bind(id)
-        .bind(new_id)
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome, detail) VALUES ($1, 'rotate_key', $2, 'ok', $3)")
-        .bind(actor)
-        .bind(id.to_string())
-        .bind(serde_json::json!({ "replaced_by": new_id }))
-        .execute(&mut *tx)
-        .await?;
+    store::keys::mark_replaced(&mut *tx, id, new_id).await?;
+    store::audit::record(
+        &mut *tx,
+        actor,
+        AuditAction::RotateKey,
+        Some(&id.to_string()),
+        AuditOutcome::Ok,
+        Some(serde_json::json!({ "replaced_by": new_id })),
+    )
+    .await?;
     tx.commit().await?;
     Ok(Some(RotatedKey {
         key,

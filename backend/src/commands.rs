@@ -50,10 +50,7 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
         auth::check_key_strength(key)?;
         auth::ensure_key(&pool, key, "bootstrap").await?;
     } else {
-        let keys: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM api_keys WHERE revoked_at IS NULL")
-                .fetch_one(&pool)
-                .await?;
+        let keys = crate::store::keys::count_unrevoked(&pool).await?;
         if keys == 0 {
             let (key, _) = auth::create_key(&pool, "initial-admin", &Scopes::all(), None).await?;
             eprintln!(

@@ -28,27 +28,28 @@ pub async fn create_database_if_missing(url: &str) -> anyhow::Result<()> {
     let opts = PgConnectOptions::from_str(url)?;
     let name = opts.get_database().unwrap_or("postgres").to_string();
     let mut conn = opts.clone().database("postgres").connect().await?;
-    let exists: bool =
-        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-            .bind(&name)
-            .fetch_one(&mut conn)
-            .await?;
+    let exists = database_exists(&mut conn, &name).await?;
     if !exists {
+        // A name cannot be a bound parameter: the statement is built (quoted) at run time.
         let q = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
         if let Err(e) = sqlx::query(sqlx::AssertSqlSafe(q)).execute(&mut conn).await {
             // A concurrent process may have created it.
-            let exists: bool =
-                sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
-                    .bind(&name)
-                    .fetch_one(&mut conn)
-                    .await?;
-            if !exists {
+            if !database_exists(&mut conn, &name).await? {
                 return Err(e.into());
             }
         }
     }
     conn.close().await?;
     Ok(())
+}
+
+async fn database_exists(conn: &mut sqlx::PgConnection, name: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1) AS "exists!""#,
+        name
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// How long a request waits for a database connection before it is answered 503. Short on

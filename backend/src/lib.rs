@@ -6,6 +6,7 @@
 //! - [`db`]: connection pool and migrations;
 //! - [`startup`]: builds the axum application; [`state`]: what the handlers share;
 //!   [`routes`]: one module per resource;
+//! - [`store`]: every SQL statement, one module per table group (checked at compile time);
 //! - [`domain`]: parse-don't-validate request types; [`error`]: the one API error type;
 //! - [`auth`]: API keys, scopes and rate limits; [`pipeline`]: the face pipeline off the runtime;
 //! - [`telemetry`]: tracing and Prometheus metrics; [`commands`]: what the `visage` binary runs;
@@ -28,5 +29,6 @@ pub mod routes;
 pub mod scrub;
 pub mod startup;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod web;

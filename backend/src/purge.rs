@@ -3,22 +3,17 @@
 
 use std::time::Duration;
 
+use crate::domain::AuditAction;
+use crate::routes::common::erase_person;
+use crate::store;
 use sqlx::PgPool;
-use uuid::Uuid;
-
-use crate::routes::common::{active_consent_sql, erase_person};
 
 /// Erases every person without an active consent; returns how many.
 pub async fn purge_expired(pool: &PgPool) -> Result<usize, sqlx::Error> {
-    let ids: Vec<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT p.id FROM people p WHERE NOT {} LIMIT 1000",
-        active_consent_sql("p.id")
-    )))
-    .fetch_all(pool)
-    .await?;
+    let ids = store::people::without_active_consent(pool).await?;
     let mut n = 0;
     for id in ids {
-        if erase_person(pool, id, "system", "purge_expired_consent")
+        if erase_person(pool, id, "system", AuditAction::PurgeExpiredConsent)
             .await?
             .is_some()
         {

@@ -1,5 +1,7 @@
 use chrono::{DateTime, Utc};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::domain::BoundedText;
 use crate::error::ApiError;
@@ -30,6 +32,49 @@ impl PolicySha256 {
     /// The hex digest.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Where a consent record, or a person's consent, stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsentStatus {
+    /// In force: not withdrawn, not expired.
+    Active,
+    Expired,
+    Withdrawn,
+    /// A person without any consent record.
+    None,
+}
+
+impl ConsentStatus {
+    /// The status at `now` of a record withdrawn at `withdrawn_at` and expiring at
+    /// `expires_at` (the `active_consents` view's condition).
+    pub fn of(
+        withdrawn_at: Option<DateTime<Utc>>,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        if withdrawn_at.is_some() {
+            ConsentStatus::Withdrawn
+        } else if expires_at.is_some_and(|e| e <= now) {
+            ConsentStatus::Expired
+        } else {
+            ConsentStatus::Active
+        }
+    }
+
+    /// A person's status from their records' (oldest grant first): active if any is, else
+    /// the latest record's, `None` without records.
+    pub fn of_person(records: impl IntoIterator<Item = ConsentStatus>) -> Self {
+        let mut last = ConsentStatus::None;
+        for s in records {
+            if s == ConsentStatus::Active {
+                return s;
+            }
+            last = s;
+        }
+        last
     }
 }
 
@@ -96,5 +141,32 @@ mod tests {
         );
         assert!(NewConsent::check_window(now + chrono::Duration::hours(1), None, now).is_err());
         assert!(NewConsent::check_window(now, Some(now + chrono::Duration::days(1)), now).is_ok());
+    }
+
+    #[test]
+    fn statuses_and_their_wire_names() {
+        use ConsentStatus as S;
+        let now = Utc::now();
+        let past = Some(now - chrono::Duration::seconds(1));
+        assert_eq!(S::of(None, None, now), S::Active);
+        assert_eq!(S::of(None, past, now), S::Expired);
+        assert_eq!(S::of(past, None, now), S::Withdrawn);
+        assert_eq!(
+            S::of_person([S::Expired, S::Active, S::Withdrawn]),
+            S::Active
+        );
+        assert_eq!(
+            S::of_person([S::Active, S::Expired][1..].to_vec()),
+            S::Expired
+        );
+        assert_eq!(S::of_person([]), S::None);
+        let names: Vec<String> = [S::Active, S::Expired, S::Withdrawn, S::None]
+            .iter()
+            .map(|s| serde_json::to_string(s).unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            [r#""active""#, r#""expired""#, r#""withdrawn""#, r#""none""#]
+        );
     }
 }

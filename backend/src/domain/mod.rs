@@ -1,12 +1,14 @@
 //! Parse-don't-validate types: a value of one of these types is valid by construction, so
 //! handlers never re-check input.
 
+mod audit;
 mod consent;
 mod embedding;
 mod person;
 mod scope;
 
-pub use consent::{ConsentEvidence, NewConsent, PolicySha256};
+pub use audit::{AuditAction, AuditOutcome};
+pub use consent::{ConsentEvidence, ConsentStatus, NewConsent, PolicySha256};
 pub use embedding::{FaceSource, ParsedEmbeddings};
 pub use person::{BoundedText, PersonName};
 pub use scope::{Scope, Scopes};

@@ -1,41 +1,15 @@
-//! Queries and types shared by several resources: audit entries, erasure, matching.
+//! Types and steps shared by several resources: erasure, embeddings as sent, matching.
 
 use serde::{Deserialize, Serialize};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgPool;
 use utoipa::ToSchema;
 use uuid::Uuid;
 use visage_shared::Embedding;
 
-use crate::domain::ParsedEmbeddings;
+use crate::domain::{AuditAction, AuditOutcome, ParsedEmbeddings};
 use crate::error::ApiError;
 use crate::oracle::Disclosure;
-
-/// SQL condition: person `person` (a column expression) has a consent in force now. What "in
-/// force" means is defined once, in the `active_consents` view (its migration).
-pub fn active_consent_sql(person: &str) -> String {
-    format!("EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = {person})")
-}
-
-/// Writes an audit entry. `subject` is an opaque id, never a name; `detail` never holds
-/// personal data, embeddings or images.
-pub async fn audit<'e>(
-    ex: impl PgExecutor<'e>,
-    actor: &str,
-    action: &str,
-    subject: Option<&str>,
-    outcome: &str,
-    detail: Option<serde_json::Value>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_log (actor, action, subject, outcome, detail) VALUES ($1, $2, $3, $4, $5)")
-        .bind(actor)
-        .bind(action)
-        .bind(subject)
-        .bind(outcome)
-        .bind(detail)
-        .execute(ex)
-        .await?;
-    Ok(())
-}
+use crate::store;
 
 /// What an erasure removed.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
@@ -54,42 +28,24 @@ pub async fn erase_person(
     pool: &PgPool,
     id: Uuid,
     actor: &str,
-    action: &str,
+    action: AuditAction,
 ) -> Result<Option<Erasure>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let found: Option<Uuid> = sqlx::query_scalar("SELECT id FROM people WHERE id = $1 FOR UPDATE")
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if found.is_none() {
+    let Some(deleted) = store::people::delete(&mut tx, id).await? else {
         return Ok(None);
-    }
-    let faces = sqlx::query("DELETE FROM faces WHERE person_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    let consents = sqlx::query("DELETE FROM consents WHERE person_id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    sqlx::query("DELETE FROM people WHERE id = $1")
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
+    };
     let e = Erasure {
         person_id: id,
-        faces_deleted: faces,
-        consents_deleted: consents,
+        faces_deleted: deleted.faces,
+        consents_deleted: deleted.consents,
     };
-    audit(
+    store::audit::record(
         &mut *tx,
         actor,
         action,
         Some(&id.to_string()),
-        "ok",
-        Some(serde_json::json!({ "faces_deleted": faces, "consents_deleted": consents })),
+        AuditOutcome::Ok,
+        Some(serde_json::json!({ "faces_deleted": deleted.faces, "consents_deleted": deleted.consents })),
     )
     .await?;
     tx.commit().await?;
@@ -139,14 +95,6 @@ pub struct Candidate {
     pub false_match_rate: Option<f64>,
 }
 
-#[derive(sqlx::FromRow)]
-struct HitRow {
-    face_id: Uuid,
-    person_id: Uuid,
-    display_name: String,
-    distance: f64,
-}
-
 /// Matching parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchParams {
@@ -192,38 +140,9 @@ pub async fn search_with(
     p: MatchParams,
     exact: bool,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    if exact {
-        sqlx::query("SET LOCAL enable_indexscan = off")
-            .execute(&mut *tx)
-            .await?;
-    }
-    // Integers formatted in, not user text.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL hnsw.ef_search = {}",
-        p.ef_search.clamp(10, 1000)
-    )))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        .execute(&mut *tx)
-        .await?;
     // Several faces per person: fetch more rows than people wanted, keep each person's best.
     let limit = (p.top_k * 4 + 10).min(1000) as i64;
-    let sql = format!(
-        "SELECT f.id AS face_id, f.person_id, p.display_name, (f.embedding <=> $1) AS distance
-         FROM faces f JOIN people p ON p.id = f.person_id
-         WHERE f.model_id = $2 AND {}
-         ORDER BY f.embedding <=> $1 LIMIT $3",
-        active_consent_sql("f.person_id")
-    );
-    let rows: Vec<HitRow> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(pgvector::Vector::from(emb.vector().to_vec()))
-        .bind(emb.model())
-        .bind(limit)
-        .fetch_all(&mut *tx)
-        .await?;
-    tx.commit().await?;
+    let rows = store::search::nearest(pool, emb, p.ef_search, limit, exact).await?;
     let mut out: Vec<Candidate> = Vec::new();
     for r in rows {
         let similarity = (1.0 - r.distance) as f32;

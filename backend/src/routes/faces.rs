@@ -10,11 +10,12 @@ use visage_shared::api::FaceReport;
 use visage_shared::{Embedding, QualityGate};
 
 use crate::auth::Caller;
-use crate::domain::{FaceSource, Scope};
+use crate::domain::{AuditAction, AuditOutcome, FaceSource, Scope};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::{EmbeddingInput, active_consent_sql, audit};
+use crate::routes::common::EmbeddingInput;
 use crate::routes::extract::{ApiJson, ApiPath, RawBody};
 use crate::state::AppState;
+use crate::store;
 
 /// Most faces one person may have.
 pub const MAX_FACES_PER_PERSON: i64 = 50;
@@ -61,12 +62,9 @@ fn not_theirs() -> ApiError {
 
 /// The creator of a person, or 404.
 async fn person_creator(state: &AppState, person_id: Uuid) -> ApiResult<Option<Uuid>> {
-    let row: Option<Option<Uuid>> =
-        sqlx::query_scalar("SELECT created_by_key FROM people WHERE id = $1")
-            .bind(person_id)
-            .fetch_optional(&state.pool)
-            .await?;
-    row.ok_or(ApiError::NotFound("person"))
+    store::people::creator(&state.pool, person_id)
+        .await?
+        .ok_or(ApiError::NotFound("person"))
 }
 
 /// Stores faces for a person whose consent is active, in one transaction.
@@ -78,13 +76,7 @@ async fn store_faces(
     source: FaceSource,
 ) -> ApiResult<(Vec<Uuid>, i64)> {
     let mut tx = state.pool.begin().await?;
-    let row: Option<(Option<Uuid>, bool)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT p.created_by_key, {} FROM people p WHERE p.id = $1 FOR UPDATE",
-        active_consent_sql("p.id")
-    )))
-    .bind(person_id)
-    .fetch_optional(&mut *tx)
-    .await?;
+    let row = store::people::lock_for_change(&mut tx, person_id).await?;
     match row {
         None => return Err(ApiError::NotFound("person")),
         Some((created_by, _)) if !may_change(caller, created_by) => {
@@ -98,10 +90,7 @@ async fn store_faces(
         }
         Some(_) => {}
     }
-    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM faces WHERE person_id = $1")
-        .bind(person_id)
-        .fetch_one(&mut *tx)
-        .await?;
+    let count = store::faces::count(&mut *tx, person_id).await?;
     if count + faces.len() as i64 > MAX_FACES_PER_PERSON {
         return Err(ApiError::Conflict {
             code: "too_many_faces",
@@ -113,23 +102,15 @@ async fn store_faces(
     let mut ids = Vec::with_capacity(faces.len());
     for (emb, quality) in faces {
         let id = Uuid::new_v4();
-        sqlx::query("INSERT INTO faces (id, person_id, model_id, embedding, quality, source) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(id)
-            .bind(person_id)
-            .bind(emb.model())
-            .bind(pgvector::Vector::from(emb.into_vector()))
-            .bind(quality)
-            .bind(source.as_str())
-            .execute(&mut *tx)
-            .await?;
+        store::faces::insert(&mut *tx, id, person_id, emb, quality, source).await?;
         ids.push(id);
     }
-    audit(
+    store::audit::record(
         &mut *tx,
         &caller.actor(),
-        "add_faces",
+        AuditAction::AddFaces,
         Some(&person_id.to_string()),
-        "ok",
+        AuditOutcome::Ok,
         Some(serde_json::json!({ "faces": ids.len(), "source": source.as_str() })),
     )
     .await?;
@@ -253,21 +234,15 @@ pub async fn delete_face(
         return Err(not_theirs());
     }
     let mut tx = state.pool.begin().await?;
-    let n = sqlx::query("DELETE FROM faces WHERE id = $1 AND person_id = $2")
-        .bind(face_id)
-        .bind(person_id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-    if n == 0 {
+    if !store::faces::delete(&mut *tx, face_id, person_id).await? {
         return Err(ApiError::NotFound("face"));
     }
-    audit(
+    store::audit::record(
         &mut *tx,
         &caller.actor(),
-        "delete_face",
+        AuditAction::DeleteFace,
         Some(&face_id.to_string()),
-        "ok",
+        AuditOutcome::Ok,
         Some(serde_json::json!({ "person_id": person_id })),
     )
     .await?;

@@ -32,7 +32,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     // Answer within a second whatever the database does (a load balancer's probe times out).
     let database = tokio::time::timeout(
         std::time::Duration::from_secs(1),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&state.pool),
+        crate::store::ping(&state.pool),
     )
     .await
     .is_ok_and(|r| r.is_ok());

@@ -11,11 +11,19 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use crate::auth::{Caller, MaybeCaller};
-use crate::domain::{BoundedText, ConsentEvidence, NewConsent, PersonName, PolicySha256, Scope};
+use crate::domain::{
+    AuditAction, AuditOutcome, BoundedText, ConsentEvidence, ConsentStatus, NewConsent, PersonName,
+    PolicySha256, Scope,
+};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::{Erasure, audit, erase_person};
+use crate::routes::common::{Erasure, erase_person};
 use crate::routes::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
+use crate::store;
+pub use crate::store::audit::AuditEntry;
+pub use crate::store::consents::ConsentView;
+pub use crate::store::faces::FaceExport;
+pub use crate::store::people::PersonSummary;
 
 /// How consent was collected.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -90,35 +98,6 @@ pub struct CreatePersonRequest {
     pub consent: Option<ConsentRequest>,
 }
 
-/// A consent record as stored.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct ConsentView {
-    pub id: Uuid,
-    pub policy_version: String,
-    pub policy_sha256: String,
-    pub purpose: String,
-    pub granted_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub withdrawn_at: Option<DateTime<Utc>>,
-    pub evidence_method: String,
-    pub evidence_client_address: Option<String>,
-    pub evidence_user_agent: Option<String>,
-    pub collected_by: String,
-}
-
-impl ConsentView {
-    /// `active`, `expired` or `withdrawn`, now.
-    pub fn status(&self) -> &'static str {
-        if self.withdrawn_at.is_some() {
-            "withdrawn"
-        } else if self.expires_at.is_some_and(|e| e <= Utc::now()) {
-            "expired"
-        } else {
-            "active"
-        }
-    }
-}
-
 /// A person with consent status and face count.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PersonView {
@@ -126,22 +105,10 @@ pub struct PersonView {
     pub name: String,
     pub external_ref: Option<String>,
     pub created_at: DateTime<Utc>,
-    /// `active`, `expired`, `withdrawn` or `none`.
-    pub consent_status: String,
+    pub consent_status: ConsentStatus,
     pub face_count: i64,
     pub consents: Vec<ConsentView>,
 }
-
-#[derive(sqlx::FromRow)]
-struct PersonRow {
-    id: Uuid,
-    display_name: String,
-    external_ref: Option<String>,
-    created_at: DateTime<Utc>,
-    face_count: i64,
-}
-
-const CONSENT_COLUMNS: &str = "id, policy_version, policy_sha256, purpose, granted_at, expires_at, withdrawn_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by";
 
 fn parse_consent(
     c: ConsentRequest,
@@ -204,30 +171,16 @@ fn parse_consent(
 }
 
 async fn load_person(state: &AppState, id: Uuid) -> ApiResult<PersonView> {
-    let row: Option<PersonRow> = sqlx::query_as(
-        "SELECT p.id, p.display_name, p.external_ref, p.created_at, (SELECT count(*) FROM faces f WHERE f.person_id = p.id) AS face_count FROM people p WHERE p.id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&state.pool)
-    .await?;
-    let row = row.ok_or(ApiError::NotFound("person"))?;
-    let consents: Vec<ConsentView> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {CONSENT_COLUMNS} FROM consents WHERE person_id = $1 ORDER BY granted_at"
-    )))
-    .bind(id)
-    .fetch_all(&state.pool)
-    .await?;
-    let consent_status = if consents.iter().any(|c| c.status() == "active") {
-        "active"
-    } else {
-        consents.last().map(|c| c.status()).unwrap_or("none")
-    };
+    let row = store::people::find(&state.pool, id)
+        .await?
+        .ok_or(ApiError::NotFound("person"))?;
+    let consents = store::consents::of_person(&state.pool, id).await?;
     Ok(PersonView {
         id: row.id,
         name: row.display_name,
         external_ref: row.external_ref,
         created_at: row.created_at,
-        consent_status: consent_status.to_string(),
+        consent_status: ConsentStatus::of_person(consents.iter().map(ConsentView::status)),
         face_count: row.face_count,
         consents,
     })
@@ -279,37 +232,21 @@ pub async fn create_person(
     let id = Uuid::new_v4();
     let token = crate::auth::generate_secret(WITHDRAWAL_TOKEN_PREFIX);
     let mut tx = state.pool.begin().await?;
-    sqlx::query("INSERT INTO people (id, display_name, external_ref, created_by_key, withdrawal_token_sha256) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id)
-        .bind(name.as_str())
-        .bind(external_ref.as_ref().map(|r| r.as_str()))
-        .bind(caller.key_id)
-        .bind(crate::auth::hash_key(&token))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::query(
-        "INSERT INTO consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, expires_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-    )
-    .bind(Uuid::new_v4())
-    .bind(id)
-    .bind(consent.policy_version.as_str())
-    .bind(consent.policy_sha256.as_str())
-    .bind(consent.purpose.as_str())
-    .bind(consent.granted_at)
-    .bind(consent.expires_at)
-    .bind(consent.evidence.method.as_str())
-    .bind(consent.evidence.client_address.as_deref())
-    .bind(consent.evidence.user_agent.as_deref())
-    .bind(consent.evidence.collected_by.as_str())
-    .execute(&mut *tx)
-    .await?;
-    audit(
+    let person = store::people::NewPerson {
+        id,
+        name: name.as_str(),
+        external_ref: external_ref.as_ref().map(|r| r.as_str()),
+        created_by_key: caller.key_id,
+        withdrawal_token_sha256: &crate::auth::hash_key(&token),
+    };
+    store::people::insert(&mut *tx, &person).await?;
+    store::consents::insert(&mut *tx, Uuid::new_v4(), id, &consent).await?;
+    store::audit::record(
         &mut *tx,
         &caller.actor(),
-        "create_person",
+        AuditAction::CreatePerson,
         Some(&id.to_string()),
-        "ok",
+        AuditOutcome::Ok,
         None,
     )
     .await?;
@@ -334,16 +271,6 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// A person in a list.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct PersonSummary {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub consent_active: bool,
-    pub face_count: i64,
 }
 
 /// A page of people.
@@ -404,22 +331,13 @@ pub async fn list_people(
                     .replace('_', "\\_");
                 format!("%{escaped}%")
             });
-    let sql = format!(
-        "SELECT p.id, p.display_name AS name, p.created_at, {} AS consent_active,
-                (SELECT count(*) FROM faces f WHERE f.person_id = p.id) AS face_count
-         FROM people p
-         WHERE ($1::text IS NULL OR p.display_name ILIKE $1)
-           AND ($2::timestamptz IS NULL OR (p.created_at, p.id) > ($2, $3))
-         ORDER BY p.created_at, p.id LIMIT $4",
-        crate::routes::common::active_consent_sql("p.id")
-    );
-    let mut items: Vec<PersonSummary> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-        .bind(pattern)
-        .bind(cursor.map(|c| c.0))
-        .bind(cursor.map(|c| c.1).unwrap_or_default())
-        .bind(i64::from(limit) + 1)
-        .fetch_all(&state.pool)
-        .await?;
+    let mut items = store::people::list(
+        &state.pool,
+        pattern.as_deref(),
+        cursor,
+        i64::from(limit) + 1,
+    )
+    .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|p| encode_cursor(p.created_at, p.id))
@@ -442,36 +360,6 @@ pub async fn show_person(
     Ok(Json(load_person(&state, id).await?))
 }
 
-/// A stored face with its embedding (export).
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct FaceExport {
-    pub id: Uuid,
-    pub model_id: String,
-    #[schema(value_type = Vec<f32>)]
-    #[serde(serialize_with = "ser_vector")]
-    pub embedding: pgvector::Vector,
-    #[schema(value_type = Object)]
-    pub quality: Option<serde_json::Value>,
-    pub source: String,
-    pub created_at: DateTime<Utc>,
-}
-
-fn ser_vector<S: serde::Serializer>(v: &pgvector::Vector, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(v.as_slice())
-}
-
-/// An audit entry.
-#[derive(Debug, Serialize, ToSchema, sqlx::FromRow)]
-pub struct AuditEntry {
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub subject: Option<String>,
-    pub outcome: String,
-    #[schema(value_type = Option<Object>)]
-    pub detail: Option<serde_json::Value>,
-}
-
 /// Everything held about a person (right of access).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PersonExport {
@@ -491,26 +379,16 @@ pub async fn export_person(
 ) -> ApiResult<Json<PersonExport>> {
     caller.require(Scope::Admin)?;
     let person = load_person(&state, id).await?;
-    let faces: Vec<FaceExport> =
-        sqlx::query_as("SELECT id, model_id, embedding, quality, source, created_at FROM faces WHERE person_id = $1 ORDER BY created_at, id")
-            .bind(id)
-            .fetch_all(&state.pool)
-            .await?;
+    let faces = store::faces::of_person(&state.pool, id).await?;
     let mut subjects: Vec<String> = faces.iter().map(|f| f.id.to_string()).collect();
     subjects.push(id.to_string());
-    let audit_rows: Vec<AuditEntry> = sqlx::query_as(
-        "SELECT at, actor, action, subject, outcome, detail FROM audit_log WHERE subject = ANY($1) OR detail->'matches' ? $2 ORDER BY id",
-    )
-    .bind(&subjects)
-    .bind(id.to_string())
-    .fetch_all(&state.pool)
-    .await?;
-    audit(
+    let audit_rows = store::audit::about(&state.pool, &subjects, &id.to_string()).await?;
+    store::audit::record(
         &state.pool,
         &caller.actor(),
-        "export_person",
+        AuditAction::ExportPerson,
         Some(&id.to_string()),
-        "ok",
+        AuditOutcome::Ok,
         None,
     )
     .await?;
@@ -532,7 +410,7 @@ pub async fn erase(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Erasure>> {
     caller.require(Scope::Admin)?;
-    let e = erase_person(&state.pool, id, &caller.actor(), "erase_person")
+    let e = erase_person(&state.pool, id, &caller.actor(), AuditAction::ErasePerson)
         .await?
         .ok_or(ApiError::NotFound("person"))?;
     Ok(Json(e))
@@ -572,7 +450,7 @@ pub async fn withdraw_consent(
             ));
         }
     };
-    let e = erase_person(&state.pool, id, &actor, "withdraw_consent")
+    let e = erase_person(&state.pool, id, &actor, AuditAction::WithdrawConsent)
         .await?
         .ok_or(ApiError::NotFound("person"))?;
     Ok(Json(e))

@@ -9,14 +9,13 @@ use visage_shared::api::FaceReport;
 use visage_shared::{Embedding, QualityGate};
 
 use crate::auth::Caller;
-use crate::domain::Scope;
+use crate::domain::{AuditAction, AuditOutcome, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
-use crate::routes::common::{
-    Candidate, EmbeddingInput, MatchParams, active_consent_sql, audit, search,
-};
+use crate::routes::common::{Candidate, EmbeddingInput, MatchParams, search};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::state::AppState;
+use crate::store;
 
 /// Most probe embeddings per request.
 pub const MAX_PROBES: usize = 20;
@@ -85,17 +84,12 @@ async fn run_search(
         );
         results.push(ProbeResult { face, candidates });
     }
-    let outcome = if matches.is_empty() {
-        "no_match"
-    } else {
-        "match"
-    };
-    audit(
+    store::audit::record(
         &state.pool,
         &caller.actor(),
-        "recognize",
+        AuditAction::Recognize,
         None,
-        outcome,
+        AuditOutcome::matched(!matches.is_empty()),
         Some(serde_json::json!({ "probes": results.len(), "matches": matches })),
     )
     .await?;
@@ -206,43 +200,29 @@ async fn verify_one(
     if disclosure != Disclosure::Full {
         spend_verify_budget(state, caller, person_id).await?;
     }
-    let row: Option<(bool,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {} FROM people p WHERE p.id = $1",
-        active_consent_sql("p.id")
-    )))
-    .bind(person_id)
-    .fetch_optional(&state.pool)
-    .await?;
-    match row {
+    match store::people::consent_active(&state.pool, person_id).await? {
         None => return Err(ApiError::NotFound("person")),
-        Some((false,)) => {
+        Some(false) => {
             return Err(ApiError::Conflict {
                 code: "consent_inactive",
                 detail: "the person's consent has expired or was withdrawn".into(),
             });
         }
-        Some(_) => {}
+        Some(true) => {}
     }
-    let best: Option<f64> = sqlx::query_scalar(
-        "SELECT max(1 - (embedding <=> $1)) FROM faces WHERE person_id = $2 AND model_id = $3",
-    )
-    .bind(pgvector::Vector::from(emb.vector().to_vec()))
-    .bind(person_id)
-    .bind(emb.model())
-    .fetch_one(&state.pool)
-    .await?;
+    let best = store::faces::best_similarity(&state.pool, person_id, emb).await?;
     let raw = best.ok_or_else(|| ApiError::Conflict {
         code: "no_faces",
         detail: "the person has no enrolled face".into(),
     })? as f32;
     let is_match = raw >= p.threshold;
     let similarity = disclosure.similarity(raw, is_match);
-    audit(
+    store::audit::record(
         &state.pool,
         &caller.actor(),
-        "verify",
+        AuditAction::Verify,
         Some(&person_id.to_string()),
-        if is_match { "match" } else { "no_match" },
+        AuditOutcome::matched(is_match),
         None,
     )
     .await?;
@@ -275,12 +255,12 @@ async fn spend_verify_budget(state: &AppState, caller: &Caller, person_id: Uuid)
     metrics::counter!("visage_query_budget_exhausted_total", "budget" => budget).increment(1);
     if state.budgets.should_report(caller.key_id, person_id, which) {
         tracing::warn!(key = %caller.key_id, person = %person_id, budget, "verification budget exhausted");
-        audit(
+        store::audit::record(
             &state.pool,
             &caller.actor(),
-            "verify",
+            AuditAction::Verify,
             Some(&person_id.to_string()),
-            "budget_exhausted",
+            AuditOutcome::BudgetExhausted,
             Some(serde_json::json!({ "budget": budget })),
         )
         .await?;
