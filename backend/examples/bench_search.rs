@@ -764,7 +764,7 @@ async fn main() -> anyhow::Result<()> {
     o.efs.sort_unstable();
     // Databases on the embedded server (or DATABASE_URL's server).
     let base = db::resolve_url(&DbArgs {
-        database_url: std::env::var("DATABASE_URL").ok(),
+        database_url: std::env::var("DATABASE_URL").ok().map(Into::into),
     })
     .await?;
     let Some((server, _)) = base.rsplit_once('/') else {

@@ -212,13 +212,27 @@ impl RateLimits {
         self.last_used.due(key)
     }
 
+    /// Forgets `key`'s bucket (and when it was last used): a revoked or rotated key is never
+    /// seen again, and its entry would otherwise stay for the life of the process.
+    pub fn forget(&self, key: Uuid) {
+        if let Ok(mut b) = self.buckets.lock() {
+            b.remove(&key);
+        }
+        self.last_used.forget(&key);
+    }
+
+    /// How many keys have a bucket.
+    pub fn tracked(&self) -> usize {
+        self.buckets.lock().map(|b| b.len()).unwrap_or(0)
+    }
+
     /// Takes one token for `key`, or says how long to wait.
     pub fn check(&self, key: Uuid, per_minute: Option<u32>) -> Result<(), ApiError> {
         let limiter = {
             let mut b = self
                 .buckets
                 .lock()
-                .map_err(|_| ApiError::Internal("rate limiter poisoned".into()))?;
+                .map_err(|_| ApiError::internal("rate limiter poisoned"))?;
             b.entry(key)
                 .or_insert_with(|| {
                     let rate = per_minute
@@ -406,7 +420,7 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
     let row =
         row.ok_or_else(|| ApiError::Unauthorized("unknown, revoked or expired API key".into()))?;
     let scopes = Scopes::parse(&row.scopes)
-        .map_err(|e| ApiError::Internal(format!("stored key scopes: {e}")))?;
+        .map_err(|e| ApiError::internal(format!("stored key scopes: {e}")))?;
     state
         .rate_limits
         .check(row.id, row.rate_per_minute.map(|r| r.max(1) as u32))?;
@@ -536,6 +550,20 @@ mod tests {
         );
         assert!(check_key_strength(&generate_key()).is_ok());
         assert!(check_key_strength("vsg_e2e_0f3a9c1d2b4e5f60718293a4b5c6d7e8").is_ok());
+    }
+
+    #[test]
+    fn a_forgotten_key_loses_its_bucket() {
+        let limits = RateLimits::new(1);
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        assert!(limits.check(a, None).is_ok());
+        assert!(limits.check(a, None).is_err(), "one a minute");
+        assert!(limits.check(b, None).is_ok());
+        assert_eq!(limits.tracked(), 2);
+        limits.forget(a);
+        assert_eq!(limits.tracked(), 1);
+        // A key seen again after being forgotten starts with a full bucket.
+        assert!(limits.check(a, None).is_ok());
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
+
 use crate::configuration::{
     CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, KeysAction, KeysArgs, ServeArgs,
 };
@@ -47,6 +49,7 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let pool = db::connect(url, args.db_pool).await?;
     db::migrate(&pool).await?;
     if let Some(key) = &args.bootstrap_key {
+        let key = key.expose_secret();
         auth::check_key_strength(key)?;
         auth::ensure_key(&pool, key, "bootstrap").await?;
     } else {
@@ -61,7 +64,7 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     let app = Application::build(args, pool.clone()).await?;
     let port = app.port();
     // Load the models in the background; /readyz says when they are in.
-    let warm = crate::pipeline::PipelineService::new(1, Default::default());
+    let warm = app.pipeline().clone();
     tokio::spawn(async move {
         if let Err(e) = warm.get().await {
             tracing::error!(error = %e, "loading the face models failed");

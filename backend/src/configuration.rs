@@ -1,17 +1,23 @@
 //! Settings of every command, from the command line or the environment (`clap`).
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use secrecy::SecretString;
+
+/// A secret from the command line or the environment (its `Debug` prints `[REDACTED]`).
+fn secret(s: &str) -> Result<SecretString, std::convert::Infallible> {
+    Ok(SecretString::from(s))
+}
 
 /// Where the database is.
 #[derive(Debug, Clone, Args, Default)]
 pub struct DbArgs {
     /// PostgreSQL URL (with pgvector). Unset: the project-local embedded PostgreSQL is
     /// provisioned and started (data under `.visage/`).
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true, value_parser = secret)]
+    pub database_url: Option<SecretString>,
 }
 
 /// `visage serve`.
@@ -20,37 +26,37 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub db: DbArgs,
     /// Address to listen on.
-    #[arg(long, env = "VISAGE_HOST", default_value = "127.0.0.1")]
+    #[arg(long, env = "VISAGE_HOST", default_value_t = DEFAULT_HOST)]
     pub host: IpAddr,
     /// Port to listen on (0: any free port).
-    #[arg(long, env = "VISAGE_PORT", default_value_t = 8080)]
+    #[arg(long, env = "VISAGE_PORT", default_value_t = DEFAULT_PORT)]
     pub port: u16,
     /// An API key to accept with every scope (created if missing, stored hashed). Without it,
     /// and with no key in the database, one admin key is generated and printed once.
-    #[arg(long, env = "VISAGE_BOOTSTRAP_KEY", hide_env_values = true)]
-    pub bootstrap_key: Option<String>,
+    #[arg(long, env = "VISAGE_BOOTSTRAP_KEY", hide_env_values = true, value_parser = secret)]
+    pub bootstrap_key: Option<SecretString>,
     /// Largest request body in bytes (JSON and images).
-    #[arg(long, env = "VISAGE_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    #[arg(long, env = "VISAGE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
     /// Largest decoded image in pixels (width x height).
-    #[arg(long, env = "VISAGE_MAX_IMAGE_PIXELS", default_value_t = 40_000_000)]
+    #[arg(long, env = "VISAGE_MAX_IMAGE_PIXELS", default_value_t = DEFAULT_MAX_IMAGE_PIXELS)]
     pub max_image_pixels: u64,
     /// Default per-key rate limit, requests per minute (a key may carry its own). A bucket
     /// of this many requests, refilled at this rate.
     #[arg(long, env = "VISAGE_RATE_PER_MINUTE", default_value_t = DEFAULT_RATE_PER_MINUTE)]
     pub rate_per_minute: u32,
     /// Seconds between runs of the job that purges people whose consent expired.
-    #[arg(long, env = "VISAGE_PURGE_INTERVAL_SECS", default_value_t = 60)]
+    #[arg(long, env = "VISAGE_PURGE_INTERVAL_SECS", default_value_t = DEFAULT_PURGE_INTERVAL_SECS)]
     pub purge_interval_secs: u64,
     /// Threads for the face pipeline (0: one per core).
-    #[arg(long, env = "VISAGE_PIPELINE_THREADS", default_value_t = 0)]
+    #[arg(long, env = "VISAGE_PIPELINE_THREADS", default_value_t = DEFAULT_PIPELINE_THREADS)]
     pub pipeline_threads: usize,
     /// Largest connection pool size.
-    #[arg(long, env = "VISAGE_DB_POOL", default_value_t = 16)]
+    #[arg(long, env = "VISAGE_DB_POOL", default_value_t = DEFAULT_DB_POOL)]
     pub db_pool: u32,
     /// HNSW `ef_search` for recognition (higher: better recall, slower). At 1M faces, 150
     /// gives recall@1 0.995 with p99 8 ms on 2 cores (BENCHMARKS.md).
-    #[arg(long, env = "VISAGE_EF_SEARCH", default_value_t = 150)]
+    #[arg(long, env = "VISAGE_EF_SEARCH", default_value_t = DEFAULT_EF_SEARCH)]
     pub ef_search: u32,
     /// The lowest match threshold a non-admin key may use (default: the model's calibrated
     /// default threshold). Lower requests are raised to it (SECURITY.md).
@@ -60,11 +66,11 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "VISAGE_VERIFY_BUDGET_PER_KEY_PERSON",
-        default_value_t = 60
+        default_value_t = DEFAULT_VERIFY_BUDGET_PER_KEY_PERSON
     )]
     pub verify_budget_per_key_person: u32,
     /// Verifications of one person by all non-admin keys together per hour.
-    #[arg(long, env = "VISAGE_VERIFY_BUDGET_PER_PERSON", default_value_t = 600)]
+    #[arg(long, env = "VISAGE_VERIFY_BUDGET_PER_PERSON", default_value_t = DEFAULT_VERIFY_BUDGET_PER_PERSON)]
     pub verify_budget_per_person: u32,
     /// Wrong keys or withdrawal tokens allowed per client address and minute before that
     /// address gets 429 for a minute.
@@ -102,23 +108,45 @@ pub const DEFAULT_RATE_PER_MINUTE: u32 = 3600;
 /// Where `cargo xtask web` writes the browser app, from the project root.
 pub const DEFAULT_WEB_DIR: &str = "frontend/dist";
 
+/// The default listening address: loopback only.
+pub const DEFAULT_HOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+/// The default port.
+pub const DEFAULT_PORT: u16 = 8080;
+/// The default largest request body: 10 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// The default largest decoded image: 40 megapixels.
+pub const DEFAULT_MAX_IMAGE_PIXELS: u64 = 40_000_000;
+/// The default seconds between consent purges.
+pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 60;
+/// The default pipeline threads (0: one per core).
+pub const DEFAULT_PIPELINE_THREADS: usize = 0;
+/// The default connection pool size.
+pub const DEFAULT_DB_POOL: u32 = 16;
+/// The default HNSW `ef_search`.
+pub const DEFAULT_EF_SEARCH: u32 = 150;
+/// The default verifications of one person by one non-admin key per hour.
+pub const DEFAULT_VERIFY_BUDGET_PER_KEY_PERSON: u32 = 60;
+/// The default verifications of one person by all non-admin keys per hour.
+pub const DEFAULT_VERIFY_BUDGET_PER_PERSON: u32 = 600;
+
+/// The defaults of the command line (the same constants), without reading the environment.
 impl Default for ServeArgs {
     fn default() -> Self {
         Self {
             db: DbArgs::default(),
-            host: IpAddr::from([127, 0, 0, 1]),
-            port: 8080,
+            host: DEFAULT_HOST,
+            port: DEFAULT_PORT,
             bootstrap_key: None,
-            max_body_bytes: 10 * 1024 * 1024,
-            max_image_pixels: 40_000_000,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             rate_per_minute: DEFAULT_RATE_PER_MINUTE,
-            purge_interval_secs: 60,
-            pipeline_threads: 0,
-            db_pool: 16,
-            ef_search: 150,
+            purge_interval_secs: DEFAULT_PURGE_INTERVAL_SECS,
+            pipeline_threads: DEFAULT_PIPELINE_THREADS,
+            db_pool: DEFAULT_DB_POOL,
+            ef_search: DEFAULT_EF_SEARCH,
             threshold_floor: None,
-            verify_budget_per_key_person: 60,
-            verify_budget_per_person: 600,
+            verify_budget_per_key_person: DEFAULT_VERIFY_BUDGET_PER_KEY_PERSON,
+            verify_budget_per_person: DEFAULT_VERIFY_BUDGET_PER_PERSON,
             failed_auth_per_minute: crate::auth::FailedAuth::MAX_PER_MINUTE,
             log_json: false,
             web_dir: PathBuf::from(DEFAULT_WEB_DIR),
@@ -196,6 +224,65 @@ mod tests {
     struct Cli {
         #[command(flatten)]
         serve: ServeArgs,
+    }
+
+    #[test]
+    fn defaults_are_the_command_lines_and_secrets_stay_out_of_debug() {
+        let cli = Cli::try_parse_from([
+            "visage",
+            "--bootstrap-key",
+            "vsg_very-secret-bootstrap",
+            "--database-url",
+            "postgres://u:db-password@h/d",
+        ])
+        .expect("parses");
+        let printed = format!("{:?}", cli.serve);
+        assert!(
+            !printed.contains("very-secret") && !printed.contains("db-password"),
+            "{printed}"
+        );
+        // Every default the command line has is the Default impl's (the environment aside).
+        let mut parsed = cli.serve;
+        parsed.bootstrap_key = None;
+        parsed.db.database_url = None;
+        let d = ServeArgs::default();
+        if std::env::vars().any(|(k, _)| {
+            k.starts_with("VISAGE_") && k != "VISAGE_HOME" && !k.starts_with("VISAGE_PG_")
+        }) {
+            return; // a setting from the environment: not the defaults
+        }
+        assert_eq!(
+            (parsed.host, parsed.port, parsed.ef_search, parsed.db_pool),
+            (d.host, d.port, d.ef_search, d.db_pool)
+        );
+        assert_eq!(
+            (
+                parsed.max_body_bytes,
+                parsed.max_image_pixels,
+                parsed.purge_interval_secs
+            ),
+            (d.max_body_bytes, d.max_image_pixels, d.purge_interval_secs)
+        );
+        assert_eq!(
+            (
+                parsed.pipeline_threads,
+                parsed.rate_per_minute,
+                parsed.failed_auth_per_minute
+            ),
+            (
+                d.pipeline_threads,
+                d.rate_per_minute,
+                d.failed_auth_per_minute
+            )
+        );
+        assert_eq!(
+            (
+                parsed.verify_budget_per_key_person,
+                parsed.verify_budget_per_person
+            ),
+            (d.verify_budget_per_key_person, d.verify_budget_per_person)
+        );
+        assert_eq!(parsed.web_dir, d.web_dir);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use secrecy::ExposeSecret;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgPool};
 
@@ -15,7 +16,7 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 /// The database URL: `DATABASE_URL`, or the embedded server's (started for this process).
 pub async fn resolve_url(args: &DbArgs) -> anyhow::Result<String> {
     if let Some(url) = &args.database_url {
-        return Ok(url.clone());
+        return Ok(url.expose_secret().to_string());
     }
     let (pg, _) = tokio::task::spawn_blocking(embedded::acquire_for_process).await??;
     let url = pg.url(embedded::APP_DATABASE)?;

@@ -6,6 +6,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+/// The cause of an internal error, with its own chain of sources.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 /// A problem details body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Problem {
@@ -79,9 +82,10 @@ pub enum ApiError {
     /// 503: a dependency (database, models) is not available.
     #[error("{0}")]
     Unavailable(String),
-    /// 500: a bug or an unexpected failure; details are logged, not returned.
+    /// 500: a bug or an unexpected failure; details (the error and its sources) are logged
+    /// where it becomes a response, not returned.
     #[error("internal error: {0}")]
-    Internal(String),
+    Internal(#[source] BoxError),
 }
 
 impl ApiError {
@@ -105,6 +109,11 @@ impl ApiError {
             detail: detail.into(),
             extra,
         }
+    }
+
+    /// 500 caused by `e` (an error, kept with its sources, or a message).
+    pub fn internal(e: impl Into<BoxError>) -> Self {
+        ApiError::Internal(e.into())
     }
 
     /// HTTP status of this error.
@@ -194,9 +203,9 @@ impl From<sqlx::Error> for ApiError {
                 Some(c) if c.starts_with("57P") || c.starts_with("08") => {
                     ApiError::Unavailable("the database is not reachable".into())
                 }
-                _ => ApiError::Internal(e.to_string()),
+                _ => ApiError::internal(e),
             },
-            _ => ApiError::Internal(e.to_string()),
+            _ => ApiError::internal(e),
         }
     }
 }
@@ -220,14 +229,14 @@ impl From<visage_shared::DecodeError> for ApiError {
 
 impl From<visage_shared::PipelineError> for ApiError {
     fn from(e: visage_shared::PipelineError) -> Self {
-        ApiError::Internal(e.to_string())
+        ApiError::internal(e)
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Internal(msg) = &self {
-            tracing::error!(error = %msg, "internal error");
+        if let ApiError::Internal(e) = &self {
+            tracing::error!(error = %error_chain(e.as_ref()), "internal error");
         }
         let problem = self.problem();
         let body = serde_json::to_vec(&problem).unwrap_or_else(|_| b"{}".to_vec());
@@ -246,6 +255,18 @@ impl IntoResponse for ApiError {
         }
         resp
     }
+}
+
+/// An error and its sources, `: `-separated (what the log gets of an internal error).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
 }
 
 /// Result type of handlers.
@@ -272,6 +293,33 @@ mod tests {
             ApiError::from(sqlx::Error::RowNotFound).status(),
             StatusCode::INTERNAL_SERVER_ERROR
         );
+    }
+
+    #[test]
+    fn internal_errors_keep_their_source_and_hide_it() {
+        let io = std::io::Error::other("disk on fire");
+        let api = ApiError::from(sqlx::Error::Io(io));
+        assert_eq!(api.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let api = ApiError::from(sqlx::Error::ColumnNotFound("x".into()));
+        let source = std::error::Error::source(&api).expect("the sqlx error is its source");
+        assert!(source.to_string().contains("x"), "{source}");
+        assert!(
+            error_chain(&api).contains("internal error: "),
+            "{}",
+            error_chain(&api)
+        );
+        assert!(
+            !api.problem().detail.contains("x"),
+            "{}",
+            api.problem().detail
+        );
+        let wrapped = ApiError::internal(
+            anyhow::Error::new(std::io::Error::other("root cause")).context("loading models"),
+        );
+        let ApiError::Internal(e) = &wrapped else {
+            panic!("{wrapped:?}")
+        };
+        assert_eq!(error_chain(e.as_ref()), "loading models: root cause");
     }
 
     #[test]

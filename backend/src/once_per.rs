@@ -44,6 +44,16 @@ impl<K: Eq + Hash> OncePer<K> {
     }
 }
 
+impl<K: Eq + Hash> OncePer<K> {
+    /// Forgets `key` (due again at once).
+    pub fn forget(&self, key: &K) {
+        self.last
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,7 +1,8 @@
-//! The face pipeline off the async runtime: models loaded once per process, CPU work on the
-//! blocking pool behind a semaphore sized to the cores.
+//! The face pipeline off the async runtime: models loaded on first use ([`Models`], one load
+//! per process shared by every service it builds), CPU work on the blocking pool behind a
+//! semaphore sized to the cores.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use axum::body::Bytes;
@@ -10,7 +11,41 @@ use visage_shared::{AnalyzeOptions, AnalyzedFace, DecodeLimits, Pipeline};
 
 use crate::error::ApiError;
 
-static PIPELINE: OnceCell<Arc<Pipeline>> = OnceCell::const_new();
+/// The face models, loaded on first use; clones share one load.
+#[derive(Clone, Default)]
+pub struct Models(Arc<OnceCell<Arc<Pipeline>>>);
+
+impl Models {
+    /// The models of this process: every service built in it shares them (the tests build
+    /// many, and a load takes seconds).
+    pub fn process_wide() -> Self {
+        static MODELS: OnceLock<Models> = OnceLock::new();
+        MODELS.get_or_init(Models::default).clone()
+    }
+
+    /// Whether they are loaded.
+    pub fn is_loaded(&self) -> bool {
+        self.0.initialized()
+    }
+
+    /// The pipeline, loading the models on first use.
+    pub async fn get(&self) -> Result<Arc<Pipeline>, ApiError> {
+        self.0
+            .get_or_try_init(|| async {
+                let t = Instant::now();
+                let p = tokio::task::spawn_blocking(Pipeline::load)
+                    .await
+                    .map_err(|e| {
+                        ApiError::internal(anyhow::Error::new(e).context("loading models"))
+                    })?
+                    .map_err(ApiError::from)?;
+                tracing::info!(seconds = t.elapsed().as_secs_f64(), "face models loaded");
+                Ok::<_, ApiError>(Arc::new(p))
+            })
+            .await
+            .cloned()
+    }
+}
 
 /// An image analysed by the pipeline.
 pub struct Analysis {
@@ -22,14 +57,15 @@ pub struct Analysis {
 /// Runs the pipeline on a bounded number of blocking threads.
 #[derive(Clone)]
 pub struct PipelineService {
+    models: Models,
     permits: Arc<Semaphore>,
     threads: usize,
     limits: DecodeLimits,
 }
 
 impl PipelineService {
-    /// `threads` concurrent analyses (0: one per core).
-    pub fn new(threads: usize, limits: DecodeLimits) -> Self {
+    /// `threads` concurrent analyses (0: one per core) with `models`.
+    pub fn new(threads: usize, limits: DecodeLimits, models: Models) -> Self {
         let n = if threads == 0 {
             std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -38,6 +74,7 @@ impl PipelineService {
             threads
         };
         Self {
+            models,
             permits: Arc::new(Semaphore::new(n)),
             threads: n,
             limits,
@@ -50,24 +87,13 @@ impl PipelineService {
     }
 
     /// Whether the models are loaded (for `/readyz`).
-    pub fn is_loaded() -> bool {
-        PIPELINE.initialized()
+    pub fn is_loaded(&self) -> bool {
+        self.models.is_loaded()
     }
 
     /// The pipeline, loading the models on first use.
     pub async fn get(&self) -> Result<Arc<Pipeline>, ApiError> {
-        PIPELINE
-            .get_or_try_init(|| async {
-                let t = Instant::now();
-                let p = tokio::task::spawn_blocking(Pipeline::load)
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("loading models: {e}")))?
-                    .map_err(ApiError::from)?;
-                tracing::info!(seconds = t.elapsed().as_secs_f64(), "face models loaded");
-                Ok::<_, ApiError>(Arc::new(p))
-            })
-            .await
-            .cloned()
+        self.models.get().await
     }
 
     /// Decodes and analyses an image: every face with box, landmarks, quality and embedding.
@@ -122,6 +148,6 @@ impl PipelineService {
             })
         })
         .await
-        .map_err(|e| ApiError::Internal(format!("pipeline task: {e}")))?
+        .map_err(|e| ApiError::internal(anyhow::Error::new(e).context("pipeline task")))?
     }
 }

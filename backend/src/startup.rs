@@ -22,7 +22,7 @@ use crate::auth::{FailedAuth, RateLimits};
 use crate::configuration::ServeArgs;
 use crate::openapi::ApiDoc;
 use crate::oracle::{BudgetSettings, QueryBudgets};
-use crate::pipeline::PipelineService;
+use crate::pipeline::{Models, PipelineService};
 use crate::routes::extract::BodyLimit;
 use crate::routes::{detect, faces, health, keys, people, recognize};
 use crate::state::{AppState, Inner};
@@ -130,6 +130,7 @@ pub struct Application {
     router: Router,
     port: u16,
     web: WebApp,
+    pipeline: PipelineService,
 }
 
 impl Application {
@@ -140,7 +141,7 @@ impl Application {
             max_pixels: args.max_image_pixels,
             ..DecodeLimits::default()
         };
-        let pipeline = PipelineService::new(args.pipeline_threads, limits);
+        let pipeline = PipelineService::new(args.pipeline_threads, limits, Models::process_wide());
         tracing::info!(
             threads = pipeline.threads(),
             "face pipeline: this many images analysed at once"
@@ -176,10 +177,16 @@ impl Application {
         let port = listener.local_addr()?.port();
         Ok(Self {
             listener,
-            router: router(state, args.max_body_bytes, web.clone(), cors),
+            router: router(state.clone(), args.max_body_bytes, web.clone(), cors),
             port,
             web,
+            pipeline: state.pipeline.clone(),
         })
+    }
+
+    /// Its face pipeline (to load the models before the first request needs them).
+    pub fn pipeline(&self) -> &PipelineService {
+        &self.pipeline
     }
 
     /// The browser app it serves at `/`.

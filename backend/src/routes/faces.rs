@@ -182,7 +182,7 @@ pub async fn add_face_image(
         ));
     }
     let Some(face) = analysis.faces.into_iter().next() else {
-        return Err(ApiError::Internal("face vanished".into()));
+        return Err(ApiError::internal("face vanished"));
     };
     let report = FaceReport::new(&face, &gate);
     if !report.quality_issues.is_empty() {

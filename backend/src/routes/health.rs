@@ -10,7 +10,6 @@ use utoipa::ToSchema;
 use crate::auth::Caller;
 use crate::domain::Scope;
 use crate::error::ApiError;
-use crate::pipeline::PipelineService;
 use crate::state::AppState;
 
 /// Readiness report.
@@ -36,7 +35,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     )
     .await
     .is_ok_and(|r| r.is_ok());
-    let models = PipelineService::is_loaded();
+    let models = state.pipeline.is_loaded();
     let status = if database && models {
         StatusCode::OK
     } else {
@@ -60,11 +59,7 @@ pub async fn metrics(
     caller.require(Scope::Admin)?;
     metrics::gauge!("visage_db_pool_connections").set(f64::from(state.pool.size()));
     metrics::gauge!("visage_db_pool_idle").set(state.pool.num_idle() as f64);
-    metrics::gauge!("visage_models_loaded").set(if PipelineService::is_loaded() {
-        1.0
-    } else {
-        0.0
-    });
+    metrics::gauge!("visage_models_loaded").set(if state.pipeline.is_loaded() { 1.0 } else { 0.0 });
     Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

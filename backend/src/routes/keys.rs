@@ -116,10 +116,11 @@ pub async fn revoke_key(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<KeyInfo>> {
     caller.require(Scope::Admin)?;
-    auth::revoke_key(&state.pool, id, &caller.actor())
+    let info = auth::revoke_key(&state.pool, id, &caller.actor())
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound("key"))
+        .ok_or(ApiError::NotFound("key"))?;
+    state.rate_limits.forget(id);
+    Ok(Json(info))
 }
 
 /// Rotate an API key: a new secret with the same name, scopes, rate and expiry; the old key
@@ -136,6 +137,7 @@ pub async fn rotate_key(
     let rotated = auth::rotate_key(&state.pool, id, &caller.actor())
         .await?
         .ok_or(ApiError::NotFound("key"))?;
+    state.rate_limits.forget(id);
     Ok((
         StatusCode::CREATED,
         Json(NewKeyResponse {

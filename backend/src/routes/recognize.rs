@@ -284,7 +284,7 @@ pub async fn verify(
     let emb = EmbeddingInput::parse_all(vec![req.embedding], 1)?
         .into_iter()
         .next()
-        .ok_or(ApiError::Internal("no embedding".into()))?;
+        .ok_or_else(|| ApiError::internal("no embedding"))?;
     if !caller.is_admin() {
         check_plausible(&emb)?;
     }
@@ -315,7 +315,7 @@ pub async fn verify_image(
         ));
     }
     let Some(face) = analysis.faces.into_iter().next() else {
-        return Err(ApiError::Internal("face vanished".into()));
+        return Err(ApiError::internal("face vanished"));
     };
     let report = FaceReport::new(&face, &QualityGate::default());
     let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, q.threshold).await?;
