@@ -46,12 +46,8 @@ async fn enroll_recognize_erase_then_no_match_and_rows_gone() {
     assert_eq!(second["match"], false);
 
     let r = app
-        .client
-        .delete(app.url(&format!("/v1/people/{ada}")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .delete(&app.admin_key, &format!("/v1/people/{ada}"))
+        .await;
     assert_eq!(r.status(), 200);
     let e: Value = r.json().await.expect("json");
     assert_eq!(e["faces_deleted"], 2);
@@ -97,12 +93,8 @@ async fn enroll_recognize_erase_then_no_match_and_rows_gone() {
     );
     // Erasing again: 404.
     let r = app
-        .client
-        .delete(app.url(&format!("/v1/people/{ada}")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .delete(&app.admin_key, &format!("/v1/people/{ada}"))
+        .await;
     assert_problem(r, 404, "not_found").await;
 }
 
@@ -178,12 +170,8 @@ async fn verify_one_to_one_and_delete_face() {
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["match"], false);
     let r = app
-        .client
-        .delete(app.url(&format!("/v1/people/{p}/faces/{face}")))
-        .bearer_auth(&app.enroll_key)
-        .send()
-        .await
-        .expect("request");
+        .delete(&app.enroll_key, &format!("/v1/people/{p}/faces/{face}"))
+        .await;
     assert_eq!(r.status(), 204);
     let r = app.post_json(&app.recognize_key, "/v1/verify", &json!({ "person_id": p, "embedding": { "model": MODEL, "vector": vector(20, 22, 0.1) } })).await;
     assert_problem(r, 409, "no_faces").await;

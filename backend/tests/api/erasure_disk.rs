@@ -308,12 +308,8 @@ async fn erased_name_and_embedding_are_not_in_any_file_of_the_database() {
     assert_present_before(&app, &dir, &g).await;
 
     let r = app
-        .client
-        .delete(app.url(&format!("/v1/people/{}", g.target)))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .delete(&app.admin_key, &format!("/v1/people/{}", g.target))
+        .await;
     assert_eq!(r.status(), 200);
     // The service's own post-erasure step: scheduled by the erasure, run in the background.
     tokio::time::timeout(Duration::from_secs(300), scrub::settled(&app.pool))

@@ -3,36 +3,15 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn healthz_metrics_and_docs_answer() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.get_public("/healthz").await;
     assert_eq!(r.status(), 200);
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.get_public("/openapi.json").await;
     assert_eq!(r.status(), 200);
     let doc: serde_json::Value = r.json().await.expect("json");
     assert!(doc["paths"]["/v1/recognize"].is_object());
-    let r = app
-        .client
-        .get(app.url("/docs/"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.get_public("/docs/").await;
     assert_eq!(r.status(), 200);
-    let r = app
-        .client
-        .get(app.url("/metrics"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+    let r = app.get(&app.admin_key, "/metrics").await;
     assert_eq!(r.status(), 200);
     let text = r.text().await.expect("text");
     assert!(text.contains("visage_http_requests_total"), "{text}");
@@ -42,12 +21,7 @@ async fn healthz_metrics_and_docs_answer() {
 #[tokio::test]
 async fn readyz_reports_database() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/readyz"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.get_public("/readyz").await;
     let v: serde_json::Value = r.json().await.expect("json");
     assert_eq!(v["database"], true);
 }
@@ -55,11 +29,6 @@ async fn readyz_reports_database() {
 #[tokio::test]
 async fn unknown_route_is_a_problem() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .get(app.url("/nope"))
-        .send()
-        .await
-        .expect("request");
+    let r = app.get_public("/nope").await;
     crate::helpers::assert_problem(r, 404, "not_found").await;
 }

@@ -194,6 +194,21 @@ impl TestApp {
         req.send().await.expect("request")
     }
 
+    /// `GET path` with `key` as its bearer key.
+    pub async fn get(&self, key: &str, path: &str) -> reqwest::Response {
+        self.call("GET", &self.url(path), Some(key)).await
+    }
+
+    /// `GET path` without a key.
+    pub async fn get_public(&self, path: &str) -> reqwest::Response {
+        self.call("GET", &self.url(path), None).await
+    }
+
+    /// `DELETE path` with `key` as its bearer key.
+    pub async fn delete(&self, key: &str, path: &str) -> reqwest::Response {
+        self.call("DELETE", &self.url(path), Some(key)).await
+    }
+
     /// Posts image bytes (sent as `image/jpeg`, whatever they are) to `path`.
     pub async fn post_image(&self, key: &str, path: &str, body: Vec<u8>) -> reqwest::Response {
         self.client
@@ -281,6 +296,43 @@ impl TestApp {
         }
         out
     }
+}
+
+/// Checks a problem response: `status`, problem+json, one of `codes` (any without codes) and
+/// `detail` containing `detail_contains`; what is wrong otherwise.
+pub async fn check_problem(
+    r: reqwest::Response,
+    status: u16,
+    codes: &[&str],
+    detail_contains: Option<&str>,
+) -> Result<(), String> {
+    let got = r.status().as_u16();
+    let ct = r
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let text = r.text().await.unwrap_or_default();
+    if got != status {
+        return Err(format!("status {got}, expected {status}: {text}"));
+    }
+    if ct != "application/problem+json" {
+        return Err(format!("content type {ct:?}: {text}"));
+    }
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{e}: {text}"))?;
+    if !codes.is_empty() && !codes.iter().any(|c| v["code"] == *c) {
+        return Err(format!("code {}, expected one of {codes:?}", v["code"]));
+    }
+    if v["status"] != status {
+        return Err(format!("problem status {}, expected {status}", v["status"]));
+    }
+    if let Some(t) = detail_contains
+        && !v["detail"].as_str().is_some_and(|d| d.contains(t))
+    {
+        return Err(format!("detail without {t:?}: {v}"));
+    }
+    Ok(())
 }
 
 /// Asserts a problem response with `status` and `code`.

@@ -7,13 +7,7 @@ async fn create_show_and_export_a_person() {
     let app = spawn_app().await;
     let id = app.create_person("Ada Lovelace", consent()).await;
     assert_eq!(app.add_faces(id, &[vector(1, 2, 0.1)]).await.status(), 201);
-    let r = app
-        .client
-        .get(app.url(&format!("/v1/people/{id}")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+    let r = app.get(&app.admin_key, &format!("/v1/people/{id}")).await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(v["name"], "Ada Lovelace");
@@ -25,12 +19,8 @@ async fn create_show_and_export_a_person() {
         Some(64)
     );
     let r = app
-        .client
-        .get(app.url(&format!("/v1/people/{id}/export")))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .get(&app.admin_key, &format!("/v1/people/{id}/export"))
+        .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
     assert_eq!(
@@ -99,12 +89,8 @@ async fn list_people_with_cursor_and_search() {
             url.push_str(&format!("&cursor={c}"));
         }
         let v: Value = app
-            .client
-            .get(url)
-            .bearer_auth(&app.admin_key)
-            .send()
+            .call("GET", &url, Some(&app.admin_key))
             .await
-            .expect("request")
             .json()
             .await
             .expect("json");
@@ -121,23 +107,13 @@ async fn list_people_with_cursor_and_search() {
     seen.dedup();
     assert_eq!(seen.len(), 8, "no duplicates across pages");
     let v: Value = app
-        .client
-        .get(app.url("/v1/people?q=hopper"))
-        .bearer_auth(&app.admin_key)
-        .send()
+        .get(&app.admin_key, "/v1/people?q=hopper")
         .await
-        .expect("request")
         .json()
         .await
         .expect("json");
     assert_eq!(v["items"].as_array().map(Vec::len), Some(1));
     assert_eq!(v["items"][0]["name"], "Grace Hopper");
-    let r = app
-        .client
-        .get(app.url("/v1/people?cursor=garbage!"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+    let r = app.get(&app.admin_key, "/v1/people?cursor=garbage!").await;
     assert_problem(r, 400, "invalid_cursor").await;
 }

@@ -583,12 +583,8 @@ async fn nul_bytes_and_unknown_methods_are_problems_that_change_nothing() {
     assert_eq!(app.counts().await[..3], before[..3]);
 
     let r = app
-        .client
-        .put(app.url("/v1/recognize"))
-        .bearer_auth(&app.admin_key)
-        .send()
-        .await
-        .expect("request");
+        .call("PUT", &app.url("/v1/recognize"), Some(&app.admin_key))
+        .await;
     assert_problem(r, 405, "method_not_allowed").await;
 }
 
@@ -596,7 +592,7 @@ async fn nul_bytes_and_unknown_methods_are_problems_that_change_nothing() {
 async fn pages_cannot_be_framed_and_docs_have_a_policy() {
     let app = spawn_app().await;
     for path in ["/docs/", "/v1/people", "/healthz"] {
-        let r = app.client.get(app.url(path)).send().await.expect("request");
+        let r = app.get_public(path).await;
         let h = r.headers();
         assert_eq!(
             h.get("x-frame-options").and_then(|v| v.to_str().ok()),

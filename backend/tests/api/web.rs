@@ -62,7 +62,7 @@ fn header(r: &reqwest::Response, name: &str) -> String {
 }
 
 async fn get(app: &TestApp, path: &str) -> reqwest::Response {
-    app.client.get(app.url(path)).send().await.expect("request")
+    app.get_public(path).await
 }
 
 #[tokio::test]
