@@ -9,6 +9,7 @@
 //!   README's run command.
 //! - `test`: every test, the browser end-to-end test included: the README's test command.
 //! - `contract`: schemathesis against the service's own OpenAPI document (part of `test`).
+//! - `sqlx-prepare`: regenerate `.sqlx/`, the backend's compile-time query data.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -19,6 +20,7 @@ use sha2::Digest;
 
 mod contract;
 mod progress;
+mod sqlx_prepare;
 mod suite;
 mod web;
 
@@ -85,6 +87,9 @@ enum Cmd {
     /// Check the running service against its OpenAPI document with schemathesis (pinned, from
     /// PyPI), `--checks all`, on a fresh embedded database: part of `test`.
     Contract,
+    /// Regenerate `.sqlx/` (the backend's compile-time query data) after a query or a
+    /// migration changed: needs the embedded PostgreSQL running or DATABASE_URL.
+    SqlxPrepare,
 }
 
 /// Python packages of the converter and the reference, pinned.
@@ -337,5 +342,6 @@ fn main() -> Result<()> {
             args,
         } => suite::serve(!dev_app, wasm_opt, &args),
         Cmd::Test => suite::test(),
+        Cmd::SqlxPrepare => sqlx_prepare::run_prepare(),
     }
 }
