@@ -210,6 +210,16 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(e: crate::domain::Invalid) -> Self {
+        ApiError::BadRequest {
+            code: e.code,
+            detail: e.detail,
+            extra: e.extra,
+        }
+    }
+}
+
 impl From<visage_shared::EmbeddingError> for ApiError {
     fn from(e: visage_shared::EmbeddingError) -> Self {
         ApiError::bad_request(e.code(), e.to_string())

@@ -156,7 +156,9 @@ pub struct ScrubReport {
     pub steps: Vec<(String, Duration)>,
 }
 
-/// Runs one statement outside a transaction (VACUUM cannot run in one) and times it.
+/// Runs one statement outside a transaction (VACUUM cannot run in one) and times it. (The
+/// maintenance statements cannot be prepared, so the query macros cannot check them: plain
+/// `raw_sql`. The catalog queries below are checked ones.)
 async fn step(
     conn: &mut PgConnection,
     report: &mut ScrubReport,
@@ -205,19 +207,19 @@ async fn wait_for_older_transactions(
     wait: Duration,
 ) -> Result<(), ScrubError> {
     let deadline = Instant::now() + wait;
-    let started: chrono::DateTime<chrono::Utc> = sqlx::query_scalar("SELECT clock_timestamp()")
+    let started = sqlx::query_scalar!(r#"SELECT clock_timestamp() AS "now!""#)
         .fetch_one(&mut *conn)
         .await?;
     loop {
-        let older: i64 = sqlx::query_scalar(
-            "SELECT (SELECT count(*) FROM pg_stat_activity
+        let older = sqlx::query_scalar!(
+            r#"SELECT (SELECT count(*) FROM pg_stat_activity
                      WHERE datname = current_database() AND pid <> pg_backend_pid()
                        AND xact_start < $1
                        AND (backend_xid IS NOT NULL OR backend_xmin IS NOT NULL))
                   + (SELECT count(*) FROM pg_prepared_xacts
-                     WHERE database = current_database() AND prepared < $1)",
+                     WHERE database = current_database() AND prepared < $1) AS "older!""#,
+            started
         )
-        .bind(started)
         .fetch_one(&mut *conn)
         .await?;
         if older == 0 {
@@ -254,15 +256,15 @@ async fn scrub_on(conn: &mut PgConnection, cfg: &ScrubConfig) -> Result<ScrubRep
     report.waited = t.elapsed();
     step(conn, &mut report, "VACUUM FULL people").await?;
     step(conn, &mut report, "VACUUM FULL consents").await?;
-    let estimate: f32 =
-        sqlx::query_scalar("SELECT reltuples FROM pg_class WHERE oid = 'faces'::regclass")
+    let estimate =
+        sqlx::query_scalar!("SELECT reltuples FROM pg_class WHERE oid = 'faces'::regclass")
             .fetch_one(&mut *conn)
             .await?;
     // -1: never vacuumed nor analysed (a new gallery), so count.
     report.faces_rows = if estimate >= 0.0 {
         estimate as i64
     } else {
-        sqlx::query_scalar("SELECT count(*) FROM faces")
+        sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM faces"#)
             .fetch_one(&mut *conn)
             .await?
     };
@@ -290,12 +292,13 @@ async fn scrub_on(conn: &mut PgConnection, cfg: &ScrubConfig) -> Result<ScrubRep
 
 /// What, on this server, keeps WAL segments after the checkpoint that no longer needs them.
 async fn wal_retention(conn: &mut PgConnection) -> Result<Vec<String>, sqlx::Error> {
-    let (recycle, archive, keep, slots): (String, String, String, i64) = sqlx::query_as(
-        "SELECT current_setting('wal_recycle'), current_setting('archive_mode'),
-                current_setting('wal_keep_size'), (SELECT count(*) FROM pg_replication_slots)",
+    let r = sqlx::query!(
+        r#"SELECT current_setting('wal_recycle') AS "recycle!", current_setting('archive_mode') AS "archive!",
+                current_setting('wal_keep_size') AS "keep!", (SELECT count(*) FROM pg_replication_slots) AS "slots!""#
     )
     .fetch_one(&mut *conn)
     .await?;
+    let (recycle, archive, keep, slots) = (r.recycle, r.archive, r.keep, r.slots);
     let mut out = Vec::new();
     if recycle == "on" {
         out.push(

@@ -4,7 +4,7 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
 use crate::domain::BoundedText;
-use crate::error::ApiError;
+use crate::domain::Invalid;
 
 /// The sha256 of a consent policy text, lower-case hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,12 +17,12 @@ impl PolicySha256 {
     }
 
     /// From a given hex digest.
-    pub fn parse(hex_digest: &str) -> Result<Self, ApiError> {
+    pub fn parse(hex_digest: &str) -> Result<Self, Invalid> {
         let h = hex_digest.trim().to_ascii_lowercase();
         if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
             Ok(Self(h))
         } else {
-            Err(ApiError::bad_request(
+            Err(Invalid::new(
                 "consent_policy_hash_invalid",
                 "policy_sha256 must be 64 hex digits",
             ))
@@ -105,9 +105,9 @@ impl NewConsent {
         granted_at: DateTime<Utc>,
         expires_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), Invalid> {
         if granted_at > now + chrono::Duration::minutes(5) {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "consent_granted_in_future",
                 "consent granted_at is in the future",
             ));
@@ -115,7 +115,7 @@ impl NewConsent {
         if let Some(exp) = expires_at
             && (exp <= granted_at || exp <= now)
         {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "consent_expired",
                 "consent expires_at must be after granted_at and in the future",
             ));

@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use visage_shared::Embedding;
 
-use crate::error::ApiError;
+use crate::domain::Invalid;
 
 /// Where a face's embedding was computed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
@@ -31,22 +31,22 @@ pub struct ParsedEmbeddings(Vec<Embedding>);
 
 impl ParsedEmbeddings {
     /// Validates raw embeddings; the error names the index of the first bad one.
-    pub fn parse(raw: Vec<(String, Vec<f32>)>, max: usize) -> Result<Self, ApiError> {
+    pub fn parse(raw: Vec<(String, Vec<f32>)>, max: usize) -> Result<Self, Invalid> {
         if raw.is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "embeddings_empty",
                 "at least one embedding is needed",
             ));
         }
         if raw.len() > max {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "embeddings_too_many",
                 format!("at most {max} embeddings per request, got {}", raw.len()),
             ));
         }
         let mut out = Vec::with_capacity(raw.len());
         for (i, (model, vector)) in raw.into_iter().enumerate() {
-            let e = Embedding::new(&model, vector).map_err(|e| ApiError::BadRequest {
+            let e = Embedding::new(&model, vector).map_err(|e| Invalid {
                 code: e.code(),
                 detail: format!("embedding {i}: {e}"),
                 extra: Some(serde_json::json!({ "index": i })),

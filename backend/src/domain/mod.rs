@@ -4,11 +4,13 @@
 mod audit;
 mod consent;
 mod embedding;
+mod invalid;
 mod person;
 mod scope;
 
 pub use audit::{AuditAction, AuditOutcome};
 pub use consent::{ConsentEvidence, ConsentStatus, NewConsent, PolicySha256};
 pub use embedding::{FaceSource, ParsedEmbeddings};
+pub use invalid::Invalid;
 pub use person::{BoundedText, PersonName};
 pub use scope::{Scope, Scopes};

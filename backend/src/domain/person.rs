@@ -1,4 +1,4 @@
-use crate::error::ApiError;
+use crate::domain::Invalid;
 
 /// A trimmed, non-empty text of at most `N` characters without control characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -6,22 +6,22 @@ pub struct BoundedText<const N: usize>(String);
 
 impl<const N: usize> BoundedText<N> {
     /// Parses `s`; `field` names it in the error.
-    pub fn parse(s: &str, field: &'static str) -> Result<Self, ApiError> {
+    pub fn parse(s: &str, field: &'static str) -> Result<Self, Invalid> {
         let t = s.trim();
         if t.is_empty() {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "field_empty",
                 format!("{field} must not be empty"),
             ));
         }
         if t.chars().count() > N {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "field_too_long",
                 format!("{field} is longer than {N} characters"),
             ));
         }
         if t.chars().any(char::is_control) {
-            return Err(ApiError::bad_request(
+            return Err(Invalid::new(
                 "field_invalid",
                 format!("{field} contains control characters"),
             ));
