@@ -203,4 +203,19 @@ mod tests {
             )
         );
     }
+
+    #[test]
+    fn consent_status_keeps_its_wire_values() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).expect("json");
+        let schemas = &doc["components"]["schemas"];
+        assert_eq!(
+            schemas["ConsentStatus"]["enum"],
+            serde_json::json!(["active", "expired", "withdrawn", "none"]),
+            "{}",
+            schemas["ConsentStatus"]
+        );
+        let consent = &schemas["ConsentView"]["properties"];
+        assert!(consent["withdrawn_at"].is_object(), "{consent}");
+        assert!(consent.get("active").is_none(), "{consent}");
+    }
 }

@@ -48,19 +48,15 @@ pub enum ConsentStatus {
 }
 
 impl ConsentStatus {
-    /// The status at `now` of a record withdrawn at `withdrawn_at` and expiring at
-    /// `expires_at` (the `active_consents` view's condition).
-    pub fn of(
-        withdrawn_at: Option<DateTime<Utc>>,
-        expires_at: Option<DateTime<Utc>>,
-        now: DateTime<Utc>,
-    ) -> Self {
-        if withdrawn_at.is_some() {
+    /// A record's status: withdrawn, else active if it is in force (the `active_consents`
+    /// view says), else expired.
+    pub fn of_record(withdrawn: bool, in_force: bool) -> Self {
+        if withdrawn {
             ConsentStatus::Withdrawn
-        } else if expires_at.is_some_and(|e| e <= now) {
-            ConsentStatus::Expired
-        } else {
+        } else if in_force {
             ConsentStatus::Active
+        } else {
+            ConsentStatus::Expired
         }
     }
 
@@ -146,11 +142,9 @@ mod tests {
     #[test]
     fn statuses_and_their_wire_names() {
         use ConsentStatus as S;
-        let now = Utc::now();
-        let past = Some(now - chrono::Duration::seconds(1));
-        assert_eq!(S::of(None, None, now), S::Active);
-        assert_eq!(S::of(None, past, now), S::Expired);
-        assert_eq!(S::of(past, None, now), S::Withdrawn);
+        assert_eq!(S::of_record(false, true), S::Active);
+        assert_eq!(S::of_record(false, false), S::Expired);
+        assert_eq!(S::of_record(true, false), S::Withdrawn);
         assert_eq!(
             S::of_person([S::Expired, S::Active, S::Withdrawn]),
             S::Active

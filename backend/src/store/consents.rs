@@ -22,12 +22,15 @@ pub struct ConsentView {
     pub evidence_client_address: Option<String>,
     pub evidence_user_agent: Option<String>,
     pub collected_by: String,
+    /// In force now (in the `active_consents` view); the status says it on the wire.
+    #[serde(skip)]
+    pub active: bool,
 }
 
 impl ConsentView {
-    /// Active, expired or withdrawn, now.
+    /// Active, expired or withdrawn, as the database saw it when the record was read.
     pub fn status(&self) -> ConsentStatus {
-        ConsentStatus::of(self.withdrawn_at, self.expires_at, Utc::now())
+        ConsentStatus::of_record(self.withdrawn_at.is_some(), self.active)
     }
 }
 
@@ -65,7 +68,9 @@ pub async fn of_person<'e>(
 ) -> Result<Vec<ConsentView>, sqlx::Error> {
     sqlx::query_as!(
         ConsentView,
-        "SELECT id, policy_version, policy_sha256, purpose, granted_at, expires_at, withdrawn_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by FROM consents WHERE person_id = $1 ORDER BY granted_at",
+        r#"SELECT c.id, c.policy_version, c.policy_sha256, c.purpose, c.granted_at, c.expires_at, c.withdrawn_at, c.evidence_method, c.evidence_client_address, c.evidence_user_agent, c.collected_by,
+                  EXISTS (SELECT 1 FROM active_consents ac WHERE ac.id = c.id) AS "active!"
+           FROM consents c WHERE c.person_id = $1 ORDER BY c.granted_at"#,
         person
     )
     .fetch_all(ex)
