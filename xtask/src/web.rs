@@ -1,9 +1,10 @@
 //! `cargo xtask web`: build the browser client into `frontend/dist` without extra tools.
 //!
-//! It does what `trunk build` does with `frontend/index.html`, in-process: cargo builds the
+//! It does what `trunk build` does with `frontend/index.html`: cargo builds the
 //! `visage-frontend` crate for wasm32, the wasm-bindgen library (pinned to the exact version
-//! of the `wasm-bindgen` crate in Cargo.lock, which the two must share) writes the JS glue, and
-//! the `data-trunk` links of index.html are replaced by plain ones. Output names are stable
+//! of the `wasm-bindgen` crate in Cargo.lock, which the two must share; in the `xtask-bindgen`
+//! binary) writes the JS glue, and the `data-trunk` links of index.html are replaced by plain
+//! ones. Output names are stable
 //! (`visage-frontend.js`, `visage-frontend_bg.wasm`, as trunk's with `filehash = false`), so a
 //! Web Worker can import the same glue; the service serves them with `Cache-Control: no-cache`
 //! and revalidation instead of hashed names.
@@ -36,6 +37,9 @@ pub struct WebArgs {
     /// Output directory.
     pub dist: PathBuf,
 }
+
+/// Cargo profile of the browser client's release build (Cargo.toml).
+const WEB_RELEASE: &str = "web-release";
 
 /// The target the browser client (and the wasm check of the pipeline) is built for.
 pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
@@ -103,17 +107,17 @@ pub fn build(args: &WebArgs) -> Result<u64> {
         .current_dir(&root)
         .env("CARGO_TARGET_DIR", &target_dir);
     if args.release {
-        // No debug info in the shipped wasm (the workspace keeps line tables for native
-        // profiling).
-        cmd.arg("--release")
-            .env("CARGO_PROFILE_RELEASE_DEBUG", "false");
+        // The release profile without debug info and with the model loaders at opt-level 3
+        // (Cargo.toml: the native release build lowers them, the browser loads models in
+        // every worker at page load).
+        cmd.args(["--profile", WEB_RELEASE]);
     }
     if args.no_simd {
         // Overrides .cargo/config.toml's target rustflags (which add +simd128).
         cmd.env("RUSTFLAGS", "--cfg getrandom_backend=\"wasm_js\"");
     }
     run(&mut cmd)?;
-    let profile = if args.release { "release" } else { "debug" };
+    let profile = if args.release { WEB_RELEASE } else { "debug" };
     let wasm = target_dir
         .join(WASM_TARGET)
         .join(profile)
@@ -147,16 +151,22 @@ pub fn build(args: &WebArgs) -> Result<u64> {
                 .with_context(|| format!("clearing {}", dist.display()))?;
         }
         std::fs::create_dir_all(&dist)?;
-        wasm_bindgen_cli_support::Bindgen::new()
-            .input_path(&wasm)
-            .out_name(APP)
-            .web(true)
-            .map_err(|e| anyhow::anyhow!("wasm-bindgen: {e}"))?
-            .typescript(false)
+        // The glue generator is a binary of its own (see src/bin/bindgen.rs), built on first
+        // use with the native target directory.
+        run(cargo()
+            .args(["run", "--quiet", "-p", "xtask", "--features", "bindgen"])
+            .args(["--bin", "xtask-bindgen", "--"])
+            .arg(&wasm)
+            .arg(&dist)
+            .arg(APP)
             // Function names (2.5 MB of 25) only for debugging builds; wasm-opt drops them too.
-            .remove_name_section(args.release)
-            .generate(&dist)
-            .map_err(|e| anyhow::anyhow!("wasm-bindgen on {}: {e}", wasm.display()))?;
+            .arg(if args.release {
+                "strip-names"
+            } else {
+                "keep-names"
+            })
+            .current_dir(&root))
+        .context("wasm-bindgen (xtask-bindgen)")?;
         if args.wasm_opt {
             wasm_opt(&out_wasm)?;
         }
