@@ -3,31 +3,11 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
-use utoipa::ToSchema;
+
+pub use visage_shared::api::Problem;
 
 /// The cause of an internal error, with its own chain of sources.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// A problem details body.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Problem {
-    /// A URI naming the problem type (`urn:visage:problem:<code>`).
-    #[serde(rename = "type")]
-    pub type_: String,
-    /// Short summary of the problem type.
-    pub title: String,
-    /// HTTP status code.
-    pub status: u16,
-    /// What went wrong in this request.
-    pub detail: String,
-    /// Stable machine-readable code.
-    pub code: String,
-    /// Extra structured information (quality issues, face counts, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Object)]
-    pub extra: Option<serde_json::Value>,
-}
 
 /// Every way an API request can fail.
 #[derive(Debug, thiserror::Error)]

@@ -2,6 +2,11 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use visage_shared::api::{
+    AddFacesRequest, ConsentRequest, CreatePersonRequest, CreatedPerson, EmbeddingInput,
+    EvidenceRequest, FaceSource, Problem, RecognizeRequest,
+};
+pub use visage_shared::api::{Erasure, PeoplePage, PersonSummary, ProbeResult, RecognizeResponse};
 use visage_shared::{Embedding, Quality};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::JsFuture;
@@ -37,15 +42,25 @@ impl ApiError {
         }
     }
 
-    /// Reads a failed answer: an `application/problem+json` body, or anything else.
+    /// Reads a failed answer: an `application/problem+json` body ([`Problem`]), or anything
+    /// else (a proxy's page, nothing).
     pub fn from_answer(status: u16, body: &Value) -> Self {
-        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
-        Self {
-            status,
-            code: text("code"),
-            detail: text("detail")
-                .or_else(|| text("title"))
-                .unwrap_or_else(|| format!("HTTP {status}")),
+        match Problem::deserialize(body) {
+            Ok(p) => Self {
+                status,
+                code: Some(p.code),
+                detail: p.detail,
+            },
+            Err(_) => {
+                let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+                Self {
+                    status,
+                    code: text("code"),
+                    detail: text("detail")
+                        .or_else(|| text("title"))
+                        .unwrap_or_else(|| format!("HTTP {status}")),
+                }
+            }
         }
     }
 
@@ -90,102 +105,24 @@ impl std::fmt::Debug for WithdrawalToken {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub struct Candidate {
-    pub person_id: String,
-    pub name: String,
-    pub similarity: f32,
-    /// The service's decision; absent in an older answer: then similarity >= threshold.
-    #[serde(rename = "match", default)]
-    pub is_match: Option<bool>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct ProbeResult {
-    /// Best first. For keys without the admin scope only matches come back, so an unknown
-    /// face has none.
-    #[serde(default)]
-    pub candidates: Vec<Candidate>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct RecognizeResponse {
-    /// The threshold the service used (it may raise a requested one to its floor).
-    #[serde(default)]
-    pub threshold: Option<f32>,
-    pub results: Vec<ProbeResult>,
-}
-
-impl RecognizeResponse {
-    /// The matched person of probe `result`, if any: the best candidate when the service says
-    /// it matches. An empty candidate list is an unknown face.
-    pub fn best_match<'a>(&self, result: &'a ProbeResult) -> Option<&'a Candidate> {
-        let c = result.candidates.first()?;
-        let matched = c
-            .is_match
-            .unwrap_or_else(|| self.threshold.is_some_and(|t| c.similarity >= t));
-        matched.then_some(c)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct PersonSummary {
-    pub id: String,
-    pub name: String,
-    pub created_at: String,
-    pub consent_active: bool,
-    pub face_count: i64,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub struct PeoplePage {
-    pub items: Vec<PersonSummary>,
-    /// Where the next page starts; absent on the last page.
-    #[serde(default)]
-    pub next_cursor: Option<String>,
-}
-
 /// People per page of the People screen (the service allows 1..200).
 pub const PAGE_SIZE: u32 = 100;
-
-#[derive(Debug, Clone, Deserialize)]
-struct Created {
-    id: String,
-    #[serde(default)]
-    withdrawal_token: Option<WithdrawalToken>,
-}
 
 /// A new person.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enrolled {
     pub id: String,
-    /// Their withdrawal token (from a service that issues them).
+    /// Their withdrawal token, shown to them once.
     pub withdrawal_token: Option<WithdrawalToken>,
 }
 
-/// What an erasure (or a withdrawal) removed.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Erasure {
-    pub faces_deleted: u64,
-    pub consents_deleted: u64,
+fn embeddings_out(embs: &[&Embedding]) -> Vec<EmbeddingInput> {
+    embs.iter().map(|e| EmbeddingInput::from(*e)).collect()
 }
 
-#[derive(Serialize)]
-struct EmbeddingOut<'a> {
-    model: &'a str,
-    vector: &'a [f32],
-}
-
-fn embeddings_json(embs: &[&Embedding]) -> Value {
-    json!(
-        embs.iter()
-            .map(|e| EmbeddingOut {
-                model: e.model(),
-                vector: e.vector()
-            })
-            .collect::<Vec<_>>()
-    )
+/// A request body as JSON.
+fn body(b: &impl Serialize) -> Option<Value> {
+    serde_json::to_value(b).ok()
 }
 
 /// The credential a request carries.
@@ -266,8 +203,12 @@ pub async fn recognize(
     settings: &Settings,
     probes: &[&Embedding],
 ) -> Result<RecognizeResponse, ApiError> {
-    let body = json!({ "embeddings": embeddings_json(probes), "top_k": 1, "threshold": settings.threshold });
-    parse(call(settings, Auth::Key, "POST", "/v1/recognize", Some(body)).await?)
+    let req = RecognizeRequest {
+        embeddings: embeddings_out(probes),
+        top_k: Some(1),
+        threshold: Some(settings.threshold),
+    };
+    parse(call(settings, Auth::Key, "POST", "/v1/recognize", body(&req)).await?)
 }
 
 /// Creates the person with their consent record, then stores the embeddings. If storing the
@@ -278,40 +219,52 @@ pub async fn enroll(
     name: &str,
     faces: &[(Embedding, Quality)],
 ) -> Result<Enrolled, ApiError> {
-    let body = json!({
-        "name": name,
-        "consent": {
-            "policy_version": POLICY_VERSION,
-            "policy_text": POLICY_TEXT,
-            "purpose": PURPOSE,
-            "evidence": { "method": "checkbox", "collected_by": "visage-web" },
-        },
-    });
-    let created: Created =
-        parse(call(settings, Auth::Key, "POST", "/v1/people", Some(body)).await?)?;
+    let req = CreatePersonRequest {
+        name: name.to_string(),
+        external_ref: None,
+        consent: Some(ConsentRequest {
+            policy_version: POLICY_VERSION.to_string(),
+            policy_text: Some(POLICY_TEXT.to_string()),
+            policy_sha256: None,
+            purpose: PURPOSE.to_string(),
+            granted_at: None,
+            expires_at: None,
+            evidence: EvidenceRequest {
+                method: "checkbox".to_string(),
+                collected_by: "visage-web".to_string(),
+                client_address: None,
+                user_agent: None,
+            },
+        }),
+    };
+    let created: CreatedPerson =
+        parse(call(settings, Auth::Key, "POST", "/v1/people", body(&req)).await?)?;
+    let id = created.person.id.to_string();
+    let token = WithdrawalToken::new(created.withdrawal_token);
     let embs: Vec<&Embedding> = faces.iter().map(|(e, _)| e).collect();
     let q = &faces.iter().map(|(_, q)| *q).collect::<Vec<_>>();
     // The median face size and sharpness summarise the capture.
     let quality = q.get(q.len() / 2).map(|q| json!({ "score": q.score, "face_px": q.face_px, "sharpness": q.sharpness, "brightness": q.brightness }));
-    let body =
-        json!({ "embeddings": embeddings_json(&embs), "source": "browser", "quality": quality });
+    let req = AddFacesRequest {
+        embeddings: embeddings_out(&embs),
+        source: FaceSource::Browser,
+        quality,
+    };
     let added = call(
         settings,
         Auth::Key,
         "POST",
-        &format!("/v1/people/{}/faces", path_segment(&created.id)),
-        Some(body),
+        &format!("/v1/people/{}/faces", path_segment(&id)),
+        body(&req),
     )
     .await;
     if let Err(e) = added {
-        if let Some(token) = &created.withdrawal_token {
-            let _ = withdraw(settings, &created.id, token).await;
-        }
+        let _ = withdraw(settings, &id, &token).await;
         return Err(e);
     }
     Ok(Enrolled {
-        id: created.id,
-        withdrawal_token: created.withdrawal_token,
+        id,
+        withdrawal_token: Some(token),
     })
 }
 
@@ -396,7 +349,7 @@ mod tests {
             vec![0.5; visage_shared::model::EMBEDDING_DIM],
         )
         .unwrap();
-        let v = embeddings_json(&[&e]);
+        let v = serde_json::to_value(embeddings_out(&[&e])).unwrap();
         let item = &v[0];
         let keys: Vec<&String> = item.as_object().unwrap().keys().collect();
         assert_eq!(keys, ["model", "vector"]);
@@ -407,15 +360,22 @@ mod tests {
         );
     }
 
+    /// A candidate as the service sends it.
+    fn candidate(name: &str, similarity: f32, is_match: bool) -> Value {
+        json!({ "person_id": "6f1c2a54-8d0e-4c3b-9a7e-2b1f0c9d8e7a", "name": name,
+                "face_id": "0b6c7d8e-1f2a-4b3c-8d9e-0f1a2b3c4d5e", "similarity": similarity,
+                "match": is_match, "false_match_rate": null })
+    }
+
     #[test]
     fn recognition_answers_parse() {
         let r: RecognizeResponse = parse(json!({
             "model": "m", "threshold": 0.5, "top_k": 1,
-            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "face_id": "f", "similarity": 0.8, "match": true, "false_match_rate": null }] }]
+            "results": [{ "candidates": [candidate("Ann", 0.8, true)] }]
         }))
         .unwrap();
         assert_eq!(r.best_match(&r.results[0]).unwrap().name, "Ann");
-        assert_eq!(r.threshold, Some(0.5));
+        assert_eq!(r.threshold, 0.5);
     }
 
     #[test]
@@ -424,32 +384,23 @@ mod tests {
         // and the threshold the service used (raised to its floor).
         let r: RecognizeResponse = parse(json!({
             "model": "m", "threshold": 0.67, "top_k": 1,
-            "results": [{ "candidates": [] }, { "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.91, "match": true }] }]
+            "results": [{ "candidates": [] }, { "candidates": [candidate("Ann", 0.91, true)] }]
         }))
         .unwrap();
         assert!(r.best_match(&r.results[0]).is_none());
         assert_eq!(r.best_match(&r.results[1]).unwrap().similarity, 0.91);
-        assert_eq!(r.threshold, Some(0.67));
+        assert_eq!(r.threshold, 0.67);
     }
 
     #[test]
     fn a_candidate_below_the_threshold_is_no_match() {
         // Admin keys still see candidates under the threshold, marked `match: false`.
         let r: RecognizeResponse = parse(json!({
-            "threshold": 0.67,
-            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.4, "match": false }] }]
+            "model": "m", "threshold": 0.67, "top_k": 1,
+            "results": [{ "candidates": [candidate("Ann", 0.4, false)] }]
         }))
         .unwrap();
         assert!(r.best_match(&r.results[0]).is_none());
-        // Without a match flag, the reported threshold decides.
-        let r: RecognizeResponse = parse(json!({
-            "threshold": 0.67,
-            "results": [{ "candidates": [{ "person_id": "p", "name": "Ann", "similarity": 0.7 }] },
-                        { "candidates": [{ "person_id": "q", "name": "Bo", "similarity": 0.6 }] }]
-        }))
-        .unwrap();
-        assert!(r.best_match(&r.results[0]).is_some());
-        assert!(r.best_match(&r.results[1]).is_none());
     }
 
     #[test]
@@ -468,11 +419,17 @@ mod tests {
 
     #[test]
     fn a_new_person_carries_the_withdrawal_token() {
-        let c: Created =
-            parse(json!({ "id": "6f1c", "name": "Ann", "withdrawal_token": "vwt_abc" })).unwrap();
-        assert_eq!(c.withdrawal_token.unwrap().expose(), "vwt_abc");
-        let c: Created = parse(json!({ "id": "6f1c", "name": "Ann" })).unwrap();
-        assert!(c.withdrawal_token.is_none());
+        let c: CreatedPerson = parse(json!({
+            "id": "6f1c2a54-8d0e-4c3b-9a7e-2b1f0c9d8e7a", "name": "Ann", "external_ref": null,
+            "created_at": "2026-11-30T12:00:00Z", "consent_status": "active", "face_count": 0,
+            "consents": [], "withdrawal_token": "vwt_abc"
+        }))
+        .unwrap();
+        assert_eq!(WithdrawalToken::new(c.withdrawal_token).expose(), "vwt_abc");
+        assert_eq!(
+            c.person.id.to_string(),
+            "6f1c2a54-8d0e-4c3b-9a7e-2b1f0c9d8e7a"
+        );
     }
 
     #[test]

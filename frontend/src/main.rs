@@ -4,8 +4,11 @@
 mod api;
 mod app;
 mod engine;
+#[cfg(test)]
+mod fixtures;
 mod proto;
 mod schedule;
+mod screens;
 mod settings;
 mod track;
 mod words;

@@ -358,22 +358,7 @@ mod tests {
 
     /// An embedding and the quality of a face the enrollment gate accepts.
     fn good_face() -> (visage_shared::Embedding, visage_shared::Quality) {
-        let emb = visage_shared::Embedding::new(
-            visage_shared::model::EMBEDDER_ID,
-            vec![1.0; visage_shared::model::EMBEDDING_DIM],
-        )
-        .unwrap();
-        let q = visage_shared::Quality {
-            score: 0.9,
-            face_px: 100.0,
-            interocular_px: 40.0,
-            sharpness: 100.0,
-            brightness: 120.0,
-            yaw_deg: 0.0,
-            pitch_deg: 0.0,
-            roll_deg: 0.0,
-        };
-        (emb, q)
+        (crate::fixtures::embedding(), crate::fixtures::good())
     }
 
     #[test]

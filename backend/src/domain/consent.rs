@@ -1,10 +1,10 @@
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sha2::{Digest, Sha256};
-use utoipa::ToSchema;
 
 use crate::domain::BoundedText;
 use crate::domain::Invalid;
+
+pub use visage_shared::api::ConsentStatus;
 
 /// The sha256 of a consent policy text, lower-case hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,45 +32,6 @@ impl PolicySha256 {
     /// The hex digest.
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-/// Where a consent record, or a person's consent, stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ConsentStatus {
-    /// In force: not withdrawn, not expired.
-    Active,
-    Expired,
-    Withdrawn,
-    /// A person without any consent record.
-    None,
-}
-
-impl ConsentStatus {
-    /// A record's status: withdrawn, else active if it is in force (the `active_consents`
-    /// view says), else expired.
-    pub fn of_record(withdrawn: bool, in_force: bool) -> Self {
-        if withdrawn {
-            ConsentStatus::Withdrawn
-        } else if in_force {
-            ConsentStatus::Active
-        } else {
-            ConsentStatus::Expired
-        }
-    }
-
-    /// A person's status from their records' (oldest grant first): active if any is, else
-    /// the latest record's, `None` without records.
-    pub fn of_person(records: impl IntoIterator<Item = ConsentStatus>) -> Self {
-        let mut last = ConsentStatus::None;
-        for s in records {
-            if s == ConsentStatus::Active {
-                return s;
-            }
-            last = s;
-        }
-        last
     }
 }
 
@@ -137,30 +98,5 @@ mod tests {
         );
         assert!(NewConsent::check_window(now + chrono::Duration::hours(1), None, now).is_err());
         assert!(NewConsent::check_window(now, Some(now + chrono::Duration::days(1)), now).is_ok());
-    }
-
-    #[test]
-    fn statuses_and_their_wire_names() {
-        use ConsentStatus as S;
-        assert_eq!(S::of_record(false, true), S::Active);
-        assert_eq!(S::of_record(false, false), S::Expired);
-        assert_eq!(S::of_record(true, false), S::Withdrawn);
-        assert_eq!(
-            S::of_person([S::Expired, S::Active, S::Withdrawn]),
-            S::Active
-        );
-        assert_eq!(
-            S::of_person([S::Active, S::Expired][1..].to_vec()),
-            S::Expired
-        );
-        assert_eq!(S::of_person([]), S::None);
-        let names: Vec<String> = [S::Active, S::Expired, S::Withdrawn, S::None]
-            .iter()
-            .map(|s| serde_json::to_string(s).unwrap_or_default())
-            .collect();
-        assert_eq!(
-            names,
-            [r#""active""#, r#""expired""#, r#""withdrawn""#, r#""none""#]
-        );
     }
 }

@@ -1,29 +1,8 @@
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use visage_shared::Embedding;
 
 use crate::domain::Invalid;
 
-/// Where a face's embedding was computed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum FaceSource {
-    /// On the client (the browser computes the embedding; no image leaves the device).
-    #[default]
-    Browser,
-    /// On the server, from an uploaded image.
-    Upload,
-}
-
-impl FaceSource {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            FaceSource::Browser => "browser",
-            FaceSource::Upload => "upload",
-        }
-    }
-}
+pub use visage_shared::api::FaceSource;
 
 /// One to `max` validated embeddings (known model, right length, finite, non-zero; unit length).
 #[derive(Debug, Clone)]

@@ -1,8 +1,6 @@
 //! Types and steps shared by several resources: erasure, embeddings as sent, matching.
 
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
-use utoipa::ToSchema;
 use uuid::Uuid;
 use visage_shared::Embedding;
 
@@ -11,15 +9,14 @@ use crate::error::ApiError;
 use crate::oracle::Disclosure;
 use crate::store;
 
-/// What an erasure removed.
-#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
-pub struct Erasure {
-    /// The erased person.
-    pub person_id: Uuid,
-    /// Face embeddings deleted.
-    pub faces_deleted: u64,
-    /// Consent records deleted.
-    pub consents_deleted: u64,
+pub use visage_shared::api::{Candidate, EmbeddingInput, Erasure};
+
+/// Validates embeddings as sent: 1 to `max` of them, each of the model this server runs.
+pub fn parse_embeddings(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
+    Ok(
+        ParsedEmbeddings::parse(list.into_iter().map(|e| (e.model, e.vector)).collect(), max)?
+            .into_inner(),
+    )
 }
 
 /// Erases a person in one transaction: faces, consents and the person row; one audit entry
@@ -51,48 +48,6 @@ pub async fn erase_person(
     tx.commit().await?;
     crate::scrub::after_erasure(pool);
     Ok(Some(e))
-}
-
-/// An embedding as clients send it.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-pub struct EmbeddingInput {
-    /// Model id: the embedder this server runs (`visage_shared::model::EMBEDDER_ID`; a unit
-    /// test keeps this pattern equal to it).
-    #[schema(pattern = r"^mobilefacenet-expo-1\.0\.24$")]
-    pub model: String,
-    /// The vector (192 finite values, not all zero, for the default model); normalised by the
-    /// server.
-    #[schema(min_items = 192, max_items = 192)]
-    pub vector: Vec<f32>,
-}
-
-impl EmbeddingInput {
-    /// Validates a list.
-    pub fn parse_all(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
-        Ok(
-            ParsedEmbeddings::parse(list.into_iter().map(|e| (e.model, e.vector)).collect(), max)?
-                .into_inner(),
-        )
-    }
-}
-
-/// One candidate identity for a probe face.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct Candidate {
-    pub person_id: Uuid,
-    pub name: String,
-    /// The enrolled face that matched best.
-    pub face_id: Uuid,
-    /// Cosine similarity, -1..1 (for non-admin keys rounded down to 0.01; only matches are
-    /// listed for them).
-    pub similarity: f32,
-    /// Whether `similarity` reaches the threshold.
-    #[serde(rename = "match")]
-    pub is_match: bool,
-    /// Share of different-person pairs that score at least this similarity in the model's
-    /// evaluation (from the manifest); `null` without a calibration table. This, not the raw
-    /// similarity, says how much a match can be trusted.
-    pub false_match_rate: Option<f64>,
 }
 
 /// Matching parameters.

@@ -3,16 +3,15 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
 use uuid::Uuid;
 use visage_shared::api::FaceReport;
+pub use visage_shared::api::{AddFacesRequest, AddedFaces};
 use visage_shared::{Embedding, QualityGate};
 
 use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, FaceSource, Scope};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::EmbeddingInput;
+use crate::routes::common::parse_embeddings;
 use crate::routes::extract::{ApiJson, ApiPath, RawBody};
 use crate::state::AppState;
 use crate::store;
@@ -21,33 +20,6 @@ use crate::store;
 pub const MAX_FACES_PER_PERSON: i64 = 50;
 /// Most embeddings in one request.
 pub const MAX_EMBEDDINGS_PER_REQUEST: usize = 10;
-
-/// `POST /v1/people/{id}/faces`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct AddFacesRequest {
-    /// 1..10 embeddings.
-    #[schema(min_items = 1, max_items = 10)]
-    pub embeddings: Vec<EmbeddingInput>,
-    /// Where they were computed (default `browser`).
-    #[serde(default)]
-    pub source: FaceSource,
-    /// The client's quality measurements, stored as given.
-    #[schema(value_type = Object)]
-    pub quality: Option<serde_json::Value>,
-}
-
-/// Faces stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AddedFaces {
-    pub person_id: Uuid,
-    pub face_ids: Vec<Uuid>,
-    /// The person's face count after the insert.
-    pub face_count: i64,
-    /// For image uploads: the face that was found.
-    #[schema(value_type = Object)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub face: Option<FaceReport>,
-}
 
 /// Whether `caller` may add or delete faces of a person created by `created_by`: admin keys
 /// may change anyone; an enroll key only the people it enrolled itself. Otherwise one leaked
@@ -129,7 +101,7 @@ pub async fn add_faces(
     ApiJson(req): ApiJson<AddFacesRequest>,
 ) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
     caller.require(Scope::Enroll)?;
-    let embs = EmbeddingInput::parse_all(req.embeddings, MAX_EMBEDDINGS_PER_REQUEST)?;
+    let embs = parse_embeddings(req.embeddings, MAX_EMBEDDINGS_PER_REQUEST)?;
     if req
         .quality
         .as_ref()

@@ -24,91 +24,9 @@ pub use crate::store::audit::AuditEntry;
 pub use crate::store::consents::ConsentView;
 pub use crate::store::faces::FaceExport;
 pub use crate::store::people::PersonSummary;
-
-/// How consent was collected.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct EvidenceRequest {
-    /// E.g. `checkbox`, `signed_form`, `verbal_recorded`.
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub method: String,
-    /// Who collected it (operator id or name of the kiosk).
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub collected_by: String,
-    /// The data subject's device address; defaults to the request's peer address.
-    pub client_address: Option<String>,
-    /// The data subject's user agent; defaults to the request's `User-Agent`.
-    pub user_agent: Option<String>,
-}
-
-/// A consent record.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct ConsentRequest {
-    #[schema(
-        min_length = 1,
-        max_length = 100,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub policy_version: String,
-    /// The policy text shown to the person (hashed, not stored); or give `policy_sha256`.
-    pub policy_text: Option<String>,
-    /// sha256 of the policy text, hex.
-    #[schema(pattern = r"^\s*[0-9a-fA-F]{64}\s*$")]
-    pub policy_sha256: Option<String>,
-    /// What the biometric data is used for.
-    #[schema(
-        min_length = 1,
-        max_length = 500,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub purpose: String,
-    /// When consent was given (default: now).
-    pub granted_at: Option<DateTime<Utc>>,
-    /// When it lapses (default: never).
-    pub expires_at: Option<DateTime<Utc>>,
-    pub evidence: EvidenceRequest,
-}
-
-/// `POST /v1/people`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct CreatePersonRequest {
-    /// Display name, 1..200 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub name: String,
-    /// An id in another system, 1..200 characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
-    )]
-    pub external_ref: Option<String>,
-    /// Required: no consent, no person (its absence is a 400 `consent_required`).
-    #[schema(required = true, nullable = false)]
-    pub consent: Option<ConsentRequest>,
-}
-
-/// A person with consent status and face count.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PersonView {
-    pub id: Uuid,
-    pub name: String,
-    pub external_ref: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub consent_status: ConsentStatus,
-    pub face_count: i64,
-    pub consents: Vec<ConsentView>,
-}
+pub use visage_shared::api::{
+    ConsentRequest, CreatePersonRequest, CreatedPerson, EvidenceRequest, PeoplePage, PersonView,
+};
 
 fn parse_consent(
     c: ConsentRequest,
@@ -186,17 +104,6 @@ async fn load_person(state: &AppState, id: Uuid) -> ApiResult<PersonView> {
     })
 }
 
-/// A new person, with the withdrawal token shown this once.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct CreatedPerson {
-    #[serde(flatten)]
-    pub person: PersonView,
-    /// The data subject's token to withdraw consent (and so erase the record) without an
-    /// operator: `POST /v1/people/{id}/consent/withdraw` with `X-Withdrawal-Token`. Returned
-    /// only here; the service stores its sha256.
-    pub withdrawal_token: String,
-}
-
 /// Prefix of withdrawal tokens.
 pub const WITHDRAWAL_TOKEN_PREFIX: &str = "vwt_";
 
@@ -271,14 +178,6 @@ pub struct ListQuery {
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
-}
-
-/// A page of people.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PeoplePage {
-    pub items: Vec<PersonSummary>,
-    /// Pass as `cursor` for the next page; absent on the last page.
-    pub next_cursor: Option<String>,
 }
 
 fn encode_cursor(t: DateTime<Utc>, id: Uuid) -> String {

@@ -2,37 +2,26 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 use uuid::Uuid;
 use visage_shared::api::FaceReport;
+pub use visage_shared::api::{
+    ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest, VerifyResponse,
+};
 use visage_shared::{Embedding, QualityGate};
 
 use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
-use crate::routes::common::{Candidate, EmbeddingInput, MatchParams, search};
+use crate::routes::common::{MatchParams, parse_embeddings, search};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::state::AppState;
 use crate::store;
 
 /// Most probe embeddings per request.
 pub const MAX_PROBES: usize = 20;
-
-/// `POST /v1/recognize`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct RecognizeRequest {
-    /// 1..20 probe embeddings.
-    #[schema(min_items = 1, max_items = 20)]
-    pub embeddings: Vec<EmbeddingInput>,
-    /// Candidates per probe, 1..50 (default 5; at most 5 for non-admin keys).
-    #[schema(minimum = 1, maximum = 50)]
-    pub top_k: Option<u32>,
-    /// Match threshold on cosine similarity (default: the model manifest's). For non-admin
-    /// keys a value below the service's floor is raised to it; the response says which was used.
-    pub threshold: Option<f32>,
-}
 
 /// Query of the image endpoints.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,28 +31,6 @@ pub struct MatchQuery {
     #[param(minimum = 1, maximum = 50)]
     pub top_k: Option<u32>,
     pub threshold: Option<f32>,
-}
-
-/// The candidates of one probe face.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ProbeResult {
-    /// For images: where the face is and its quality.
-    #[schema(value_type = Object)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub face: Option<FaceReport>,
-    /// Best first.
-    pub candidates: Vec<Candidate>,
-}
-
-/// Recognition results, one per probe face.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RecognizeResponse {
-    pub model: String,
-    /// The threshold used (for non-admin keys, never below the service's floor).
-    pub threshold: f32,
-    /// The candidates per probe used (at most 5 for non-admin keys).
-    pub top_k: usize,
-    pub results: Vec<ProbeResult>,
 }
 
 async fn run_search(
@@ -113,7 +80,7 @@ pub async fn recognize(
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
     let p = MatchParams::new(disclosure, req.top_k, req.threshold, state.ef_search)?;
-    let embs = EmbeddingInput::parse_all(req.embeddings, MAX_PROBES)?;
+    let embs = parse_embeddings(req.embeddings, MAX_PROBES)?;
     if disclosure != Disclosure::Full {
         for e in &embs {
             check_plausible(e)?;
@@ -156,36 +123,12 @@ pub async fn recognize_image(
     Ok(Json(run_search(&state, &caller, probes, p).await?))
 }
 
-/// `POST /v1/verify`.
-#[derive(Debug, Deserialize, ToSchema)]
-pub struct VerifyRequest {
-    pub person_id: Uuid,
-    pub embedding: EmbeddingInput,
-    pub threshold: Option<f32>,
-}
-
 /// `POST /v1/verify/image` query.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     pub person_id: Uuid,
     pub threshold: Option<f32>,
-}
-
-/// A 1:1 verdict.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct VerifyResponse {
-    pub person_id: Uuid,
-    /// Best cosine similarity over the person's faces. Non-admin keys get it only with a
-    /// match, rounded down to 0.01; otherwise `null`.
-    pub similarity: Option<f32>,
-    #[serde(rename = "match")]
-    pub is_match: bool,
-    pub threshold: f32,
-    pub false_match_rate: Option<f64>,
-    #[schema(value_type = Object)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub face: Option<FaceReport>,
 }
 
 async fn verify_one(
@@ -281,7 +224,7 @@ pub async fn verify(
     ApiJson(req): ApiJson<VerifyRequest>,
 ) -> ApiResult<Json<VerifyResponse>> {
     caller.require(Scope::Recognize)?;
-    let emb = EmbeddingInput::parse_all(vec![req.embedding], 1)?
+    let emb = parse_embeddings(vec![req.embedding], 1)?
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::internal("no embedding"))?;

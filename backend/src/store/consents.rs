@@ -1,38 +1,11 @@
 //! Consent records.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgExecutor;
-use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::domain::{ConsentStatus, NewConsent};
+pub use visage_shared::api::ConsentView;
 
-/// A consent record as stored.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ConsentView {
-    pub id: Uuid,
-    pub policy_version: String,
-    pub policy_sha256: String,
-    pub purpose: String,
-    pub granted_at: DateTime<Utc>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub withdrawn_at: Option<DateTime<Utc>>,
-    pub evidence_method: String,
-    pub evidence_client_address: Option<String>,
-    pub evidence_user_agent: Option<String>,
-    pub collected_by: String,
-    /// In force now (in the `active_consents` view); the status says it on the wire.
-    #[serde(skip)]
-    pub active: bool,
-}
-
-impl ConsentView {
-    /// Active, expired or withdrawn, as the database saw it when the record was read.
-    pub fn status(&self) -> ConsentStatus {
-        ConsentStatus::of_record(self.withdrawn_at.is_some(), self.active)
-    }
-}
+use crate::domain::NewConsent;
 
 /// Stores consent record `id` of `person`.
 pub async fn insert<'e>(

@@ -1,10 +1,10 @@
 //! People: their rows, the consent condition as it applies to them, erasure.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::{PgConnection, PgExecutor};
-use utoipa::ToSchema;
 use uuid::Uuid;
+
+pub use visage_shared::api::PersonSummary;
 
 /// A person's row with their face count.
 #[derive(Debug)]
@@ -25,16 +25,6 @@ pub struct NewPerson<'a> {
     pub created_by_key: Uuid,
     /// The sha256 (hex) of the withdrawal token.
     pub withdrawal_token_sha256: &'a str,
-}
-
-/// A person in a list.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct PersonSummary {
-    pub id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub consent_active: bool,
-    pub face_count: i64,
 }
 
 /// Stores a person.

@@ -186,7 +186,10 @@ async fn enroll_gallery(app: &TestApp) -> Gallery {
             .create_person(&format!("Other Person {i}"), consent())
             .await;
         let v = dense(100 + i as u64);
-        assert_eq!(app.add_faces(id, &[v.clone()]).await.status(), 201);
+        assert_eq!(
+            app.add_faces(id, std::slice::from_ref(&v)).await.status(),
+            201
+        );
         others.push((id, v));
     }
     let name = format!("Zyxwvut Erasure-Probe {}", Uuid::new_v4().simple());

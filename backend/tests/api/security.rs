@@ -41,14 +41,15 @@ fn least_squares(probes: &[Vec<f32>], sims: &[f32]) -> Vec<f32> {
             .unwrap_or(c);
         a.swap(c, piv);
         let p = a[c][c];
-        for k in c..=d {
-            a[c][k] /= p;
+        for x in &mut a[c][c..=d] {
+            *x /= p;
         }
         for r in 0..d {
             if r != c && a[r][c] != 0.0 {
                 let f = a[r][c];
-                for k in c..=d {
-                    a[r][k] -= f * a[c][k];
+                let pivot_row = a[c].clone();
+                for (x, p) in a[r][c..=d].iter_mut().zip(&pivot_row[c..=d]) {
+                    *x -= f * p;
                 }
             }
         }

@@ -65,7 +65,7 @@ impl Dc<'_> {
             v
         };
         *pred += diff;
-        let value = i64::from(*pred) * i64::from(self.step) << self.shift;
+        let value = (i64::from(*pred) * i64::from(self.step)) << self.shift;
         if value.abs() > i64::from(self.limit + self.step) {
             return Err("a DC value no image can have".into());
         }

@@ -1,4 +1,4 @@
-//! JSON shapes shared by the server, the command line and the browser client.
+//! A detected face as reported to clients.
 
 use serde::{Deserialize, Serialize};
 
@@ -22,6 +22,7 @@ pub struct QualityIssueReport {
 }
 
 impl FaceReport {
+    /// The report of `face`, with the issues `gate` finds in its quality.
     pub fn new(face: &AnalyzedFace, gate: &QualityGate) -> Self {
         Self {
             detection: face.detection.clone(),

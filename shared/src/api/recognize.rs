@@ -1,0 +1,103 @@
+//! Recognition (1:N) and verification (1:1).
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::{EmbeddingInput, FaceReport};
+
+/// `POST /v1/recognize`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecognizeRequest {
+    /// 1..20 probe embeddings.
+    #[cfg_attr(feature = "openapi", schema(min_items = 1, max_items = 20))]
+    pub embeddings: Vec<EmbeddingInput>,
+    /// Candidates per probe, 1..50 (default 5; at most 5 for non-admin keys).
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 50))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_k: Option<u32>,
+    /// Match threshold on cosine similarity (default: the model manifest's). For non-admin
+    /// keys a value below the service's floor is raised to it; the response says which was used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+}
+
+/// One candidate identity for a probe face.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Candidate {
+    pub person_id: Uuid,
+    pub name: String,
+    /// The enrolled face that matched best.
+    pub face_id: Uuid,
+    /// Cosine similarity, -1..1 (for non-admin keys rounded down to 0.01; only matches are
+    /// listed for them).
+    pub similarity: f32,
+    /// Whether `similarity` reaches the threshold.
+    #[serde(rename = "match")]
+    pub is_match: bool,
+    /// Share of different-person pairs that score at least this similarity in the model's
+    /// evaluation (from the manifest); `null` without a calibration table. This, not the raw
+    /// similarity, says how much a match can be trusted.
+    pub false_match_rate: Option<f64>,
+}
+
+/// The candidates of one probe face.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ProbeResult {
+    /// For images: where the face is and its quality.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceReport>,
+    /// Best first. For keys without the admin scope only matches are listed, so an unknown
+    /// face has none.
+    pub candidates: Vec<Candidate>,
+}
+
+/// Recognition results, one per probe face.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct RecognizeResponse {
+    pub model: String,
+    /// The threshold used (for non-admin keys, never below the service's floor).
+    pub threshold: f32,
+    /// The candidates per probe used (at most 5 for non-admin keys).
+    pub top_k: usize,
+    pub results: Vec<ProbeResult>,
+}
+
+impl RecognizeResponse {
+    /// The matched person of probe `result`, if any: its best candidate when the service
+    /// says it matches. An empty candidate list is an unknown face.
+    pub fn best_match<'a>(&self, result: &'a ProbeResult) -> Option<&'a Candidate> {
+        result.candidates.first().filter(|c| c.is_match)
+    }
+}
+
+/// `POST /v1/verify`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyRequest {
+    pub person_id: Uuid,
+    pub embedding: EmbeddingInput,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threshold: Option<f32>,
+}
+
+/// A 1:1 verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct VerifyResponse {
+    pub person_id: Uuid,
+    /// Best cosine similarity over the person's faces. Non-admin keys get it only with a
+    /// match, rounded down to 0.01; otherwise `null`.
+    pub similarity: Option<f32>,
+    #[serde(rename = "match")]
+    pub is_match: bool,
+    pub threshold: f32,
+    pub false_match_rate: Option<f64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceReport>,
+}
