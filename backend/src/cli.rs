@@ -10,7 +10,8 @@ use image::{Rgb, RgbImage};
 use serde_json::json;
 use visage_shared::api::FaceReport;
 use visage_shared::eval::{
-    ScoredPair, calibration_table, verification_report, zero_false_match_threshold,
+    SAME_LABELS, ScoredPair, calibration_table, clopper_pearson_upper, parse_same_label,
+    verification_report, zero_false_match_threshold,
 };
 use visage_shared::{
     AnalyzeOptions, AnalyzedFace, DecodeLimits, DetectOptions, Pipeline, QualityGate, model,
@@ -283,7 +284,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let mut cache: HashMap<String, Option<visage_shared::Embedding>> = HashMap::new();
     let mut failures = Vec::new();
     let mut scored = Vec::new();
-    for row in &rows {
+    for (line, row) in rows.iter().enumerate() {
         if row.len() < 3 {
             bail!("bad row in {}: {row:?}", csv.display());
         }
@@ -305,7 +306,14 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
             }
             e.push(cache[name].clone());
         }
-        let same = row[2] == "1";
+        let Some(same) = parse_same_label(&row[2]) else {
+            bail!(
+                "{} data row {}: same-person label {:?} is not one of {SAME_LABELS}",
+                csv.display(),
+                line + 1,
+                row[2]
+            );
+        };
         // A pair with a failed image counts as a miss: -1 can never pass a threshold.
         let score = match (&e[0], &e[1]) {
             (Some(a), Some(b)) => a.cosine(b)?,
@@ -339,7 +347,20 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let max_imp = imp.iter().cloned().fold(f32::MIN, f32::max);
     let min_gen = genuine.iter().cloned().fold(f32::MAX, f32::min);
     println!("  same-person min {min_gen:.3}, different-person max {max_imp:.3}");
-    println!("  recommended threshold    {:.3}", r.best_threshold);
+    println!(
+        "  best-accuracy threshold  {:.3} (of these pairs; not the shipped default)",
+        r.best_threshold
+    );
+    let default = visage_shared::model::default_threshold();
+    let accepted = genuine.iter().filter(|&&s| s >= default).count();
+    let false_matches = imp.iter().filter(|&&s| s >= default).count();
+    println!(
+        "  at the shipped default {default:.2}: same-person accepted {accepted}/{} ({:.1}%), false matches {false_matches}/{} (95% upper bound {:.2e})",
+        genuine.len(),
+        100.0 * accepted as f64 / genuine.len().max(1) as f64,
+        imp.len(),
+        clopper_pearson_upper(false_matches as u64, imp.len() as u64, 0.95)
+    );
     println!("  failures                 {}", failures.len());
     for f in &failures {
         println!("    {f}");

@@ -123,6 +123,60 @@ pub fn zero_false_match_threshold(impostor_scores: &[f32]) -> f32 {
     ((max * 100.0).floor() + 1.0) / 100.0
 }
 
+/// A pair's label as pairs files write it: `1`/`0`, `true`/`false`, `yes`/`no`, `y`/`n`,
+/// `same`/`different` (any case, spaces around ignored). `None` for anything else: a label that
+/// is not understood must stop an evaluation, not count as "different".
+pub fn parse_same_label(label: &str) -> Option<bool> {
+    match label.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "y" | "same" => Some(true),
+        "0" | "false" | "no" | "n" | "different" => Some(false),
+        _ => None,
+    }
+}
+
+/// What [`parse_same_label`] accepts, for error messages.
+pub const SAME_LABELS: &str = "1/0, true/false, yes/no, y/n or same/different";
+
+/// The one-sided Clopper-Pearson upper confidence bound of a rate seen as `events` in `trials`:
+/// the largest rate under which seeing `events` or fewer still has probability `1 - confidence`.
+/// A false-match rate measured on `trials` impostor pairs cannot be claimed below this; with no
+/// false match at all it is about `3 / trials` at 95% (the "rule of three").
+pub fn clopper_pearson_upper(events: u64, trials: u64, confidence: f64) -> f64 {
+    if trials == 0 || events >= trials {
+        return 1.0;
+    }
+    let alpha = 1.0 - confidence;
+    if events == 0 {
+        return 1.0 - alpha.powf(1.0 / trials as f64);
+    }
+    // P(X <= events) for X ~ Binomial(trials, p) falls as p rises: bisect for alpha.
+    let (mut lo, mut hi) = (events as f64 / trials as f64, 1.0);
+    for _ in 0..100 {
+        let mid = 0.5 * (lo + hi);
+        if binomial_cdf(events, trials, mid) > alpha {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    hi
+}
+
+/// P(X <= k) for X ~ Binomial(n, p), summed in log space (n up to millions).
+fn binomial_cdf(k: u64, n: u64, p: f64) -> f64 {
+    let (lp, lq) = (p.ln(), (-p).ln_1p());
+    // log C(n, i) built up term by term from log C(n, 0) = 0.
+    let mut log_choose = 0.0f64;
+    let mut sum = 0.0f64;
+    for i in 0..=k {
+        if i > 0 {
+            log_choose += ((n - i + 1) as f64).ln() - (i as f64).ln();
+        }
+        sum += (log_choose + i as f64 * lp + (n - i) as f64 * lq).exp();
+    }
+    sum.min(1.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +226,31 @@ mod tests {
         assert_eq!(at(0.3), 0.25);
         assert_eq!(at(0.32), 0.0);
         assert_eq!(zero_false_match_threshold(&[0.1, 0.55, 0.3]), 0.56);
+    }
+
+    #[test]
+    fn labels_in_the_usual_spellings_and_nothing_else() {
+        for yes in ["1", "true", "Yes", " same ", "Y"] {
+            assert_eq!(parse_same_label(yes), Some(true), "{yes}");
+        }
+        for no in ["0", "FALSE", "no", "different", "n"] {
+            assert_eq!(parse_same_label(no), Some(false), "{no}");
+        }
+        for bad in ["", "2", "maybe", "1.0", "-1"] {
+            assert_eq!(parse_same_label(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn clopper_pearson_bounds_match_known_values() {
+        // No event in 357 trials: 1 - 0.05^(1/357) = 0.00836 (about 3/357, the rule of three).
+        assert!((clopper_pearson_upper(0, 357, 0.95) - 0.008356).abs() < 1e-5);
+        // 1 in 100, one-sided 95%: 0.04656 (the Beta(2, 99) 0.95 quantile).
+        assert!((clopper_pearson_upper(1, 100, 0.95) - 0.04656).abs() < 1e-4);
+        // 5 in 1,000,000: above the rate seen, below twice it.
+        let u = clopper_pearson_upper(5, 1_000_000, 0.95);
+        assert!(u > 5e-6 && u < 1.2e-5, "{u}");
+        assert_eq!(clopper_pearson_upper(3, 3, 0.95), 1.0);
+        assert_eq!(clopper_pearson_upper(0, 0, 0.95), 1.0);
     }
 }
