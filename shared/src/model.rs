@@ -83,10 +83,25 @@ pub fn default_threshold() -> f32 {
     calibration().map(|c| c.default_threshold).unwrap_or(0.5)
 }
 
+/// The false-match rate at `similarity` that the calibration can vouch for: the one-sided 95%
+/// Clopper-Pearson upper bound of [`measured_false_match_rate`] over the table's
+/// `impostor_pairs`. Never below what the table resolves: where no false match was seen among
+/// 357 pairs this is 0.0084, not 0. `None` without a calibration table.
+pub fn false_match_rate(similarity: f32) -> Option<f64> {
+    let c = calibration()?;
+    let measured = measured_false_match_rate(similarity)?;
+    let events = (measured * c.impostor_pairs as f64).round() as u64;
+    Some(crate::eval::clopper_pearson_upper(
+        events,
+        c.impostor_pairs,
+        0.95,
+    ))
+}
+
 /// The false-match rate measured at the highest table threshold not above `similarity`: the
 /// share of different-person pairs that score at least that high. Conservative (rounds the
 /// similarity down to the table). `None` without a calibration table.
-pub fn false_match_rate(similarity: f32) -> Option<f64> {
+pub fn measured_false_match_rate(similarity: f32) -> Option<f64> {
     let c = calibration()?;
     let mut rate = 1.0;
     for p in &c.table {
@@ -125,5 +140,13 @@ mod tests {
                 && w[0].false_match_rate >= w[1].false_match_rate)
         );
         assert!(false_match_rate(-1.0).unwrap() >= false_match_rate(0.99).unwrap());
+        // Where the table saw no false match, the claim is its resolution, not zero.
+        let at_default = false_match_rate(c.default_threshold).unwrap();
+        assert_eq!(measured_false_match_rate(c.default_threshold), Some(0.0));
+        let rule_of_three = 3.0 / c.impostor_pairs as f64;
+        assert!(
+            at_default > 0.9 * rule_of_three && at_default < 1.1 * rule_of_three,
+            "{at_default}"
+        );
     }
 }

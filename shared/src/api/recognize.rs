@@ -36,9 +36,11 @@ pub struct Candidate {
     /// Whether `similarity` reaches the threshold.
     #[serde(rename = "match")]
     pub is_match: bool,
-    /// Share of different-person pairs that score at least this similarity in the model's
-    /// evaluation (from the manifest); `null` without a calibration table. This, not the raw
-    /// similarity, says how much a match can be trusted.
+    /// The false-match rate at this similarity: the one-sided 95% upper confidence bound
+    /// (Clopper-Pearson) of the share of different-person pairs that scored at least this high
+    /// in the model's evaluation (from the manifest), so never below what that evaluation can
+    /// resolve; `null` without a calibration table. This, not the raw similarity, says how much
+    /// a match can be trusted.
     pub false_match_rate: Option<f64>,
 }
 
