@@ -22,6 +22,13 @@ fn from_status(status: StatusCode, code: &'static str, text: String, limit: usiz
 #[derive(Clone, Copy)]
 pub struct BodyLimit(pub usize);
 
+impl BodyLimit {
+    /// The limit the router put in the request's extensions (0 if none).
+    fn of(req: &Request) -> usize {
+        req.extensions().get::<BodyLimit>().map_or(0, |b| b.0)
+    }
+}
+
 /// JSON body.
 pub struct ApiJson<T>(pub T);
 
@@ -29,11 +36,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map(|b| b.0)
-            .unwrap_or(0);
+        let limit = BodyLimit::of(&req);
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(ApiJson(v)),
             Err(e) => {
@@ -56,11 +59,7 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
-        let limit = req
-            .extensions()
-            .get::<BodyLimit>()
-            .map(|b| b.0)
-            .unwrap_or(0);
+        let limit = BodyLimit::of(&req);
         Bytes::from_request(req, state)
             .await
             .map(RawBody)
