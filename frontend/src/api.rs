@@ -207,6 +207,7 @@ pub async fn recognize(
         embeddings: embeddings_out(probes),
         top_k: Some(1),
         threshold: Some(settings.threshold),
+        max_false_match_rate: None,
     };
     parse(call(settings, Auth::Key, "POST", "/v1/recognize", body(&req)).await?)
 }

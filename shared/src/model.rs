@@ -98,6 +98,25 @@ pub fn false_match_rate(similarity: f32) -> Option<f64> {
     ))
 }
 
+/// The operating point for a false-match-rate target: the lowest table threshold at which the
+/// calibration vouches for at most `target` ([`false_match_rate`], the 95% upper bound).
+/// `Err` carries the lowest rate the table can vouch for when `target` is below it (357
+/// impostor pairs cannot vouch for 1e-3), or 1.0 without a calibration table.
+pub fn threshold_for_false_match_rate(target: f64) -> Result<f32, f64> {
+    let Some(c) = calibration() else {
+        return Err(1.0);
+    };
+    let mut floor = 1.0f64;
+    for p in &c.table {
+        let bound = false_match_rate(p.similarity).unwrap_or(1.0);
+        if bound <= target {
+            return Ok(p.similarity);
+        }
+        floor = floor.min(bound);
+    }
+    Err(floor)
+}
+
 /// The false-match rate measured at the highest table threshold not above `similarity`: the
 /// share of different-person pairs that score at least that high. Conservative (rounds the
 /// similarity down to the table). `None` without a calibration table.
@@ -140,6 +159,14 @@ mod tests {
                 && w[0].false_match_rate >= w[1].false_match_rate)
         );
         assert!(false_match_rate(-1.0).unwrap() >= false_match_rate(0.99).unwrap());
+        // An operating point by false-match rate: the lowest threshold vouched for; below the
+        // table's resolution, the floor it can vouch for.
+        let t = threshold_for_false_match_rate(0.01).unwrap();
+        assert!(false_match_rate(t).unwrap() <= 0.01);
+        assert!(false_match_rate(t - 0.02).unwrap() > 0.01, "{t}");
+        let floor = threshold_for_false_match_rate(1e-3).unwrap_err();
+        assert!(floor > 1e-3 && floor < 0.01, "{floor}");
+        assert_eq!(threshold_for_false_match_rate(1.0), Ok(-1.0));
         // Where the table saw no false match, the claim is its resolution, not zero.
         let at_default = false_match_rate(c.default_threshold).unwrap();
         assert_eq!(measured_false_match_rate(c.default_threshold), Some(0.0));

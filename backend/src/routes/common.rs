@@ -11,6 +11,41 @@ use crate::store;
 
 pub use visage_shared::api::{Candidate, EmbeddingInput, Erasure};
 
+/// The threshold a request asks for: its `threshold`, or the one its `max_false_match_rate`
+/// maps to through the model's calibration (never both).
+pub fn requested_threshold(
+    threshold: Option<f32>,
+    max_false_match_rate: Option<f64>,
+) -> Result<Option<f32>, ApiError> {
+    let Some(target) = max_false_match_rate else {
+        return Ok(threshold);
+    };
+    if threshold.is_some() {
+        return Err(ApiError::bad_request(
+            "operating_point_conflict",
+            "give threshold or max_false_match_rate, not both",
+        ));
+    }
+    if !(target.is_finite() && target > 0.0 && target <= 1.0) {
+        return Err(ApiError::bad_request(
+            "false_match_rate_out_of_range",
+            "max_false_match_rate must be above 0 and at most 1",
+        ));
+    }
+    visage_shared::model::threshold_for_false_match_rate(target)
+        .map(Some)
+        .map_err(|floor| {
+            ApiError::unprocessable(
+                "false_match_rate_unresolvable",
+                format!(
+                    "the model's calibration can vouch for false-match rates down to {floor:.2e} \
+                     (95% upper bound), not {target:.2e}"
+                ),
+                Some(serde_json::json!({ "lowest_vouched_false_match_rate": floor })),
+            )
+        })
+}
+
 /// Validates embeddings as sent: 1 to `max` of them, each of the model this server runs.
 pub fn parse_embeddings(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
     Ok(

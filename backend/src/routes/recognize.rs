@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
-use crate::routes::common::{MatchParams, parse_embeddings, search};
+use crate::routes::common::{MatchParams, parse_embeddings, requested_threshold, search};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::state::AppState;
 use crate::store;
@@ -31,6 +31,9 @@ pub struct MatchQuery {
     #[param(minimum = 1, maximum = 50)]
     pub top_k: Option<u32>,
     pub threshold: Option<f32>,
+    /// Instead of `threshold`: the highest false-match rate to accept, (0, 1] (see
+    /// `RecognizeRequest`).
+    pub max_false_match_rate: Option<f64>,
 }
 
 async fn run_search(
@@ -79,7 +82,8 @@ pub async fn recognize(
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
-    let p = MatchParams::new(disclosure, req.top_k, req.threshold, state.ef_search)?;
+    let threshold = requested_threshold(req.threshold, req.max_false_match_rate)?;
+    let p = MatchParams::new(disclosure, req.top_k, threshold, state.ef_search)?;
     let embs = parse_embeddings(req.embeddings, MAX_PROBES)?;
     if disclosure != Disclosure::Full {
         for e in &embs {
@@ -110,7 +114,8 @@ pub async fn recognize_image(
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
-    let p = MatchParams::new(disclosure, q.top_k, q.threshold, state.ef_search)?;
+    let threshold = requested_threshold(q.threshold, q.max_false_match_rate)?;
+    let p = MatchParams::new(disclosure, q.top_k, threshold, state.ef_search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
     // The largest faces first (the pipeline's order); at most MAX_PROBES per image.

@@ -196,3 +196,58 @@ async fn threshold_and_top_k_per_request() {
     assert_eq!(c[1]["match"], false);
     assert!(c[0]["similarity"].as_f64() >= c[1]["similarity"].as_f64());
 }
+
+#[tokio::test]
+async fn an_operating_point_by_false_match_rate_maps_through_the_calibration() {
+    let app = spawn_app().await;
+    let ada = app.create_person("Ada", consent()).await;
+    assert_eq!(
+        app.add_faces(ada, &[vector(10, 11, 0.2)]).await.status(),
+        201
+    );
+    let probe = json!([{ "model": MODEL, "vector": vector(10, 13, 0.3) }]);
+    let expected = visage_shared::model::threshold_for_false_match_rate(0.01)
+        .expect("the calibration vouches for 1e-2");
+    let r = app
+        .post_json(
+            &app.admin_key,
+            "/v1/recognize",
+            &json!({ "embeddings": probe, "max_false_match_rate": 0.01 }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert!((v["threshold"].as_f64().expect("threshold") - f64::from(expected)).abs() < 1e-6);
+    assert_eq!(v["results"][0]["candidates"][0]["match"], true);
+    // Below what 357 impostor pairs can vouch for: refused, naming the floor.
+    let r = app
+        .post_json(
+            &app.admin_key,
+            "/v1/recognize",
+            &json!({ "embeddings": probe, "max_false_match_rate": 0.001 }),
+        )
+        .await;
+    let p = assert_problem(r, 422, "false_match_rate_unresolvable").await;
+    assert!(
+        p["extra"]["lowest_vouched_false_match_rate"]
+            .as_f64()
+            .is_some_and(|f| f > 0.001)
+    );
+    for (body, code) in [
+        (
+            json!({ "embeddings": probe, "max_false_match_rate": 0.01, "threshold": 0.5 }),
+            "operating_point_conflict",
+        ),
+        (
+            json!({ "embeddings": probe, "max_false_match_rate": 0.0 }),
+            "false_match_rate_out_of_range",
+        ),
+        (
+            json!({ "embeddings": probe, "max_false_match_rate": 1.5 }),
+            "false_match_rate_out_of_range",
+        ),
+    ] {
+        let r = app.post_json(&app.admin_key, "/v1/recognize", &body).await;
+        assert_problem(r, 400, code).await;
+    }
+}

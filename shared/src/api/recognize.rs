@@ -20,6 +20,13 @@ pub struct RecognizeRequest {
     /// keys a value below the service's floor is raised to it; the response says which was used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
+    /// Instead of `threshold`: the highest false-match rate to accept, (0, 1]. The service
+    /// uses the lowest threshold at which its calibration vouches (95% upper bound) for at
+    /// most this rate, and refuses (422 `false_match_rate_unresolvable`) a target below what
+    /// the calibration can vouch for.
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 1.0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_false_match_rate: Option<f64>,
 }
 
 /// One candidate identity for a probe face.
