@@ -134,6 +134,8 @@ pub async fn recognize_image(
 pub struct VerifyQuery {
     pub person_id: Uuid,
     pub threshold: Option<f32>,
+    /// Instead of `threshold`: the highest false-match rate to accept (see `RecognizeRequest`).
+    pub max_false_match_rate: Option<f64>,
 }
 
 async fn verify_one(
@@ -237,7 +239,14 @@ pub async fn verify(
         check_plausible(&emb)?;
     }
     Ok(Json(
-        verify_one(&state, &caller, req.person_id, &emb, req.threshold).await?,
+        verify_one(
+            &state,
+            &caller,
+            req.person_id,
+            &emb,
+            requested_threshold(req.threshold, req.max_false_match_rate)?,
+        )
+        .await?,
     ))
 }
 
@@ -266,7 +275,8 @@ pub async fn verify_image(
         return Err(ApiError::internal("face vanished"));
     };
     let report = FaceReport::new(&face, &QualityGate::default());
-    let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, q.threshold).await?;
+    let threshold = requested_threshold(q.threshold, q.max_false_match_rate)?;
+    let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, threshold).await?;
     v.face = Some(report);
     Ok(Json(v))
 }

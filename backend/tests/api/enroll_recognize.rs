@@ -233,6 +233,18 @@ async fn an_operating_point_by_false_match_rate_maps_through_the_calibration() {
             .as_f64()
             .is_some_and(|f| f > 0.001)
     );
+    // Verification takes the same operating point.
+    let r = app
+        .post_json(
+            &app.admin_key,
+            "/v1/verify",
+            &json!({ "person_id": ada, "embedding": probe[0], "max_false_match_rate": 0.01 }),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    assert!((v["threshold"].as_f64().expect("threshold") - f64::from(expected)).abs() < 1e-6);
+    assert_eq!(v["match"], true);
     for (body, code) in [
         (
             json!({ "embeddings": probe, "max_false_match_rate": 0.01, "threshold": 0.5 }),

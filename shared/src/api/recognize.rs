@@ -92,6 +92,10 @@ pub struct VerifyRequest {
     pub embedding: EmbeddingInput,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threshold: Option<f32>,
+    /// Instead of `threshold`: the highest false-match rate to accept (see `RecognizeRequest`).
+    #[cfg_attr(feature = "openapi", schema(exclusive_minimum = 0.0, maximum = 1.0))]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_false_match_rate: Option<f64>,
 }
 
 /// A 1:1 verdict.
