@@ -84,8 +84,7 @@ impl std::fmt::Display for ApiError {
 
 /// A data subject's withdrawal token: returned once when they are enrolled, shown to them on
 /// the Enrolled screen, never stored (not in localStorage) and never logged: `Debug` hides it.
-#[derive(Clone, PartialEq, Deserialize)]
-#[serde(transparent)]
+#[derive(Clone, PartialEq)]
 pub struct WithdrawalToken(String);
 
 impl WithdrawalToken {

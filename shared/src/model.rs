@@ -88,14 +88,7 @@ pub fn default_threshold() -> f32 {
 /// `impostor_pairs`. Never below what the table resolves: where no false match was seen among
 /// 357 pairs this is 0.0084, not 0. `None` without a calibration table.
 pub fn false_match_rate(similarity: f32) -> Option<f64> {
-    let c = calibration()?;
-    let measured = measured_false_match_rate(similarity)?;
-    let events = (measured * c.impostor_pairs as f64).round() as u64;
-    Some(crate::eval::clopper_pearson_upper(
-        events,
-        c.impostor_pairs,
-        0.95,
-    ))
+    Some(rate_at(vouched_table()?, similarity))
 }
 
 /// The operating point for a false-match-rate target: the lowest table threshold at which the
@@ -103,34 +96,51 @@ pub fn false_match_rate(similarity: f32) -> Option<f64> {
 /// `Err` carries the lowest rate the table can vouch for when `target` is below it (357
 /// impostor pairs cannot vouch for 1e-3), or 1.0 without a calibration table.
 pub fn threshold_for_false_match_rate(target: f64) -> Result<f32, f64> {
-    let Some(c) = calibration() else {
-        return Err(1.0);
-    };
-    let mut floor = 1.0f64;
-    for p in &c.table {
-        let bound = false_match_rate(p.similarity).unwrap_or(1.0);
-        if bound <= target {
-            return Ok(p.similarity);
-        }
-        floor = floor.min(bound);
+    let table = vouched_table().ok_or(1.0)?;
+    match table.iter().find(|p| p.false_match_rate <= target) {
+        Some(p) => Ok(p.similarity),
+        None => Err(table.iter().map(|p| p.false_match_rate).fold(1.0, f64::min)),
     }
-    Err(floor)
 }
 
 /// The false-match rate measured at the highest table threshold not above `similarity`: the
 /// share of different-person pairs that score at least that high. Conservative (rounds the
 /// similarity down to the table). `None` without a calibration table.
 pub fn measured_false_match_rate(similarity: f32) -> Option<f64> {
+    Some(rate_at(&calibration()?.table, similarity))
+}
+
+/// The calibration table with each rate replaced by its 95% upper bound, worked out once (the
+/// bound is a bisection; candidates of every request look it up).
+fn vouched_table() -> Option<&'static [CalibrationPoint]> {
+    static T: OnceLock<Vec<CalibrationPoint>> = OnceLock::new();
     let c = calibration()?;
-    let mut rate = 1.0;
-    for p in &c.table {
-        if p.similarity <= similarity {
-            rate = p.false_match_rate;
-        } else {
-            break;
-        }
-    }
-    Some(rate)
+    let table = T.get_or_init(|| {
+        c.table
+            .iter()
+            .map(|p| {
+                let events = (p.false_match_rate * c.impostor_pairs as f64).round() as u64;
+                CalibrationPoint {
+                    similarity: p.similarity,
+                    false_match_rate: crate::eval::clopper_pearson_upper(
+                        events,
+                        c.impostor_pairs,
+                        0.95,
+                    ),
+                }
+            })
+            .collect()
+    });
+    Some(table)
+}
+
+/// The rate of the highest row not above `similarity` (1.0 below the first row).
+fn rate_at(table: &[CalibrationPoint], similarity: f32) -> f64 {
+    table
+        .iter()
+        .take_while(|p| p.similarity <= similarity)
+        .last()
+        .map_or(1.0, |p| p.false_match_rate)
 }
 
 #[cfg(test)]
