@@ -40,6 +40,8 @@ enum Command {
     Compare(cli::CompareCmd),
     /// Evaluate on a labelled set: pairs (AUC, EER, TAR@FAR), group counts, invalid files.
     Eval(cli::EvalCmd),
+    /// Degrade photos as a poor camera would (small face, strong JPEG), for evaluations.
+    Degrade(cli::DegradeCmd),
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -61,7 +63,11 @@ fn main() -> Result<()> {
     // to stderr so their JSON on stdout stays clean.
     if matches!(
         command,
-        Command::Detect(_) | Command::Embed(_) | Command::Compare(_) | Command::Eval(_)
+        Command::Detect(_)
+            | Command::Embed(_)
+            | Command::Compare(_)
+            | Command::Eval(_)
+            | Command::Degrade(_)
     ) {
         cli_tracing();
     }
@@ -75,5 +81,6 @@ fn main() -> Result<()> {
         Command::Embed(c) => cli::embed(c),
         Command::Compare(c) => cli::compare(c),
         Command::Eval(c) => cli::eval(c),
+        Command::Degrade(c) => cli::degrade(c),
     }
 }

@@ -21,6 +21,7 @@ pub mod geometry;
 pub mod model;
 pub mod quality;
 pub mod resize;
+pub mod template;
 
 use image::RgbImage;
 use serde::{Deserialize, Serialize};

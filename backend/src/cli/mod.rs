@@ -1,4 +1,5 @@
-//! The pipeline subcommands of the `visage` binary: `detect`, `embed`, `compare`, `eval`.
+//! The pipeline subcommands of the `visage` binary: `detect`, `embed`, `compare`, `eval`,
+//! `degrade`.
 //! They run the very pipeline the server and the browser run, on files.
 
 mod eval;
@@ -14,7 +15,7 @@ use visage_shared::{
     AnalyzeOptions, AnalyzedFace, DecodeLimits, DetectOptions, Pipeline, QualityGate, model,
 };
 
-pub use eval::{EvalCmd, eval};
+pub use eval::{DegradeCmd, EvalCmd, degrade, eval};
 
 /// Detector settings shared by the subcommands.
 #[derive(Args, Debug, Clone)]

@@ -3,6 +3,9 @@
 
 use serde::Serialize;
 
+mod identification;
+pub use identification::{DirAtFpir, IdentificationReport, LabelledFace, identification_report};
+
 use crate::model::CalibrationPoint;
 
 /// A scored pair: cosine similarity and whether both faces are the same person.

@@ -1,6 +1,12 @@
 //! `visage eval`: verification pairs (AUC, thresholds, false matches with their confidence
-//! bound), face counts of group photos, files that must be refused, the plausibility and strict
-//! decode reports, and the calibration table written for the manifest.
+//! bound), open-set identification on a gallery (`gallery`), face counts of group photos, files
+//! that must be refused, the plausibility and strict decode reports, and the calibration table
+//! written for the manifest.
+
+mod degrade;
+mod gallery;
+
+pub use degrade::{DegradeCmd, run as degrade};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +58,27 @@ pub struct EvalCmd {
     /// impostor pairs for the calibration.
     #[arg(long)]
     pub impostor_photos: Option<PathBuf>,
+    /// A folder with one sub-folder of photos per person: runs the open-set identification
+    /// protocol (enroll the first K photos of each person, search with the rest, and each
+    /// person's photos against the gallery without them) for each template rule.
+    #[arg(long)]
+    pub gallery: Option<PathBuf>,
+    /// Photos enrolled per person in the gallery protocol (repeat for several runs).
+    #[arg(long = "enroll-per-person", default_values_t = [1, 2])]
+    pub enroll_per_person: Vec<usize>,
+    /// Fail (exit 1) if a gallery run's rank-1 rate (template rule the service uses) is below.
+    #[arg(long)]
+    pub min_rank1: Option<f64>,
+    /// Fail (exit 1) if a gallery run's DIR at the shipped default threshold is below this.
+    #[arg(long)]
+    pub min_dir: Option<f64>,
+    /// Degrade the second photo of every pair before embedding: scale it so its face is this
+    /// many pixels wide, then JPEG it at `--degrade-quality` (probes from poor cameras).
+    #[arg(long)]
+    pub degrade_face_px: Option<u32>,
+    /// JPEG quality of `--degrade-face-px`.
+    #[arg(long, default_value_t = 30)]
+    pub degrade_quality: u8,
     /// Write the similarity/false-match-rate calibration (JSON) measured on the pairs here.
     #[arg(long)]
     pub calibration_out: Option<PathBuf>,
@@ -85,13 +112,25 @@ fn box_crop(img: &RgbImage, d: &visage_shared::Detection) -> RgbImage {
 }
 
 pub fn eval(cmd: EvalCmd) -> Result<()> {
-    if cmd.pairs.is_none() && cmd.groups.is_none() && cmd.invalid.is_none() {
-        bail!("give --pairs, --groups and/or --invalid");
+    if cmd.pairs.is_none() && cmd.groups.is_none() && cmd.invalid.is_none() && cmd.gallery.is_none()
+    {
+        bail!("give --pairs, --gallery, --groups and/or --invalid");
     }
     let p = Pipeline::load()?;
     let mut failed = false;
     if let Some(pairs) = &cmd.pairs {
         failed |= eval_pairs(&p, &cmd, pairs)?;
+    }
+    if let Some(dir) = &cmd.gallery {
+        for &k in &cmd.enroll_per_person {
+            let reports = gallery::eval_gallery(&p, dir, k, &cmd.detect)?;
+            let used = reports
+                .iter()
+                .find(|r| r.rule == visage_shared::template::SERVICE_RULE)
+                .context("no report for the service's template rule")?;
+            failed |= cmd.min_rank1.is_some_and(|min| used.rank1 < min);
+            failed |= cmd.min_dir.is_some_and(|min| used.at_threshold.2 < min);
+        }
     }
     if let Some(groups) = &cmd.groups {
         failed |= eval_groups(&p, &cmd, groups)?;
@@ -122,9 +161,24 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
             bail!("bad row in {}: {row:?}", csv.display());
         }
         let mut e = Vec::new();
-        for name in &row[..2] {
+        for (side, name) in row[..2].iter().enumerate() {
+            // With --degrade-face-px the second photo of a pair is the degraded probe: a
+            // separate cache entry from the same photo used clean.
+            let degrade = cmd.degrade_face_px.filter(|_| side == 1);
+            let key = match degrade {
+                Some(px) => format!("{name}@{px}px-q{}", cmd.degrade_quality),
+                None => name.clone(),
+            };
+            let name = &key;
             if !cache.contains_key(name) {
-                let emb = match embed_main_face(p, &root.join(name), &cmd.detect, cmd.crop) {
+                let path = root.join(&row[side]);
+                let emb = match embed_main_face(
+                    p,
+                    &path,
+                    &cmd.detect,
+                    cmd.crop,
+                    degrade.map(|px| (px, cmd.degrade_quality)),
+                ) {
                     Ok(Some(x)) => Some(x),
                     Ok(None) => {
                         failures.push(format!("{name}: no face found"));
@@ -157,11 +211,17 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let r =
         verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
     println!(
-        "pairs: {} ({} same, {} different), crop: {:?}",
+        "pairs: {} ({} same, {} different), crop: {:?}{}",
         scored.len(),
         r.genuine_pairs,
         r.impostor_pairs,
-        cmd.crop
+        cmd.crop,
+        cmd.degrade_face_px
+            .map(|px| format!(
+                ", second photo degraded to a {px} px face at JPEG quality {}",
+                cmd.degrade_quality
+            ))
+            .unwrap_or_default()
     );
     println!("  AUC                      {:.5}", r.auc);
     println!(
@@ -326,8 +386,12 @@ fn embed_main_face(
     path: &Path,
     d: &DetectArgs,
     crop: CropMode,
+    degrade: Option<(u32, u8)>,
 ) -> Result<Option<visage_shared::Embedding>> {
-    let img = load(path)?;
+    let mut img = load(path)?;
+    if let Some((px, quality)) = degrade {
+        img = degrade::degrade(p, &img, d, px, quality)?;
+    }
     let dets = p.detect(&img, &d.options())?;
     let Some(det) = dets
         .into_iter()

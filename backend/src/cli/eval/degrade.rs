@@ -1,0 +1,116 @@
+//! The degradation tool: a photo as a poor camera would take it, for measuring recognition on
+//! small, compressed faces (`visage degrade`, and `visage eval --degrade-face-px` on pairs).
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use image::RgbImage;
+use image::codecs::jpeg::JpegEncoder;
+use image::imageops::FilterType;
+use visage_shared::Pipeline;
+
+use super::super::{DetectArgs, load};
+
+#[derive(Args, Debug)]
+pub struct DegradeCmd {
+    /// A photo, or a folder of photos (sub-folders kept).
+    pub input: PathBuf,
+    /// Where the degraded JPEGs go (a file for a photo, a folder for a folder).
+    pub output: PathBuf,
+    /// Width the main face is scaled to, in pixels (photos whose face is already smaller are
+    /// only re-compressed).
+    #[arg(long, default_value_t = 32)]
+    pub face_px: u32,
+    /// JPEG quality, 1..100.
+    #[arg(long, default_value_t = 30)]
+    pub quality: u8,
+    #[command(flatten)]
+    pub detect: DetectArgs,
+}
+
+/// Scales `img` so its main face is `face_px` wide (never up), then round-trips it through
+/// JPEG at `quality`. Errors when the photo has no face to measure.
+pub fn degrade(
+    p: &Pipeline,
+    img: &RgbImage,
+    d: &DetectArgs,
+    face_px: u32,
+    quality: u8,
+) -> Result<RgbImage> {
+    let face = p
+        .detect(img, &d.options())?
+        .into_iter()
+        .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
+        .context("no face to measure")?;
+    let scale = (face_px as f32 / face.bbox.width).min(1.0);
+    let (w, h) = (
+        ((img.width() as f32 * scale).round() as u32).max(1),
+        ((img.height() as f32 * scale).round() as u32).max(1),
+    );
+    // Triangle widens its support when shrinking: an area-like filter, as a camera's scaler.
+    let small = image::imageops::resize(img, w, h, FilterType::Triangle);
+    jpeg_round_trip(&small, quality)
+}
+
+fn jpeg_round_trip(img: &RgbImage, quality: u8) -> Result<RgbImage> {
+    let mut buf = Vec::new();
+    JpegEncoder::new_with_quality(&mut buf, quality.clamp(1, 100)).encode_image(img)?;
+    Ok(image::load_from_memory(&buf)?.to_rgb8())
+}
+
+/// `visage degrade`: writes degraded copies of one photo or of a folder tree.
+pub fn run(cmd: DegradeCmd) -> Result<()> {
+    let p = Pipeline::load()?;
+    let jobs: Vec<(PathBuf, PathBuf)> = if cmd.input.is_dir() {
+        let mut v = Vec::new();
+        collect(&cmd.input, &cmd.output, &mut v)?;
+        v
+    } else {
+        vec![(cmd.input.clone(), cmd.output.clone())]
+    };
+    let (mut done, mut skipped) = (0, 0);
+    for (src, dst) in jobs {
+        match load(&src).and_then(|img| degrade(&p, &img, &cmd.detect, cmd.face_px, cmd.quality)) {
+            Ok(out) => {
+                if let Some(dir) = dst.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let mut buf = Vec::new();
+                JpegEncoder::new_with_quality(&mut Cursor::new(&mut buf), 100)
+                    .encode_image(&out)?;
+                std::fs::write(&dst, buf).with_context(|| format!("writing {}", dst.display()))?;
+                done += 1;
+            }
+            Err(e) => {
+                println!("skipped {}: {e:#}", src.display());
+                skipped += 1;
+            }
+        }
+    }
+    println!(
+        "degraded {done} photo(s) to a {} px face at JPEG quality {} ({skipped} skipped)",
+        cmd.face_px, cmd.quality
+    );
+    if done == 0 {
+        bail!("nothing degraded");
+    }
+    Ok(())
+}
+
+fn collect(src: &Path, dst: &Path, out: &mut Vec<(PathBuf, PathBuf)>) -> Result<()> {
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(src)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect();
+    entries.sort();
+    for e in entries {
+        let name = e.file_name().unwrap_or_default();
+        if e.is_dir() {
+            collect(&e, &dst.join(name), out)?;
+        } else {
+            out.push((e.clone(), dst.join(name).with_extension("jpg")));
+        }
+    }
+    Ok(())
+}
