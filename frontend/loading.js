@@ -13,10 +13,13 @@ const say = (text) => { if (boot && boot.isConnected && detail) detail.textConte
 // untouched (so the browser can still stream-compile and cache the compiled module), and
 // nothing is downloaded twice.
 async function watch(response) {
-  // With compression (the service compresses on the fly) the length header is the compressed
-  // size, while the stream gives decompressed bytes: then only the bytes so far are shown.
+  // With compression the length header is the compressed size, while the stream gives
+  // decompressed bytes: then the total is the wasm's size, which `cargo xtask web` writes into
+  // the bar (data-wasm-bytes); without it only the bytes so far are shown.
   const encoding = response.headers.get('content-encoding');
-  const total = encoding && encoding !== 'identity' ? 0 : Number(response.headers.get('content-length')) || 0;
+  const total = encoding && encoding !== 'identity'
+    ? Number(bar && bar.dataset.wasmBytes) || 0
+    : Number(response.headers.get('content-length')) || 0;
   if (total && bar) bar.max = total;
   const reader = response.body.getReader();
   let loaded = 0;

@@ -92,7 +92,10 @@ impl WebApp {
     pub fn new(dir: &Path) -> Self {
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
         Self {
-            files: ServeDir::new(&dir),
+            // `cargo xtask web --release` writes brotli-11 copies (`*.br`) of the wasm and its
+            // glue: sent as they are to browsers that accept brotli, a sixth smaller than the
+            // compression layer's on-the-fly quality 4 (BENCHMARKS.md, "First contact").
+            files: ServeDir::new(&dir).precompressed_br(),
             index: ServeFile::new(dir.join("index.html")),
             dir,
         }

@@ -144,6 +144,7 @@ pub fn build(args: &WebArgs) -> Result<u64> {
     );
     let fresh = out_wasm.exists()
         && dist.join(format!("{APP}.js")).exists()
+        && (!args.release || dist.join(format!("{APP}_bg.wasm.br")).exists())
         && std::fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str());
     if !fresh {
         if dist.exists() {
@@ -170,6 +171,19 @@ pub fn build(args: &WebArgs) -> Result<u64> {
         if args.wasm_opt {
             wasm_opt(&out_wasm)?;
         }
+        if args.release {
+            // The release app is what a first visit downloads (issue 12: <= 4 MB on the wire).
+            crate::progress::say(
+                "web: brotli quality 11 of the wasm and its glue (about a minute)",
+            );
+            run(cargo()
+                .args(["run", "--quiet", "-p", "xtask", "--features", "bindgen"])
+                .args(["--bin", "xtask-bindgen", "--", "brotli"])
+                .arg(&out_wasm)
+                .arg(dist.join(format!("{APP}.js")))
+                .current_dir(&root))
+            .context("precompressing the app (xtask-bindgen brotli)")?;
+        }
         std::fs::create_dir_all(stamp.parent().context("stamp dir")?)?;
         std::fs::write(&stamp, &key)?;
     }
@@ -182,9 +196,15 @@ pub fn build(args: &WebArgs) -> Result<u64> {
         std::fs::copy(&from, dist.join(&file))
             .with_context(|| format!("copying {}", from.display()))?;
     }
+    let size = std::fs::metadata(&out_wasm)?.len();
+    // The loading bar's total: with compression the response's length is not the wasm's.
+    let html = html.replacen(
+        "<progress id=\"boot-progress\"",
+        &format!("<progress id=\"boot-progress\" data-wasm-bytes=\"{size}\""),
+        1,
+    );
     std::fs::write(dist.join("index.html"), html)?;
     std::fs::write(dist.join("boot.js"), BOOT_JS)?;
-    let size = std::fs::metadata(&out_wasm)?.len();
     crate::progress::say(&format!(
         "web: {} ({profile}{}{}), wasm {:.1} MB{}",
         dist.display(),
