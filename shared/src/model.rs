@@ -86,15 +86,15 @@ pub fn default_threshold() -> f32 {
 /// The false-match rate at `similarity` that the calibration can vouch for: the one-sided 95%
 /// Clopper-Pearson upper bound of [`measured_false_match_rate`] over the table's
 /// `impostor_pairs`. Never below what the table resolves: where no false match was seen among
-/// 357 pairs this is 0.0084, not 0. `None` without a calibration table.
+/// the 14,245 pairs this is 2.1e-4, not 0. `None` without a calibration table.
 pub fn false_match_rate(similarity: f32) -> Option<f64> {
     Some(rate_at(vouched_table()?, similarity))
 }
 
 /// The operating point for a false-match-rate target: the lowest table threshold at which the
 /// calibration vouches for at most `target` ([`false_match_rate`], the 95% upper bound).
-/// `Err` carries the lowest rate the table can vouch for when `target` is below it (357
-/// impostor pairs cannot vouch for 1e-3), or 1.0 without a calibration table.
+/// `Err` carries the lowest rate the table can vouch for when `target` is below it (14,245
+/// impostor pairs cannot vouch for 1e-4), or 1.0 without a calibration table.
 pub fn threshold_for_false_match_rate(target: f64) -> Result<f32, f64> {
     let table = vouched_table().ok_or(1.0)?;
     match table.iter().find(|p| p.false_match_rate <= target) {
@@ -174,16 +174,22 @@ mod tests {
         let t = threshold_for_false_match_rate(0.01).unwrap();
         assert!(false_match_rate(t).unwrap() <= 0.01);
         assert!(false_match_rate(t - 0.02).unwrap() > 0.01, "{t}");
-        let floor = threshold_for_false_match_rate(1e-3).unwrap_err();
-        assert!(floor > 1e-3 && floor < 0.01, "{floor}");
+        let floor = threshold_for_false_match_rate(1e-4).unwrap_err();
+        assert!(floor > 1e-4 && floor < 1e-3, "{floor}");
         assert_eq!(threshold_for_false_match_rate(1.0), Ok(-1.0));
+        // The default operating point: a false-match rate vouched <= 1e-3 (issue 14), at the
+        // lowest such threshold.
+        let t = threshold_for_false_match_rate(1e-3).unwrap();
+        assert_eq!(t, c.default_threshold);
+        assert!(false_match_rate(c.default_threshold).unwrap() <= 1e-3);
         // Where the table saw no false match, the claim is its resolution, not zero.
-        let at_default = false_match_rate(c.default_threshold).unwrap();
-        assert_eq!(measured_false_match_rate(c.default_threshold), Some(0.0));
+        let top = c.table.last().expect("rows");
+        assert_eq!(top.false_match_rate, 0.0);
         let rule_of_three = 3.0 / c.impostor_pairs as f64;
+        let at_top = false_match_rate(top.similarity).unwrap();
         assert!(
-            at_default > 0.9 * rule_of_three && at_default < 1.1 * rule_of_three,
-            "{at_default}"
+            at_top > 0.9 * rule_of_three && at_top < 1.1 * rule_of_three,
+            "{at_top}"
         );
     }
 }

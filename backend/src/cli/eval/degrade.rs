@@ -30,8 +30,9 @@ pub struct DegradeCmd {
     pub detect: DetectArgs,
 }
 
-/// Scales `img` so its main face is `face_px` wide (never up), then round-trips it through
-/// JPEG at `quality`. Errors when the photo has no face to measure.
+/// Scales `img` so its main face is `face_px` wide (never up), places it in a frame of at
+/// least 640x480, then round-trips it through JPEG at `quality`. Errors when the photo has no
+/// face to measure.
 pub fn degrade(
     p: &Pipeline,
     img: &RgbImage,
@@ -51,8 +52,21 @@ pub fn degrade(
     );
     // Triangle widens its support when shrinking: an area-like filter, as a camera's scaler.
     let small = image::imageops::resize(img, w, h, FilterType::Triangle);
-    jpeg_round_trip(&small, quality)
+    // A tight portrait shrunk this far is a thumbnail, which the detector would scale back up:
+    // put it in the middle of a VGA frame instead, as a far-away face in a camera's picture.
+    let (fw, fh) = (w.max(FRAME.0), h.max(FRAME.1));
+    let mut frame = RgbImage::from_pixel(fw, fh, image::Rgb([118, 118, 118]));
+    image::imageops::replace(
+        &mut frame,
+        &small,
+        ((fw - w) / 2).into(),
+        ((fh - h) / 2).into(),
+    );
+    jpeg_round_trip(&frame, quality)
 }
+
+/// The smallest picture a degraded photo is placed in (a VGA camera frame).
+const FRAME: (u32, u32) = (640, 480);
 
 fn jpeg_round_trip(img: &RgbImage, quality: u8) -> Result<RgbImage> {
     let mut buf = Vec::new();

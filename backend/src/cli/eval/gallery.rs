@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use visage_shared::Pipeline;
 use visage_shared::eval::{IdentificationReport, LabelledFace, identification_report};
 use visage_shared::template::{TemplateRule, quality_weight};
+use visage_shared::{AnalyzeOptions, Pipeline};
 
 use super::super::{DetectArgs, analyze, main_face};
 
@@ -40,22 +40,55 @@ fn photos_by_person(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
 }
 
 /// Embeds the main face of every photo; photos without a usable face are listed and left out.
-fn labelled_faces(p: &Pipeline, dir: &Path, d: &DetectArgs) -> Result<Vec<LabelledFace>> {
+/// With `degrade` (face width, JPEG quality) each photo also gets a degraded probe; photos
+/// whose degraded copy has no face are left out, so both runs search with the same photos.
+fn labelled_faces(
+    p: &Pipeline,
+    dir: &Path,
+    d: &DetectArgs,
+    degrade: Option<(u32, u8)>,
+) -> Result<Vec<LabelledFace>> {
     let mut faces = Vec::new();
+    let mut left_out = 0;
     for (identity, photos) in photos_by_person(dir)? {
         for photo in photos {
-            match analyze(p, &photo, d) {
-                Ok((_, found)) => match main_face(&found) {
-                    Some(f) => faces.push(LabelledFace {
-                        identity: identity.clone(),
-                        embedding: f.embedding.clone(),
-                        weight: quality_weight(&f.quality),
-                    }),
-                    None => println!("  {}: no face, left out", photo.display()),
-                },
-                Err(e) => println!("  {}: {e:#}, left out", photo.display()),
-            }
+            let face = analyze(p, &photo, d).map(|(img, found)| (img, main_face(&found).cloned()));
+            let (img, Some(f)) = (match face {
+                Ok(x) => x,
+                Err(_) => (image::RgbImage::new(0, 0), None),
+            }) else {
+                left_out += 1;
+                continue;
+            };
+            let probe = match degrade {
+                None => None,
+                Some((px, q)) => {
+                    let small = super::degrade::degrade(p, &img, d, px, q)?;
+                    let found = p.analyze(
+                        &small,
+                        &AnalyzeOptions {
+                            detect: d.options(),
+                        },
+                    )?;
+                    match main_face(&found) {
+                        Some(g) => Some(g.embedding.clone()),
+                        None => {
+                            left_out += 1;
+                            continue;
+                        }
+                    }
+                }
+            };
+            faces.push(LabelledFace {
+                identity: identity.clone(),
+                embedding: f.embedding,
+                weight: quality_weight(&f.quality),
+                probe,
+            });
         }
+    }
+    if left_out > 0 {
+        println!("  {left_out} photo(s) without a usable face left out");
     }
     Ok(faces)
 }
@@ -92,8 +125,9 @@ pub fn eval_gallery(
     dir: &Path,
     k: usize,
     d: &DetectArgs,
+    degrade: Option<(u32, u8)>,
 ) -> Result<Vec<IdentificationReport>> {
-    let faces = labelled_faces(p, dir, d)?;
+    let faces = labelled_faces(p, dir, d, degrade)?;
     let default = visage_shared::model::default_threshold();
     let reports: Vec<IdentificationReport> = TemplateRule::ALL
         .iter()
@@ -106,8 +140,11 @@ pub fn eval_gallery(
         );
     };
     println!(
-        "gallery {}: {} photos; {} people enrolled with {k} photo(s) each; {} mated and {} non-mated searches (leave one person out)",
+        "gallery {}{}: {} photos; {} people enrolled with {k} photo(s) each; {} mated and {} non-mated searches (leave one person out)",
         dir.display(),
+        degrade
+            .map(|(px, q)| format!(", probes degraded to a {px} px face at JPEG quality {q}"))
+            .unwrap_or_default(),
         faces.len(),
         first.enrolled_people,
         first.mated_searches,

@@ -3,6 +3,7 @@
 //! that must be refused, the plausibility and strict decode reports, and the calibration table
 //! written for the manifest.
 
+mod calibration;
 mod degrade;
 mod gallery;
 
@@ -21,7 +22,7 @@ use visage_shared::eval::{
 };
 use visage_shared::{DetectOptions, Pipeline};
 
-use super::{DetectArgs, analyze, load};
+use super::{DetectArgs, load};
 
 /// How faces are cut out before embedding (for measuring what alignment buys).
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,10 +55,16 @@ pub struct EvalCmd {
     /// Fail (exit 1) if any group count differs from the expected one.
     #[arg(long)]
     pub exact_counts: bool,
-    /// Folder of group photos: every two faces in one photo are different people, extra
-    /// impostor pairs for the calibration.
+    /// A labelled photo set for the calibration (repeatable): every pair of faces it says are
+    /// different people (`people/<identity>/`, `distinct/`, `groups/`; see
+    /// `scripts/fetch_calibration_photos.sh`). When given, the calibration's different-person
+    /// pairs are these sets' (add the pairs' own folder as a set), not the pairs file's.
     #[arg(long)]
-    pub impostor_photos: Option<PathBuf>,
+    pub impostor_set: Vec<PathBuf>,
+    /// Fail (exit 1) if the pairs' same-person acceptance at the shipped default threshold is
+    /// below this share.
+    #[arg(long)]
+    pub min_accept: Option<f64>,
     /// A folder with one sub-folder of photos per person: runs the open-set identification
     /// protocol (enroll the first K photos of each person, search with the rest, and each
     /// person's photos against the gallery without them) for each template rule.
@@ -72,8 +79,9 @@ pub struct EvalCmd {
     /// Fail (exit 1) if a gallery run's DIR at the shipped default threshold is below this.
     #[arg(long)]
     pub min_dir: Option<f64>,
-    /// Degrade the second photo of every pair before embedding: scale it so its face is this
-    /// many pixels wide, then JPEG it at `--degrade-quality` (probes from poor cameras).
+    /// Degrade the probes before embedding (the second photo of every pair; every search of
+    /// the gallery protocol, against a clean gallery): scale the photo so its face is this many
+    /// pixels wide, then JPEG it at `--degrade-quality` (probes from poor cameras).
     #[arg(long)]
     pub degrade_face_px: Option<u32>,
     /// JPEG quality of `--degrade-face-px`.
@@ -123,7 +131,8 @@ pub fn eval(cmd: EvalCmd) -> Result<()> {
     }
     if let Some(dir) = &cmd.gallery {
         for &k in &cmd.enroll_per_person {
-            let reports = gallery::eval_gallery(&p, dir, k, &cmd.detect)?;
+            let degrade = cmd.degrade_face_px.map(|px| (px, cmd.degrade_quality));
+            let reports = gallery::eval_gallery(&p, dir, k, &cmd.detect, degrade)?;
             let used = reports
                 .iter()
                 .find(|r| r.rule == visage_shared::template::SERVICE_RULE)
@@ -258,15 +267,23 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     for f in &failures {
         println!("    {f}");
     }
-    if let Some(dir) = &cmd.impostor_photos {
-        let extra = in_photo_impostors(p, dir, &cmd.detect)?;
+    // The calibration's different-person pairs: the labelled sets' when given (pass the pairs'
+    // own folder as one of them), else the pairs file's.
+    let mut set_genuine = Vec::new();
+    if !cmd.impostor_set.is_empty() {
+        let sets = calibration::set_pairs(p, &cmd.impostor_set, &cmd.detect)?;
         println!(
-            "  impostor pairs from group photos in {}: {} (max similarity {:.3})",
-            dir.display(),
-            extra.len(),
-            extra.iter().cloned().fold(-1.0f32, f32::max)
+            "  impostor sets: {} faces, {} different-person pairs (max similarity {:.3}), {} same-person pairs",
+            sets.faces,
+            sets.impostor.len(),
+            sets.impostor.iter().cloned().fold(-1.0f32, f32::max),
+            sets.genuine.len()
         );
-        imp.extend(extra);
+        for (s, a, b) in &sets.closest_impostors {
+            println!("    {s:.3}  {a}  vs  {b}");
+        }
+        imp = sets.impostor;
+        set_genuine = sets.genuine;
     }
     let refused = plausibility_report(cache.values().flatten()) + strict_decode_report(&root);
     let zero_fm = zero_false_match_threshold(&imp);
@@ -277,6 +294,17 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         imp.len(),
         100.0 * tar
     );
+    let vouched = operating_points(&genuine, &set_genuine, &imp);
+    let accept_rate =
+        genuine.iter().filter(|&&s| s >= default).count() as f64 / genuine.len().max(1) as f64;
+    let failed_accept = cmd.min_accept.is_some_and(|min| accept_rate < min);
+    if failed_accept {
+        println!(
+            "  GATE: same-person acceptance at the shipped default {:.1}% is below {:.1}%",
+            100.0 * accept_rate,
+            100.0 * cmd.min_accept.unwrap_or_default()
+        );
+    }
     if let Some(out) = &cmd.calibration_out {
         let cal = json!({
             "best_accuracy_threshold": r.best_threshold,
@@ -284,12 +312,13 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
             "true_accept_rate_at_no_false_match_threshold": tar,
             "auc": r.auc,
             "impostor_pairs": imp.len(),
+            "threshold_vouched_for_1e-3": vouched,
             "table": calibration_table(&imp),
         });
         std::fs::write(out, serde_json::to_string_pretty(&cal)?)?;
         println!("  calibration written to {}", out.display());
     }
-    Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0)
+    Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0 || failed_accept)
 }
 
 /// Prints how many photos under `root` (every JPEG but those in `invalid/`) the enrollment
@@ -354,31 +383,6 @@ fn plausibility_report<'a>(embs: impl Iterator<Item = &'a visage_shared::Embeddi
         visage_backend::oracle::MIN_SUPPORT_90
     );
     refused
-}
-
-/// Similarities between every two faces found in the same photo, for each photo in `dir`.
-fn in_photo_impostors(p: &Pipeline, dir: &Path, d: &DetectArgs) -> Result<Vec<f32>> {
-    let mut out = Vec::new();
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    for f in files {
-        let faces = match analyze(p, &f, d) {
-            Ok((_, faces)) => faces,
-            Err(e) => {
-                println!("  skipped {}: {e:#}", f.display());
-                continue;
-            }
-        };
-        for (i, a) in faces.iter().enumerate() {
-            for b in &faces[i + 1..] {
-                out.push(a.embedding.cosine(&b.embedding)?);
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn embed_main_face(
@@ -471,4 +475,59 @@ fn eval_invalid(p: &Pipeline, dir: &Path) -> Result<bool> {
         }
     }
     Ok(failed)
+}
+
+/// Prints the operating points on the 0.02 grid from 0.40 to 0.70: false matches among
+/// `impostor` with their 95% upper bound, and the same-person acceptance of the pairs and of
+/// the sets' same-person pairs. Returns the lowest threshold whose upper bound is at most 1e-3,
+/// if any (the operating point of `max_false_match_rate = 0.001`).
+fn operating_points(genuine: &[f32], set_genuine: &[f32], impostor: &[f32]) -> Option<f32> {
+    let share = |v: &[f32], t: f32| {
+        let n = v.iter().filter(|&&s| s >= t).count();
+        if v.is_empty() {
+            return "-".to_string();
+        }
+        format!(
+            "{n}/{} ({:.1}%)",
+            v.len(),
+            100.0 * n as f64 / v.len() as f64
+        )
+    };
+    println!("  threshold  false matches  95% upper bound  same-person accepted (pairs; sets)");
+    let mut vouched = None;
+    for k in 20..=35 {
+        let t = k as f32 * 0.02;
+        let fm = impostor.iter().filter(|&&s| s >= t).count();
+        let upper = clopper_pearson_upper(fm as u64, impostor.len() as u64, 0.95);
+        if upper <= 1e-3 && vouched.is_none() {
+            vouched = Some(t);
+        }
+        println!(
+            "  {t:>9.2}  {:>13}  {upper:>15.2e}  {}; {}",
+            format!("{fm}/{}", impostor.len()),
+            share(genuine, t),
+            share(set_genuine, t)
+        );
+    }
+    match vouched {
+        Some(t) => println!(
+            "  false-match rate <= 1e-3 vouched (95% upper bound) from threshold {t:.2}: same-person accepted there {} (pairs), {} (sets)",
+            share(genuine, t),
+            share(set_genuine, t)
+        ),
+        None => {
+            println!(
+                "  no threshold up to 0.70 is vouched for a false-match rate <= 1e-3 by these {} impostor pairs",
+                impostor.len()
+            );
+            // The shipped calibration's operating point instead (what the service would use).
+            if let Ok(t) = visage_shared::model::threshold_for_false_match_rate(1e-3) {
+                println!(
+                    "  at the shipped calibration's 1e-3 operating point {t:.2}: same-person accepted {} (pairs)",
+                    share(genuine, t)
+                );
+            }
+        }
+    }
+    vouched
 }
