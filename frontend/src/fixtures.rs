@@ -13,19 +13,20 @@ pub const ANN: &str = "6f1c2a54-8d0e-4c3b-9a7e-2b1f0c9d8e7a";
 pub fn answer(probes: &[Option<(&str, f32, bool)>]) -> RecognizeResponse {
     let results = probes
         .iter()
-        .map(|c| ProbeResult {
-            face: None,
-            candidates: c
-                .iter()
-                .map(|&(name, similarity, is_match)| Candidate {
-                    person_id: ANN.parse().unwrap(),
-                    name: name.into(),
-                    face_id: Uuid::nil(),
-                    similarity,
-                    is_match,
-                    false_match_rate: None,
-                })
-                .collect(),
+        .map(|c| {
+            ProbeResult::new(
+                None,
+                c.iter()
+                    .map(|&(name, similarity, is_match)| Candidate {
+                        person_id: ANN.parse().unwrap(),
+                        name: name.into(),
+                        face_id: Uuid::nil(),
+                        similarity,
+                        is_match,
+                        false_match_rate: None,
+                    })
+                    .collect(),
+            )
         })
         .collect();
     RecognizeResponse {

@@ -40,6 +40,9 @@ pub enum Label {
     /// Not enough agreeing results yet.
     Pending,
     Unknown,
+    /// No match, on a face too small, blurred, turned or dark for that to mean "unknown"
+    /// (`QualityGate::DECISION`); the text says why.
+    Undecided(String),
     Person {
         id: String,
         name: String,
@@ -52,6 +55,7 @@ impl Label {
         match self {
             Label::Pending => "…".to_string(),
             Label::Unknown => "unknown".to_string(),
+            Label::Undecided(why) => why.clone(),
             Label::Person {
                 name, similarity, ..
             } => format!("{name} {similarity:.2}"),

@@ -63,6 +63,25 @@ impl Default for QualityGate {
     }
 }
 
+impl QualityGate {
+    /// The gate under which a recognition that finds no match is not evidence that the person
+    /// is not enrolled: such a face is "undecided" (too small, blurred, turned, dark), not
+    /// "unknown". Measured with `visage eval --degrade-face-px` at the default operating point
+    /// (BENCHMARKS.md, "Decisions"): same-person acceptance is 100% for faces 48 px wide, 90-95%
+    /// at 40 px and 60% at 32 px with strong JPEG. The other limits are the enrolment gate's
+    /// where a face is hard to read (blur, light) and wider for pose.
+    pub const DECISION: QualityGate = QualityGate {
+        min_score: 0.0,
+        min_face_px: 48.0,
+        min_sharpness: 50.0,
+        min_brightness: 40.0,
+        max_brightness: 235.0,
+        max_yaw_deg: 45.0,
+        max_pitch_deg: 45.0,
+        max_roll_deg: 180.0,
+    };
+}
+
 /// One reason a face fails the gate, with advice a person can follow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "code", rename_all = "snake_case")]

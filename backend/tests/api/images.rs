@@ -168,3 +168,86 @@ async fn enroll_by_image_and_recognize_in_a_group_photo() {
         assert!((num(&mb[k], k) - num(&b[k], k)).abs() < 1.0, "{mb} vs {b}");
     }
 }
+
+/// Issue 14: "no match" on a face too small to recognise reliably is "undecided" with the
+/// reason, not "unknown"; a face big enough is decided either way.
+#[tokio::test]
+async fn a_face_too_small_to_decide_is_undecided_not_unknown() {
+    let photos = samples();
+    let app = spawn_app().await;
+    let img = image::load_from_memory(&photos[5])
+        .expect("decode sample6")
+        .to_rgb8();
+    let encode = |img: image::RgbImage| {
+        let mut buf = std::io::Cursor::new(Vec::new());
+        image::DynamicImage::ImageRgb8(img)
+            .write_to(&mut buf, image::ImageFormat::Jpeg)
+            .expect("encode");
+        buf.into_inner()
+    };
+    let outcomes = |v: &Value| -> Vec<(String, f64, Vec<String>)> {
+        v["results"]
+            .as_array()
+            .expect("results")
+            .iter()
+            .map(|r| {
+                let reasons = r["undecided_because"]
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .map(|i| i["code"].as_str().unwrap_or("?").to_string())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                (
+                    r["outcome"].as_str().unwrap_or("?").to_string(),
+                    num(&r["face"]["quality"]["face_px"], "face_px"),
+                    reasons,
+                )
+            })
+            .collect()
+    };
+
+    // Nobody is enrolled: every sharp, frontal face of 48 px or more is unknown; none of them
+    // is undecided for its size.
+    let r = app
+        .post_image(
+            &app.recognize_key,
+            "/v1/recognize/image",
+            encode(img.clone()),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    let full = outcomes(&v);
+    assert!(!full.is_empty(), "{v}");
+    assert!(full.iter().any(|(o, _, _)| o == "unknown"), "{v}");
+    for (outcome, px, reasons) in &full {
+        assert!(outcome == "unknown" || outcome == "undecided", "{v}");
+        assert_eq!(reasons.is_empty(), outcome == "unknown", "{v}");
+        assert!(
+            *px >= 48.0 || reasons.iter().any(|c| c == "too_small"),
+            "{v}"
+        );
+    }
+
+    // The same photo at a seventh of its size: the faces are 20-30 px, too small to decide.
+    let small = image::imageops::resize(
+        &img,
+        img.width() / 7,
+        img.height() / 7,
+        image::imageops::FilterType::Triangle,
+    );
+    let r = app
+        .post_image(&app.recognize_key, "/v1/recognize/image", encode(small))
+        .await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.expect("json");
+    let tiny = outcomes(&v);
+    assert!(!tiny.is_empty(), "no face found at a seventh: {v}");
+    for (outcome, px, reasons) in &tiny {
+        assert!(*px < 48.0, "{v}");
+        assert_eq!(outcome, "undecided", "{v}");
+        assert!(reasons.iter().any(|c| c == "too_small"), "{v}");
+    }
+}

@@ -93,11 +93,18 @@ pub fn label_photo(canvas: &HtmlCanvasElement, faces: &[AnalyzedFace], labels: &
 }
 
 /// The labels of a photo's faces from the service's answer: a person only for a match; no
-/// candidate, or none that matches, is unknown.
-pub fn photo_labels(r: &api::RecognizeResponse) -> Vec<Label> {
+/// candidate, or none that matches, is unknown, or undecided on a face too poor to decide
+/// (`faces` gives their quality, in the answer's order).
+pub fn photo_labels(r: &api::RecognizeResponse, faces: &[AnalyzedFace]) -> Vec<Label> {
     r.results
         .iter()
-        .map(|p| match decide::vote(r, p) {
+        .zip(
+            faces
+                .iter()
+                .map(|f| Some(&f.quality))
+                .chain(std::iter::repeat(None)),
+        )
+        .map(|(p, quality)| match decide::vote(r, p) {
             Vote::Person {
                 id,
                 name,
@@ -107,7 +114,7 @@ pub fn photo_labels(r: &api::RecognizeResponse) -> Vec<Label> {
                 name,
                 similarity,
             },
-            Vote::Unknown { .. } => Label::Unknown,
+            Vote::Unknown { .. } => decide::decided(Label::Unknown, quality),
         })
         .collect()
 }
@@ -120,7 +127,7 @@ mod tests {
     #[test]
     fn photo_faces_without_candidates_are_unknown() {
         let r = answer(&[None, Some(("Ann", 0.93, true))]);
-        let labels = photo_labels(&r);
+        let labels = photo_labels(&r, &[]);
         assert_eq!(labels[0], Label::Unknown);
         assert_eq!(labels[1].text(), "Ann 0.93");
     }

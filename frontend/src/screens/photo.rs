@@ -39,7 +39,7 @@ pub(super) fn PhotoRecognize() -> impl IntoView {
             let embs: Vec<_> = faces.iter().map(|f| &f.embedding).collect();
             match api::recognize(&settings, &embs).await {
                 Ok(r) => {
-                    let labels = engine::photo_labels(&r);
+                    let labels = engine::photo_labels(&r, &faces);
                     engine::label_photo(&canvas, &faces, &labels);
                     // A photo's faces are not tracked: no track ids.
                     results.set(labels.iter().map(|l| FaceRow::new(0, l)).collect());

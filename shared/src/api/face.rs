@@ -27,15 +27,21 @@ impl FaceReport {
         Self {
             detection: face.detection.clone(),
             quality: face.quality,
-            quality_issues: face
-                .quality
-                .issues(gate)
-                .into_iter()
-                .map(|issue| QualityIssueReport {
-                    advice: issue.advice(),
-                    issue,
-                })
-                .collect(),
+            quality_issues: QualityIssueReport::all(&face.quality, gate),
         }
+    }
+}
+
+impl QualityIssueReport {
+    /// Every issue `gate` finds in `quality`, with its advice.
+    pub fn all(quality: &Quality, gate: &QualityGate) -> Vec<Self> {
+        quality
+            .issues(gate)
+            .into_iter()
+            .map(|issue| QualityIssueReport {
+                advice: issue.advice(),
+                issue,
+            })
+            .collect()
     }
 }

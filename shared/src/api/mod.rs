@@ -19,7 +19,8 @@ pub use people::{
 };
 pub use problem::Problem;
 pub use recognize::{
-    Candidate, ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest, VerifyResponse,
+    Candidate, Outcome, ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest,
+    VerifyResponse,
 };
 /// Ids on the wire (the same type on both sides).
 pub use uuid::Uuid;

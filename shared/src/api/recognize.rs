@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{EmbeddingInput, FaceReport};
+use super::{EmbeddingInput, FaceReport, QualityIssueReport};
 
 /// `POST /v1/recognize`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -51,6 +51,22 @@ pub struct Candidate {
     pub false_match_rate: Option<f64>,
 }
 
+/// What the service concludes about one probe face.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The best candidate matches.
+    Match,
+    /// No enrolled person matches.
+    #[default]
+    Unknown,
+    /// No match, but the face (of an image the service analysed) is too small, blurred, turned
+    /// or dark for that to mean the person is not enrolled: `undecided_because` says why.
+    /// Faces 48 px wide and up are decided (`QualityGate::DECISION`).
+    Undecided,
+}
+
 /// The candidates of one probe face.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
@@ -62,6 +78,47 @@ pub struct ProbeResult {
     /// Best first. For keys without the admin scope only matches are listed, so an unknown
     /// face has none.
     pub candidates: Vec<Candidate>,
+    /// The conclusion: match, unknown, or undecided (images only).
+    #[serde(default)]
+    pub outcome: Outcome,
+    /// Why an undecided face could not be decided, with advice.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecided_because: Vec<QualityIssueReport>,
+}
+
+impl Outcome {
+    /// The conclusion for a probe that matched or not, with the face when the service analysed
+    /// an image (its quality decides whether "no match" means unknown or undecided), and the
+    /// reasons when undecided.
+    pub fn of(is_match: bool, face: Option<&FaceReport>) -> (Outcome, Vec<QualityIssueReport>) {
+        if is_match {
+            return (Outcome::Match, Vec::new());
+        }
+        let because = face
+            .map(|f| QualityIssueReport::all(&f.quality, &crate::QualityGate::DECISION))
+            .unwrap_or_default();
+        let outcome = if because.is_empty() {
+            Outcome::Unknown
+        } else {
+            Outcome::Undecided
+        };
+        (outcome, because)
+    }
+}
+
+impl ProbeResult {
+    /// The result of a probe: `face` when the service analysed an image, and its candidates.
+    pub fn new(face: Option<FaceReport>, candidates: Vec<Candidate>) -> Self {
+        let (outcome, undecided_because) =
+            Outcome::of(candidates.iter().any(|c| c.is_match), face.as_ref());
+        Self {
+            face,
+            candidates,
+            outcome,
+            undecided_because,
+        }
+    }
 }
 
 /// Recognition results, one per probe face.
@@ -113,4 +170,12 @@ pub struct VerifyResponse {
     #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub face: Option<FaceReport>,
+    /// The conclusion: match, unknown (not this person), or undecided (images only: the face
+    /// is too small, blurred, turned or dark for a "no" to mean anything).
+    #[serde(default)]
+    pub outcome: Outcome,
+    /// Why an undecided face could not be decided, with advice.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub undecided_because: Vec<QualityIssueReport>,
 }

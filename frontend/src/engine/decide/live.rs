@@ -1,7 +1,7 @@
 //! The live view's decisions: which faces of a frame go to be recognised, what a recognition
 //! answer votes, and how a tracked face is labelled and listed.
 
-use visage_shared::Detection;
+use visage_shared::{Detection, Quality, QualityGate, QualityIssue};
 
 use crate::api::{ProbeResult, RecognizeResponse};
 use crate::proto::FrameFace;
@@ -16,8 +16,10 @@ pub struct FaceRow {
     pub track: u64,
     pub label: String,
     /// `Some(true)` for a recognised person, `Some(false)` for an unknown face, `None` while
-    /// the votes do not agree yet.
+    /// the votes do not agree yet or when the face is too poor to decide.
     pub known: Option<bool>,
+    /// No match on a face too poor to decide (see [`decided`]).
+    pub undecided: bool,
 }
 
 impl FaceRow {
@@ -27,15 +29,19 @@ impl FaceRow {
             track,
             label: label.text(),
             known: match label {
-                Label::Pending => None,
+                Label::Pending | Label::Undecided(_) => None,
                 Label::Unknown => Some(false),
                 Label::Person { .. } => Some(true),
             },
+            undecided: matches!(label, Label::Undecided(_)),
         }
     }
 
     /// The list item's class, which colours it (and which the end-to-end test looks for).
     pub fn class(&self) -> &'static str {
+        if self.undecided {
+            return "undecided";
+        }
         match self.known {
             Some(true) => "known",
             Some(false) => "unknown",
@@ -86,11 +92,30 @@ pub fn live_frame(tracker: &mut Tracker, faces: &[FrameFace], can_embed: bool) -
             out.embed.push((id, f.detection.clone()));
             tracker.mark_embedded(ti);
         }
-        out.labels
-            .push((f.detection.clone(), tracker.tracks[ti].label()));
+        let label = decided(tracker.tracks[ti].label(), f.quality.as_ref());
+        out.labels.push((f.detection.clone(), label));
         out.tracks.push(id);
     }
     out
+}
+
+/// `label`, except that "unknown" on a face that fails [`QualityGate::DECISION`] (too small,
+/// blurred, turned or dark for a reliable decision) is undecided, saying why: no match there is
+/// no evidence that the person is not enrolled. The service does the same for the images it
+/// analyses (`outcome: undecided`).
+pub fn decided(label: Label, quality: Option<&Quality>) -> Label {
+    let Some(q) = quality.filter(|_| label == Label::Unknown) else {
+        return label;
+    };
+    let why = match q.issues(&QualityGate::DECISION).first() {
+        None => return label,
+        Some(QualityIssue::TooSmall { .. }) => "too small to decide",
+        Some(QualityIssue::Blurry { .. }) => "too blurred to decide",
+        Some(QualityIssue::TooDark { .. }) => "too dark to decide",
+        Some(QualityIssue::TooBright { .. }) => "too bright to decide",
+        Some(_) => "turned away: undecided",
+    };
+    Label::Undecided(why.to_string())
 }
 
 /// A recognition answer for one probe as a vote of its track: the best candidate when the
@@ -113,6 +138,40 @@ pub fn vote(r: &RecognizeResponse, result: &ProbeResult) -> Vote {
 mod tests {
     use super::*;
     use crate::fixtures::{ANN, answer, det, face, good};
+
+    #[test]
+    fn unknown_on_a_poor_face_is_undecided_with_the_reason() {
+        let small = Quality {
+            face_px: 30.0,
+            ..good()
+        };
+        let blurred = Quality {
+            sharpness: 10.0,
+            ..good()
+        };
+        let cases = [
+            (Label::Unknown, Some(good()), Label::Unknown),
+            (Label::Unknown, None, Label::Unknown),
+            (
+                Label::Unknown,
+                Some(small),
+                Label::Undecided("too small to decide".into()),
+            ),
+            (
+                Label::Unknown,
+                Some(blurred),
+                Label::Undecided("too blurred to decide".into()),
+            ),
+            // A match or a pending vote stays what it is, whatever the face.
+            (Label::Pending, Some(small), Label::Pending),
+        ];
+        for (label, quality, want) in cases {
+            assert_eq!(decided(label, quality.as_ref()), want);
+        }
+        let row = FaceRow::new(3, &Label::Undecided("too small to decide".into()));
+        assert_eq!((row.class(), row.known), ("undecided", None));
+        assert_eq!(row.label, "too small to decide");
+    }
 
     fn person(name: &str) -> Vote {
         Vote::Person {

@@ -10,10 +10,10 @@ use super::Mode;
 use crate::track::Label;
 
 pub use enroll::{add_photo_face, enroll_frame, enrollment_gate};
-pub use live::{FaceRow, face_rows, live_frame, may_embed, vote};
+pub use live::{FaceRow, decided, face_rows, live_frame, may_embed, vote};
 
 /// The colour of a face's box and label: on the live view green for a person, red for an
-/// unknown face, yellow while pending; while enrolling green for a face that passes the
+/// unknown face, grey for one too poor to decide, yellow while pending; while enrolling green for a face that passes the
 /// quality gate, yellow otherwise.
 pub fn colour(mode: Mode, label: &Label, good_face: Option<bool>) -> &'static str {
     match (mode, label, good_face) {
@@ -21,6 +21,7 @@ pub fn colour(mode: Mode, label: &Label, good_face: Option<bool>) -> &'static st
         (Mode::Enroll, _, _) => "#f1c40f",
         (_, Label::Person { .. }, _) => "#2ecc71",
         (_, Label::Unknown, _) => "#e74c3c",
+        (_, Label::Undecided(_), _) => "#95a5a6",
         (_, Label::Pending, _) => "#f1c40f",
     }
 }
