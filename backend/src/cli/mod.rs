@@ -64,9 +64,13 @@ pub struct EmbedCmd {
 pub struct CompareCmd {
     pub a: PathBuf,
     pub b: PathBuf,
-    /// Match threshold (default: the model manifest's).
-    #[arg(long)]
+    /// Match threshold (default: the model manifest's, its false-match rate <= 1e-3 point).
+    #[arg(long, conflicts_with = "max_false_match_rate")]
     pub threshold: Option<f32>,
+    /// Instead of `--threshold`: the highest false-match rate to accept, mapped through the
+    /// calibration to the lowest threshold it vouches for (95% upper bound), as the service does.
+    #[arg(long)]
+    pub max_false_match_rate: Option<f64>,
     #[command(flatten)]
     pub detect: DetectArgs,
 }
@@ -133,19 +137,39 @@ pub fn embed(cmd: EmbedCmd) -> Result<()> {
 
 pub fn compare(cmd: CompareCmd) -> Result<()> {
     let p = Pipeline::load()?;
-    let mut embs = Vec::new();
+    let mut found = Vec::new();
     for path in [&cmd.a, &cmd.b] {
         let (_, faces) = analyze(&p, path, &cmd.detect)?;
         let f =
             main_face(&faces).with_context(|| format!("no face found in {}", path.display()))?;
-        embs.push(f.embedding.clone());
+        found.push(f.clone());
     }
+    let embs: Vec<_> = found.iter().map(|f| f.embedding.clone()).collect();
+    // The second photo is the probe: its face decides whether "no match" is undecided.
+    let faces_b = found[1].clone();
     let sim = embs[0].cosine(&embs[1])?;
-    let threshold = cmd.threshold.unwrap_or_else(model::default_threshold);
+    let threshold = match (cmd.threshold, cmd.max_false_match_rate) {
+        (Some(t), _) => t,
+        (None, Some(rate)) if rate > 0.0 && rate <= 1.0 => model::threshold_for_false_match_rate(
+            rate,
+        )
+        .map_err(|floor| {
+            anyhow::anyhow!(
+                "the calibration vouches for false-match rates down to {floor:.2e}, not {rate:.2e}"
+            )
+        })?,
+        (None, Some(rate)) => anyhow::bail!("--max-false-match-rate {rate} is outside (0, 1]"),
+        (None, None) => model::default_threshold(),
+    };
+    let (outcome, because) = visage_shared::api::Outcome::of(
+        sim >= threshold,
+        Some(&FaceReport::new(&faces_b, &QualityGate::default())),
+    );
     print_json(&json!({
         "a": cmd.a, "b": cmd.b, "model": embs[0].model(),
         "similarity": sim, "threshold": threshold, "match": sim >= threshold,
         "false_match_rate": model::false_match_rate(sim),
+        "outcome": outcome, "undecided_because": because,
     }))
 }
 
