@@ -26,8 +26,11 @@ pub fn face_api_samples() -> Result<Vec<PathBuf>, String> {
         return Ok(paths);
     }
     std::fs::create_dir_all(root()).map_err(|e| e.to_string())?;
-    // Unpack into a private folder, then rename: concurrent test binaries never see half a set.
-    let tmp = root().join(format!("tmp-{}", std::process::id()));
+    // Unpack into a private folder, then rename: concurrent tests (binaries, and threads of
+    // one binary: hence the counter beside the process id) never see half a set.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = root().join(format!("tmp-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&tmp).map_err(|e| e.to_string())?;
     let out = Command::new("npm")
         .args(["pack", FACE_API_PACKAGE, "--silent"])
