@@ -13,9 +13,9 @@ use crate::{cargo, on_path, root, run};
 // How long a first run of each stage takes on an idle 2-core machine, said before it starts:
 // measured from cold target directories (BENCHMARKS.md, "First contact (cold build)"); the test
 // stages' are estimates from the same measurements.
-const COLD_WASM_RELEASE: &str = "first build ~6 min on 2 cores, with the glue generator";
+const COLD_WASM_RELEASE: &str = "first build ~8 min on 2 cores, with the glue generator and brotli";
 const COLD_WASM_RELEASE_OPT: &str =
-    "first build ~6 min on 2 cores, with the glue generator, then wasm-opt ~8 min";
+    "first build ~8 min on 2 cores, with the glue generator and brotli, then wasm-opt ~8 min";
 const COLD_WASM_DEV: &str = "first build ~10 min on 2 cores";
 const COLD_BACKEND_RELEASE: &str = "first build ~6 min on 2 cores";
 const COLD_CARGO_TEST: &str = "first build ~20 min on 2 cores, then the tests";

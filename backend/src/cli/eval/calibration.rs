@@ -12,7 +12,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use visage_shared::{Embedding, Pipeline};
+use image::RgbImage;
+use visage_shared::{AnalyzeOptions, AnalyzedFace, Embedding, Pipeline};
 
 use super::super::{DetectArgs, analyze, main_face};
 
@@ -29,6 +30,8 @@ enum Who {
 
 struct SetFace {
     who: Who,
+    /// The same face degraded (`--degrade-face-px`), when it is still found there.
+    small: Option<Embedding>,
     /// The photo, and which of its faces (for reading the closest pairs).
     source: String,
     embedding: Embedding,
@@ -39,6 +42,10 @@ struct SetFace {
 pub struct SetPairs {
     pub genuine: Vec<f32>,
     pub impostor: Vec<f32>,
+    /// With a degradation: each pair scored again with one side degraded (a small, compressed
+    /// probe against a clean enrolled face), once per side that survived the degradation.
+    pub small_genuine: Vec<f32>,
+    pub small_impostor: Vec<f32>,
     pub faces: usize,
     /// The most similar different-person pairs, most similar first: where a mislabelled photo
     /// (one person under two names) would show.
@@ -53,10 +60,40 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
+/// The face of `face` in `img` degraded to `(px, quality)`, found again in the degraded photo
+/// (the detection nearest where it went, within half its new width); `None` when it is lost.
+fn degraded_embedding(
+    p: &Pipeline,
+    img: &RgbImage,
+    face: &AnalyzedFace,
+    d: &DetectArgs,
+    (px, quality): (u32, u8),
+) -> Option<Embedding> {
+    let small = super::degrade::degrade_face(img, &face.detection.bbox, px, quality).ok()?;
+    let found = p
+        .analyze(
+            &small.image,
+            &AnalyzeOptions {
+                detect: d.options(),
+            },
+        )
+        .ok()?;
+    let dist = |f: &AnalyzedFace| {
+        let b = f.detection.bbox;
+        (b.x + b.width / 2.0 - small.centre.0).hypot(b.y + b.height / 2.0 - small.centre.1)
+    };
+    found
+        .into_iter()
+        .filter(|f| dist(f) < px as f32 / 2.0)
+        .min_by(|x, y| dist(x).total_cmp(&dist(y)))
+        .map(|f| f.embedding)
+}
+
 fn load_set(
     p: &Pipeline,
     dir: &Path,
     d: &DetectArgs,
+    degrade: Option<(u32, u8)>,
     photo_ids: &mut usize,
     out: &mut Vec<SetFace>,
 ) -> Result<()> {
@@ -65,12 +102,15 @@ fn load_set(
         "impostor set {} is not a folder",
         dir.display()
     );
-    let faces_of = |path: &Path| match analyze(p, path, d) {
-        Ok((_, faces)) => faces,
+    let photo = |path: &Path| match analyze(p, path, d) {
+        Ok(x) => Some(x),
         Err(e) => {
             println!("    skipped {}: {e:#}", path.display());
-            Vec::new()
+            None
         }
+    };
+    let small = |img: &RgbImage, f: &AnalyzedFace| {
+        degrade.and_then(|dq| degraded_embedding(p, img, f, d, dq))
     };
     for person in files(&dir.join("people"))
         .into_iter()
@@ -81,20 +121,27 @@ fn load_set(
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        for photo in files(&person) {
-            if let Some(f) = main_face(&faces_of(&photo)) {
+        for path in files(&person) {
+            let Some((img, faces)) = photo(&path) else {
+                continue;
+            };
+            if let Some(f) = main_face(&faces) {
                 out.push(SetFace {
                     who: Who::Person(name.clone()),
-                    source: photo.display().to_string(),
+                    small: small(&img, f),
+                    source: path.display().to_string(),
                     embedding: f.embedding.clone(),
                 });
             }
         }
     }
     for (folder, unique) in [("distinct", true), ("groups", false)] {
-        for photo in files(&dir.join(folder)) {
+        for path in files(&dir.join(folder)) {
             *photo_ids += 1;
-            for (i, f) in faces_of(&photo).into_iter().enumerate() {
+            let Some((img, faces)) = photo(&path) else {
+                continue;
+            };
+            for (i, f) in faces.iter().enumerate() {
                 let b = f.detection.bbox;
                 out.push(SetFace {
                     who: if unique {
@@ -102,14 +149,15 @@ fn load_set(
                     } else {
                         Who::InPhoto(*photo_ids)
                     },
+                    small: small(&img, f),
                     source: format!(
                         "{} face {i} at ({:.0}, {:.0}) {:.0} px",
-                        photo.display(),
+                        path.display(),
                         b.x,
                         b.y,
                         b.width
                     ),
-                    embedding: f.embedding,
+                    embedding: f.embedding.clone(),
                 });
             }
         }
@@ -129,11 +177,16 @@ fn same_person(a: &Who, b: &Who) -> Option<bool> {
 }
 
 /// Embeds every face of every set and scores every labelled pair.
-pub fn set_pairs(p: &Pipeline, dirs: &[PathBuf], d: &DetectArgs) -> Result<SetPairs> {
+pub fn set_pairs(
+    p: &Pipeline,
+    dirs: &[PathBuf],
+    d: &DetectArgs,
+    degrade: Option<(u32, u8)>,
+) -> Result<SetPairs> {
     let mut faces = Vec::new();
     let mut photo_ids = 0;
     for dir in dirs {
-        load_set(p, dir, d, &mut photo_ids, &mut faces)
+        load_set(p, dir, d, degrade, &mut photo_ids, &mut faces)
             .with_context(|| format!("impostor set {}", dir.display()))?;
     }
     let mut out = SetPairs {
@@ -142,7 +195,21 @@ pub fn set_pairs(p: &Pipeline, dirs: &[PathBuf], d: &DetectArgs) -> Result<SetPa
     };
     for (i, a) in faces.iter().enumerate() {
         for b in &faces[i + 1..] {
-            match same_person(&a.who, &b.who) {
+            let same = same_person(&a.who, &b.who);
+            if let Some(same) = same {
+                // A small probe against a clean enrolled face, each side in turn.
+                for (probe, enrolled) in [(a, b), (b, a)] {
+                    if let Some(small) = &probe.small {
+                        let s = small.cosine(&enrolled.embedding)?;
+                        if same {
+                            out.small_genuine.push(s);
+                        } else {
+                            out.small_impostor.push(s);
+                        }
+                    }
+                }
+            }
+            match same {
                 Some(true) => out.genuine.push(a.embedding.cosine(&b.embedding)?),
                 Some(false) => {
                     let s = a.embedding.cosine(&b.embedding)?;

@@ -45,7 +45,24 @@ pub fn degrade(
         .into_iter()
         .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
         .context("no face to measure")?;
-    let scale = (face_px as f32 / face.bbox.width).min(1.0);
+    Ok(degrade_face(img, &face.bbox, face_px, quality)?.image)
+}
+
+/// A photo degraded around one of its faces, and where that face went.
+pub struct Degraded {
+    pub image: RgbImage,
+    /// The face's centre in `image`.
+    pub centre: (f32, f32),
+}
+
+/// [`degrade`] for the face at `face` (a box in `img`).
+pub fn degrade_face(
+    img: &RgbImage,
+    face: &visage_shared::geometry::BBox,
+    face_px: u32,
+    quality: u8,
+) -> Result<Degraded> {
+    let scale = (face_px as f32 / face.width).min(1.0);
     let (w, h) = (
         ((img.width() as f32 * scale).round() as u32).max(1),
         ((img.height() as f32 * scale).round() as u32).max(1),
@@ -55,14 +72,16 @@ pub fn degrade(
     // A tight portrait shrunk this far is a thumbnail, which the detector would scale back up:
     // put it in the middle of a VGA frame instead, as a far-away face in a camera's picture.
     let (fw, fh) = (w.max(FRAME.0), h.max(FRAME.1));
+    let (ox, oy) = ((fw - w) / 2, (fh - h) / 2);
     let mut frame = RgbImage::from_pixel(fw, fh, image::Rgb([118, 118, 118]));
-    image::imageops::replace(
-        &mut frame,
-        &small,
-        ((fw - w) / 2).into(),
-        ((fh - h) / 2).into(),
-    );
-    jpeg_round_trip(&frame, quality)
+    image::imageops::replace(&mut frame, &small, ox.into(), oy.into());
+    Ok(Degraded {
+        image: jpeg_round_trip(&frame, quality)?,
+        centre: (
+            ox as f32 + (face.x + face.width / 2.0) * scale,
+            oy as f32 + (face.y + face.height / 2.0) * scale,
+        ),
+    })
 }
 
 /// The smallest picture a degraded photo is placed in (a VGA camera frame).

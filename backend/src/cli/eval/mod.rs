@@ -80,8 +80,9 @@ pub struct EvalCmd {
     #[arg(long)]
     pub min_dir: Option<f64>,
     /// Degrade the probes before embedding (the second photo of every pair; every search of
-    /// the gallery protocol, against a clean gallery): scale the photo so its face is this many
-    /// pixels wide, then JPEG it at `--degrade-quality` (probes from poor cameras).
+    /// the gallery protocol, against a clean gallery; with `--impostor-set`, one side of every
+    /// set pair in turn, for a calibration of small probes): scale the photo so the face is
+    /// this many pixels wide, then JPEG it at `--degrade-quality` (probes from poor cameras).
     #[arg(long)]
     pub degrade_face_px: Option<u32>,
     /// JPEG quality of `--degrade-face-px`.
@@ -271,7 +272,8 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     // own folder as one of them), else the pairs file's.
     let mut set_genuine = Vec::new();
     if !cmd.impostor_set.is_empty() {
-        let sets = calibration::set_pairs(p, &cmd.impostor_set, &cmd.detect)?;
+        let degrade = cmd.degrade_face_px.map(|px| (px, cmd.degrade_quality));
+        let sets = calibration::set_pairs(p, &cmd.impostor_set, &cmd.detect, degrade)?;
         println!(
             "  impostor sets: {} faces, {} different-person pairs (max similarity {:.3}), {} same-person pairs",
             sets.faces,
@@ -281,6 +283,16 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         );
         for (s, a, b) in &sets.closest_impostors {
             println!("    {s:.3}  {a}  vs  {b}");
+        }
+        if let Some(px) = cmd.degrade_face_px {
+            println!(
+                "  small probes: each set pair again with one side degraded to a {px} px face at JPEG quality {} (the other clean, as enrolled): {} different-person and {} same-person scores",
+                cmd.degrade_quality,
+                sets.small_impostor.len(),
+                sets.small_genuine.len()
+            );
+            operating_points(&[], &sets.small_genuine, &sets.small_impostor);
+            println!("  clean pairs:");
         }
         imp = sets.impostor;
         set_genuine = sets.genuine;
