@@ -161,7 +161,7 @@ pub fn compare(cmd: CompareCmd) -> Result<()> {
         (None, Some(rate)) => anyhow::bail!("--max-false-match-rate {rate} is outside (0, 1]"),
         (None, None) => model::default_threshold(),
     };
-    let (outcome, because) = visage_shared::api::Outcome::of(
+    let decision = visage_shared::api::Decision::of(
         sim >= threshold,
         Some(&FaceReport::new(&faces_b, &QualityGate::default())),
     );
@@ -169,7 +169,7 @@ pub fn compare(cmd: CompareCmd) -> Result<()> {
         "a": cmd.a, "b": cmd.b, "model": embs[0].model(),
         "similarity": sim, "threshold": threshold, "match": sim >= threshold,
         "false_match_rate": model::false_match_rate(sim),
-        "outcome": outcome, "undecided_because": because,
+        "outcome": decision.outcome, "undecided_because": decision.undecided_because,
     }))
 }
 

@@ -5,7 +5,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use uuid::Uuid;
-use visage_shared::api::{FaceReport, Outcome};
+use visage_shared::api::{Decision, FaceReport};
 pub use visage_shared::api::{
     ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest, VerifyResponse,
 };
@@ -183,8 +183,7 @@ async fn verify_one(
         threshold: p.threshold,
         false_match_rate: similarity.and_then(visage_shared::model::false_match_rate),
         face: None,
-        outcome: Outcome::of(is_match, None).0,
-        undecided_because: Vec::new(),
+        decision: Decision::of(is_match, None),
     })
 }
 
@@ -279,7 +278,7 @@ pub async fn verify_image(
     let report = FaceReport::new(&face, &QualityGate::default());
     let threshold = requested_threshold(q.threshold, q.max_false_match_rate)?;
     let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, threshold).await?;
-    (v.outcome, v.undecided_because) = Outcome::of(v.is_match, Some(&report));
+    v.decision = Decision::of(v.is_match, Some(&report));
     v.face = Some(report);
     Ok(Json(v))
 }

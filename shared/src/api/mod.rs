@@ -19,7 +19,7 @@ pub use people::{
 };
 pub use problem::Problem;
 pub use recognize::{
-    Candidate, Outcome, ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest,
+    Candidate, Decision, Outcome, ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest,
     VerifyResponse,
 };
 /// Ids on the wire (the same type on both sides).

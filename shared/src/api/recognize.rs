@@ -78,7 +78,15 @@ pub struct ProbeResult {
     /// Best first. For keys without the admin scope only matches are listed, so an unknown
     /// face has none.
     pub candidates: Vec<Candidate>,
-    /// The conclusion: match, unknown, or undecided (images only).
+    /// The conclusion: match, unknown, or undecided (images only), with the reasons.
+    #[serde(flatten)]
+    pub decision: Decision,
+}
+
+/// A probe's conclusion and, when undecided, why.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Decision {
     #[serde(default)]
     pub outcome: Outcome,
     /// Why an undecided face could not be decided, with advice.
@@ -87,36 +95,38 @@ pub struct ProbeResult {
     pub undecided_because: Vec<QualityIssueReport>,
 }
 
-impl Outcome {
+impl Decision {
     /// The conclusion for a probe that matched or not, with the face when the service analysed
-    /// an image (its quality decides whether "no match" means unknown or undecided), and the
-    /// reasons when undecided.
-    pub fn of(is_match: bool, face: Option<&FaceReport>) -> (Outcome, Vec<QualityIssueReport>) {
+    /// an image: its quality decides whether "no match" means unknown or undecided.
+    pub fn of(is_match: bool, face: Option<&FaceReport>) -> Self {
         if is_match {
-            return (Outcome::Match, Vec::new());
+            return Self {
+                outcome: Outcome::Match,
+                undecided_because: Vec::new(),
+            };
         }
         let because = face
             .map(|f| QualityIssueReport::all(&f.quality, &crate::QualityGate::DECISION))
             .unwrap_or_default();
-        let outcome = if because.is_empty() {
-            Outcome::Unknown
-        } else {
-            Outcome::Undecided
-        };
-        (outcome, because)
+        Self {
+            outcome: if because.is_empty() {
+                Outcome::Unknown
+            } else {
+                Outcome::Undecided
+            },
+            undecided_because: because,
+        }
     }
 }
 
 impl ProbeResult {
     /// The result of a probe: `face` when the service analysed an image, and its candidates.
     pub fn new(face: Option<FaceReport>, candidates: Vec<Candidate>) -> Self {
-        let (outcome, undecided_because) =
-            Outcome::of(candidates.iter().any(|c| c.is_match), face.as_ref());
+        let decision = Decision::of(candidates.iter().any(|c| c.is_match), face.as_ref());
         Self {
             face,
             candidates,
-            outcome,
-            undecided_because,
+            decision,
         }
     }
 }
@@ -171,11 +181,7 @@ pub struct VerifyResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub face: Option<FaceReport>,
     /// The conclusion: match, unknown (not this person), or undecided (images only: the face
-    /// is too small, blurred, turned or dark for a "no" to mean anything).
-    #[serde(default)]
-    pub outcome: Outcome,
-    /// Why an undecided face could not be decided, with advice.
-    #[cfg_attr(feature = "openapi", schema(value_type = Vec<Object>))]
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub undecided_because: Vec<QualityIssueReport>,
+    /// is too small, blurred, turned or dark for a "no" to mean anything), with the reasons.
+    #[serde(flatten)]
+    pub decision: Decision,
 }
