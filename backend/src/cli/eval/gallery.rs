@@ -39,7 +39,7 @@ fn photos_by_person(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>> {
     Ok(people)
 }
 
-/// Embeds the main face of every photo; photos without a usable face are listed and left out.
+/// Embeds the main face of every photo; photos without a usable face are counted and left out.
 /// With `degrade` (face width, JPEG quality) each photo also gets a degraded probe; photos
 /// whose degraded copy has no face are left out, so both runs search with the same photos.
 fn labelled_faces(
@@ -52,11 +52,11 @@ fn labelled_faces(
     let mut left_out = 0;
     for (identity, photos) in photos_by_person(dir)? {
         for photo in photos {
-            let face = analyze(p, &photo, d).map(|(img, found)| (img, main_face(&found).cloned()));
-            let (img, Some(f)) = (match face {
-                Ok(x) => x,
-                Err(_) => (image::RgbImage::new(0, 0), None),
-            }) else {
+            let Ok((img, found)) = analyze(p, &photo, d) else {
+                left_out += 1;
+                continue;
+            };
+            let Some(f) = main_face(&found) else {
                 left_out += 1;
                 continue;
             };
@@ -81,7 +81,7 @@ fn labelled_faces(
             };
             faces.push(LabelledFace {
                 identity: identity.clone(),
-                embedding: f.embedding,
+                embedding: f.embedding.clone(),
                 weight: quality_weight(&f.quality),
                 probe,
             });
