@@ -202,11 +202,12 @@ pub async fn recognize(
     settings: &Settings,
     probes: &[&Embedding],
 ) -> Result<RecognizeResponse, ApiError> {
+    let (threshold, max_false_match_rate) = settings.operating_point();
     let req = RecognizeRequest {
         embeddings: embeddings_out(probes),
         top_k: Some(1),
-        threshold: Some(settings.threshold),
-        max_false_match_rate: None,
+        threshold,
+        max_false_match_rate,
     };
     parse(call(settings, Auth::Key, "POST", "/v1/recognize", body(&req)).await?)
 }

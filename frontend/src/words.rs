@@ -22,13 +22,16 @@ pub fn people_error(what: &str, e: &ApiError) -> String {
 }
 
 /// The threshold note of the Live screen: the one the service used, and why it differs from
-/// the setting when it does.
-pub fn threshold_note(used: f32, setting: f32) -> String {
+/// the setting when it does; `setting` is `None` when Settings ask for a false-match rate.
+pub fn threshold_note(used: f32, setting: Option<f32>) -> String {
     let mut s = format!("match threshold used by the service: {used:.2}");
-    if used > setting + 0.005 {
-        s.push_str(&format!(
+    match setting {
+        Some(setting) if used > setting + 0.005 => s.push_str(&format!(
             " (your setting {setting:.2} is below the lowest it allows for this key)"
-        ));
+        )),
+        Some(_) => {}
+        // Set by false-match rate: the service chose the threshold from its calibration.
+        None => s.push_str(" (for your false-match rate)"),
     }
     s
 }
@@ -83,11 +86,12 @@ mod tests {
     #[test]
     fn the_threshold_note_says_when_the_service_raised_it() {
         assert_eq!(
-            threshold_note(0.67, 0.67),
+            threshold_note(0.67, Some(0.67)),
             "match threshold used by the service: 0.67"
         );
-        assert!(threshold_note(0.67, 0.5).contains("your setting 0.50 is below"));
-        assert!(!threshold_note(0.8, 0.8).contains("below"));
+        assert!(threshold_note(0.67, Some(0.5)).contains("your setting 0.50 is below"));
+        assert!(threshold_note(0.54, None).contains("for your false-match rate"));
+        assert!(!threshold_note(0.8, Some(0.8)).contains("below"));
     }
 
     #[test]

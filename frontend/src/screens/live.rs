@@ -22,7 +22,7 @@ pub fn Live() -> impl IntoView {
                 }).collect_view()}
             </ul>
             <p class="note" id="server-threshold">
-                {move || ui.server_threshold.get().map(|t| threshold_note(t, ui.settings.with(|s| s.threshold)))}
+                {move || ui.server_threshold.get().map(|t| threshold_note(t, ui.settings.with(|s| s.operating_point().0)))}
             </p>
             <PhotoRecognize/>
         </section>

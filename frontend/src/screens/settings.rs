@@ -30,6 +30,11 @@ pub fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
         if !(s.threshold.is_finite() && (-1.0..=1.0).contains(&s.threshold)) {
             return saved.set("the threshold must be between -1 and 1".into());
         }
+        if s.max_false_match_rate
+            .is_some_and(|r| !(r > 0.0 && r <= 1.0))
+        {
+            return saved.set("the false-match rate must be above 0 and at most 1".into());
+        }
         let camera_changed = s.camera_id != ui.settings.get_untracked().camera_id;
         match s.save() {
             Ok(()) => {
@@ -53,6 +58,15 @@ pub fn SettingsPage(video_ref: NodeRef<leptos::html::Video>) -> impl IntoView {
                     <input type="number" id="threshold" step="0.01" min="-1" max="1"
                         prop:value=move || draft.get().threshold.to_string()
                         on:input=move |ev| { if let Ok(t) = event_target_value(&ev).parse() { draft.update(|d| d.threshold = t) } }/>
+                </label>
+                <label>"or decide by false-match rate, at most (empty: by the threshold; e.g. 0.001) "
+                    <input type="number" id="max-false-match-rate" step="any" min="0" max="1"
+                        placeholder="0.001"
+                        prop:value=move || draft.get().max_false_match_rate.map(|r| r.to_string()).unwrap_or_default()
+                        on:input=move |ev| {
+                            let text = event_target_value(&ev);
+                            draft.update(|d| d.max_false_match_rate = text.trim().parse().ok());
+                        }/>
                 </label>
                 <label>"Camera "
                     <select id="camera" on:change=move |ev| draft.update(|d| d.camera_id = event_target_value(&ev))>
