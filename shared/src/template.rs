@@ -56,18 +56,30 @@ pub fn mean_template<'a>(
     Embedding::new(&model, v).ok()
 }
 
-/// The score of `probe` against one person's faces under `rule`; `None` for no faces.
-pub fn person_score<'a>(
-    probe: &Embedding,
-    faces: impl IntoIterator<Item = (&'a Embedding, f32)>,
-    rule: TemplateRule,
-) -> Option<f32> {
-    match rule {
-        TemplateRule::BestFace => faces
-            .into_iter()
-            .filter_map(|(e, _)| probe.cosine(e).ok())
-            .max_by(f32::total_cmp),
-        TemplateRule::Mean => mean_template(faces).and_then(|t| probe.cosine(&t).ok()),
+/// One person's enrolled faces, ready to score probes under a rule (the mean is worked out
+/// once, not per probe).
+pub enum PersonTemplate<'a> {
+    BestFace(Vec<&'a Embedding>),
+    Mean(Option<Embedding>),
+}
+
+impl<'a> PersonTemplate<'a> {
+    pub fn new(faces: impl IntoIterator<Item = (&'a Embedding, f32)>, rule: TemplateRule) -> Self {
+        match rule {
+            TemplateRule::BestFace => Self::BestFace(faces.into_iter().map(|(e, _)| e).collect()),
+            TemplateRule::Mean => Self::Mean(mean_template(faces)),
+        }
+    }
+
+    /// The score of `probe` against this person; `None` for no faces.
+    pub fn score(&self, probe: &Embedding) -> Option<f32> {
+        match self {
+            Self::BestFace(faces) => faces
+                .iter()
+                .filter_map(|e| probe.cosine(e).ok())
+                .max_by(f32::total_cmp),
+            Self::Mean(t) => t.as_ref().and_then(|t| probe.cosine(t).ok()),
+        }
     }
 }
 
@@ -98,11 +110,11 @@ mod tests {
         let (a, b) = (unit(0), unit(1));
         let probe = unit(0);
         let faces = [(&a, 1.0), (&b, 1.0)];
-        assert_eq!(
-            person_score(&probe, faces, TemplateRule::BestFace),
-            Some(1.0)
-        );
-        let m = person_score(&probe, faces, TemplateRule::Mean).unwrap();
+        let best = PersonTemplate::new(faces, TemplateRule::BestFace);
+        assert_eq!(best.score(&probe), Some(1.0));
+        let m = PersonTemplate::new(faces, TemplateRule::Mean)
+            .score(&probe)
+            .unwrap();
         assert!((m - std::f32::consts::FRAC_1_SQRT_2).abs() < 1e-6);
     }
 }

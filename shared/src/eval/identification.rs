@@ -10,7 +10,7 @@
 use serde::Serialize;
 
 use crate::embed::Embedding;
-use crate::template::{TemplateRule, person_score};
+use crate::template::{PersonTemplate, TemplateRule};
 
 /// One photo's face in an identification set.
 #[derive(Debug, Clone)]
@@ -65,18 +65,14 @@ pub struct IdentificationReport {
 /// Top candidate (identity index, score) of `probe` over `gallery`, skipping `exclude`.
 fn top1(
     probe: &Embedding,
-    gallery: &[(String, Vec<&LabelledFace>)],
-    rule: TemplateRule,
+    gallery: &[(String, PersonTemplate)],
     exclude: Option<usize>,
 ) -> Option<(usize, f32)> {
     gallery
         .iter()
         .enumerate()
         .filter(|(i, _)| Some(*i) != exclude)
-        .filter_map(|(i, (_, faces))| {
-            person_score(probe, faces.iter().map(|f| (&f.embedding, f.weight)), rule)
-                .map(|s| (i, s))
-        })
+        .filter_map(|(i, (_, template))| template.score(probe).map(|s| (i, s)))
         .max_by(|a, b| a.1.total_cmp(&b.1))
 }
 
@@ -98,10 +94,14 @@ pub fn identification_report(
         }
     }
     let k = k.max(1);
-    let gallery: Vec<(String, Vec<&LabelledFace>)> = people
+    // Each enrolled person's template, made once from their first k photos.
+    let gallery: Vec<(String, PersonTemplate)> = people
         .iter()
         .filter(|(_, v)| v.len() > k)
-        .map(|(id, v)| (id.clone(), v[..k].to_vec()))
+        .map(|(id, v)| {
+            let faces = v[..k].iter().map(|f| (&f.embedding, f.weight));
+            (id.clone(), PersonTemplate::new(faces, rule))
+        })
         .collect();
     if gallery.len() < 2 {
         return None;
@@ -111,7 +111,7 @@ pub fn identification_report(
     for (gi, (id, _)) in gallery.iter().enumerate() {
         let (_, all) = people.iter().find(|(p, _)| p == id)?;
         for probe in &all[k..] {
-            let (top, score) = top1(probe.search_with(), &gallery, rule, None)?;
+            let (top, score) = top1(probe.search_with(), &gallery, None)?;
             mated.push((top == gi, score));
         }
     }
@@ -120,7 +120,7 @@ pub fn identification_report(
     for (id, all) in &people {
         let own = gallery.iter().position(|(g, _)| g == id);
         for probe in all {
-            non_mated.push(top1(probe.search_with(), &gallery, rule, own)?.1);
+            non_mated.push(top1(probe.search_with(), &gallery, own)?.1);
         }
     }
     let rates = |t: f32| {

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use image::RgbImage;
-use visage_shared::{AnalyzeOptions, AnalyzedFace, Embedding, Pipeline};
+use visage_shared::{AnalyzedFace, Embedding, Pipeline};
 
 use super::super::{DetectArgs, analyze, main_face};
 
@@ -60,35 +60,6 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     v
 }
 
-/// The face of `face` in `img` degraded to `(px, quality)`, found again in the degraded photo
-/// (the detection nearest where it went, within half its new width); `None` when it is lost.
-fn degraded_embedding(
-    p: &Pipeline,
-    img: &RgbImage,
-    face: &AnalyzedFace,
-    d: &DetectArgs,
-    (px, quality): (u32, u8),
-) -> Option<Embedding> {
-    let small = super::degrade::degrade_face(img, &face.detection.bbox, px, quality).ok()?;
-    let found = p
-        .analyze(
-            &small.image,
-            &AnalyzeOptions {
-                detect: d.options(),
-            },
-        )
-        .ok()?;
-    let dist = |f: &AnalyzedFace| {
-        let b = f.detection.bbox;
-        (b.x + b.width / 2.0 - small.centre.0).hypot(b.y + b.height / 2.0 - small.centre.1)
-    };
-    found
-        .into_iter()
-        .filter(|f| dist(f) < px as f32 / 2.0)
-        .min_by(|x, y| dist(x).total_cmp(&dist(y)))
-        .map(|f| f.embedding)
-}
-
 fn load_set(
     p: &Pipeline,
     dir: &Path,
@@ -110,7 +81,7 @@ fn load_set(
         }
     };
     let small = |img: &RgbImage, f: &AnalyzedFace| {
-        degrade.and_then(|dq| degraded_embedding(p, img, f, d, dq))
+        degrade.and_then(|dq| super::degrade::degraded_embedding(p, img, f, d, dq))
     };
     for person in files(&dir.join("people"))
         .into_iter()
@@ -193,40 +164,40 @@ pub fn set_pairs(
         faces: faces.len(),
         ..SetPairs::default()
     };
+    // The closest different-person pairs as (similarity, face, face): named once at the end.
+    let mut closest: Vec<(f32, usize, usize)> = Vec::new();
     for (i, a) in faces.iter().enumerate() {
-        for b in &faces[i + 1..] {
-            let same = same_person(&a.who, &b.who);
-            if let Some(same) = same {
-                // A small probe against a clean enrolled face, each side in turn.
-                for (probe, enrolled) in [(a, b), (b, a)] {
-                    if let Some(small) = &probe.small {
-                        let s = small.cosine(&enrolled.embedding)?;
-                        if same {
-                            out.small_genuine.push(s);
-                        } else {
-                            out.small_impostor.push(s);
-                        }
-                    }
+        for (j, b) in faces.iter().enumerate().skip(i + 1) {
+            let Some(same) = same_person(&a.who, &b.who) else {
+                continue;
+            };
+            // A small probe against a clean enrolled face, each side in turn.
+            for (probe, enrolled) in [(a, b), (b, a)] {
+                if let Some(small) = &probe.small {
+                    let s = small.cosine(&enrolled.embedding)?;
+                    let scores = if same {
+                        &mut out.small_genuine
+                    } else {
+                        &mut out.small_impostor
+                    };
+                    scores.push(s);
                 }
             }
-            match same {
-                Some(true) => out.genuine.push(a.embedding.cosine(&b.embedding)?),
-                Some(false) => {
-                    let s = a.embedding.cosine(&b.embedding)?;
-                    out.impostor.push(s);
-                    out.closest_impostors
-                        .push((s, a.source.clone(), b.source.clone()));
-                    if out.closest_impostors.len() > 64 {
-                        out.closest_impostors.sort_by(|x, y| y.0.total_cmp(&x.0));
-                        out.closest_impostors.truncate(CLOSEST);
-                    }
-                }
-                None => {}
+            let s = a.embedding.cosine(&b.embedding)?;
+            if same {
+                out.genuine.push(s);
+            } else {
+                out.impostor.push(s);
+                closest.push((s, i, j));
             }
         }
     }
-    out.closest_impostors.sort_by(|x, y| y.0.total_cmp(&x.0));
-    out.closest_impostors.truncate(CLOSEST);
+    closest.sort_by(|x, y| y.0.total_cmp(&x.0));
+    out.closest_impostors = closest
+        .into_iter()
+        .take(CLOSEST)
+        .map(|(s, i, j)| (s, faces[i].source.clone(), faces[j].source.clone()))
+        .collect();
     Ok(out)
 }
 

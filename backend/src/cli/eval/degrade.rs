@@ -1,7 +1,6 @@
 //! The degradation tool: a photo as a poor camera would take it, for measuring recognition on
 //! small, compressed faces (`visage degrade`, and `visage eval --degrade-face-px` on pairs).
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
@@ -9,7 +8,7 @@ use clap::Args;
 use image::RgbImage;
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::FilterType;
-use visage_shared::Pipeline;
+use visage_shared::{AnalyzeOptions, AnalyzedFace, Embedding, Pipeline};
 
 use super::super::{DetectArgs, load};
 
@@ -39,17 +38,20 @@ pub fn degrade(
     d: &DetectArgs,
     face_px: u32,
     quality: u8,
-) -> Result<RgbImage> {
+) -> Result<Degraded> {
     let face = p
         .detect(img, &d.options())?
         .into_iter()
         .max_by(|a, b| a.bbox.area().total_cmp(&b.bbox.area()))
         .context("no face to measure")?;
-    Ok(degrade_face(img, &face.bbox, face_px, quality)?.image)
+    degrade_face(img, &face.bbox, face_px, quality)
 }
 
 /// A photo degraded around one of its faces, and where that face went.
 pub struct Degraded {
+    /// The JPEG file, as written by `visage degrade`.
+    pub jpeg: Vec<u8>,
+    /// That file decoded.
     pub image: RgbImage,
     /// The face's centre in `image`.
     pub centre: (f32, f32),
@@ -75,8 +77,11 @@ pub fn degrade_face(
     let (ox, oy) = ((fw - w) / 2, (fh - h) / 2);
     let mut frame = RgbImage::from_pixel(fw, fh, image::Rgb([118, 118, 118]));
     image::imageops::replace(&mut frame, &small, ox.into(), oy.into());
+    let mut jpeg = Vec::new();
+    JpegEncoder::new_with_quality(&mut jpeg, quality.clamp(1, 100)).encode_image(&frame)?;
     Ok(Degraded {
-        image: jpeg_round_trip(&frame, quality)?,
+        image: image::load_from_memory(&jpeg)?.to_rgb8(),
+        jpeg,
         centre: (
             ox as f32 + (face.x + face.width / 2.0) * scale,
             oy as f32 + (face.y + face.height / 2.0) * scale,
@@ -84,14 +89,37 @@ pub fn degrade_face(
     })
 }
 
+/// The face of `face` in `img` degraded to `(px, quality)`, found again in the degraded photo
+/// (the detection nearest where it went, within half its new width); `None` when it is lost.
+pub fn degraded_embedding(
+    p: &Pipeline,
+    img: &RgbImage,
+    face: &AnalyzedFace,
+    d: &DetectArgs,
+    (px, quality): (u32, u8),
+) -> Option<Embedding> {
+    let small = degrade_face(img, &face.detection.bbox, px, quality).ok()?;
+    let found = p
+        .analyze(
+            &small.image,
+            &AnalyzeOptions {
+                detect: d.options(),
+            },
+        )
+        .ok()?;
+    let dist = |f: &AnalyzedFace| {
+        let b = f.detection.bbox;
+        (b.x + b.width / 2.0 - small.centre.0).hypot(b.y + b.height / 2.0 - small.centre.1)
+    };
+    found
+        .into_iter()
+        .filter(|f| dist(f) < px as f32 / 2.0)
+        .min_by(|x, y| dist(x).total_cmp(&dist(y)))
+        .map(|f| f.embedding)
+}
+
 /// The smallest picture a degraded photo is placed in (a VGA camera frame).
 const FRAME: (u32, u32) = (640, 480);
-
-fn jpeg_round_trip(img: &RgbImage, quality: u8) -> Result<RgbImage> {
-    let mut buf = Vec::new();
-    JpegEncoder::new_with_quality(&mut buf, quality.clamp(1, 100)).encode_image(img)?;
-    Ok(image::load_from_memory(&buf)?.to_rgb8())
-}
 
 /// `visage degrade`: writes degraded copies of one photo or of a folder tree.
 pub fn run(cmd: DegradeCmd) -> Result<()> {
@@ -110,10 +138,9 @@ pub fn run(cmd: DegradeCmd) -> Result<()> {
                 if let Some(dir) = dst.parent() {
                     std::fs::create_dir_all(dir)?;
                 }
-                let mut buf = Vec::new();
-                JpegEncoder::new_with_quality(&mut Cursor::new(&mut buf), 100)
-                    .encode_image(&out)?;
-                std::fs::write(&dst, buf).with_context(|| format!("writing {}", dst.display()))?;
+                // The degraded JPEG itself, not a second encoding of it.
+                std::fs::write(&dst, &out.jpeg)
+                    .with_context(|| format!("writing {}", dst.display()))?;
                 done += 1;
             }
             Err(e) => {

@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use visage_shared::Pipeline;
 use visage_shared::eval::{IdentificationReport, LabelledFace, identification_report};
 use visage_shared::template::{TemplateRule, quality_weight};
-use visage_shared::{AnalyzeOptions, Pipeline};
 
 use super::super::{DetectArgs, analyze, main_face};
 
@@ -62,22 +62,13 @@ fn labelled_faces(
             };
             let probe = match degrade {
                 None => None,
-                Some((px, q)) => {
-                    let small = super::degrade::degrade(p, &img, d, px, q)?;
-                    let found = p.analyze(
-                        &small,
-                        &AnalyzeOptions {
-                            detect: d.options(),
-                        },
-                    )?;
-                    match main_face(&found) {
-                        Some(g) => Some(g.embedding.clone()),
-                        None => {
-                            left_out += 1;
-                            continue;
-                        }
+                Some(dq) => match super::degrade::degraded_embedding(p, &img, f, d, dq) {
+                    Some(e) => Some(e),
+                    None => {
+                        left_out += 1;
+                        continue;
                     }
-                }
+                },
             };
             faces.push(LabelledFace {
                 identity: identity.clone(),

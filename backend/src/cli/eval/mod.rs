@@ -344,7 +344,7 @@ fn embed_main_face(
 ) -> Result<Option<visage_shared::Embedding>> {
     let mut img = load(path)?;
     if let Some((px, quality)) = degrade {
-        img = degrade::degrade(p, &img, d, px, quality)?;
+        img = degrade::degrade(p, &img, d, px, quality)?.image;
     }
     let dets = p.detect(&img, &d.options())?;
     let Some(det) = dets
