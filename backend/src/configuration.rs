@@ -58,10 +58,12 @@ pub struct ServeArgs {
     /// gives recall@1 0.995 with p99 8 ms on 2 cores (BENCHMARKS.md).
     #[arg(long, env = "VISAGE_EF_SEARCH", default_value_t = DEFAULT_EF_SEARCH)]
     pub ef_search: u32,
-    /// The lowest match threshold a non-admin key may use (default: the model's calibrated
-    /// default threshold). Lower requests are raised to it (SECURITY.md).
-    #[arg(long, env = "VISAGE_THRESHOLD_FLOOR")]
-    pub threshold_floor: Option<f32>,
+    /// The laxest operating point a non-admin key may match at, as a false-match rate
+    /// (default: the default operating point, 1e-3). Its thresholds, one per probe class
+    /// (faces under 48 px in images have their own calibration table), are the floor: lower
+    /// requests are raised to them (SECURITY.md).
+    #[arg(long, env = "VISAGE_NON_ADMIN_MAX_FALSE_MATCH_RATE", default_value_t = visage_shared::model::DEFAULT_MAX_FALSE_MATCH_RATE)]
+    pub non_admin_max_false_match_rate: f64,
     /// Verifications of one person by one non-admin key per hour.
     #[arg(
         long,
@@ -144,7 +146,7 @@ impl Default for ServeArgs {
             pipeline_threads: DEFAULT_PIPELINE_THREADS,
             db_pool: DEFAULT_DB_POOL,
             ef_search: DEFAULT_EF_SEARCH,
-            threshold_floor: None,
+            non_admin_max_false_match_rate: visage_shared::model::DEFAULT_MAX_FALSE_MATCH_RATE,
             verify_budget_per_key_person: DEFAULT_VERIFY_BUDGET_PER_KEY_PERSON,
             verify_budget_per_person: DEFAULT_VERIFY_BUDGET_PER_PERSON,
             failed_auth_per_minute: crate::auth::FailedAuth::MAX_PER_MINUTE,

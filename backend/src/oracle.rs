@@ -6,8 +6,9 @@
 //! squares), and candidates below the threshold list the gallery. So only admin keys see raw
 //! scores; every other key gets **decisions**:
 //!
-//! - the match threshold never goes below a floor (the calibrated default): a lower request is
-//!   raised to it, and the response says which threshold was used;
+//! - the match threshold never goes below a floor (the thresholds of the default operating
+//!   point, a false-match rate of 1e-3, one per probe class): a lower request is raised to it,
+//!   and the response says which threshold was used;
 //! - only candidates at or above that threshold are returned, at most [`MAX_TOP_K_DECISIONS`];
 //! - a similarity is returned only with a match, rounded down to [`SIMILARITY_STEP`];
 //! - probes must look like face embeddings ([`check_plausible`]): a basis vector or a sparse
@@ -27,7 +28,7 @@ use uuid::Uuid;
 use visage_shared::Embedding;
 
 use crate::auth::Caller;
-use crate::domain::Scope;
+use crate::domain::{OperatingPoint, Scope, Thresholds};
 use crate::error::ApiError;
 use crate::once_per::OncePer;
 
@@ -47,14 +48,14 @@ pub enum Disclosure {
     Full,
     /// Every other key: decisions above the floor only.
     Decisions {
-        /// The lowest threshold this caller may match with.
-        floor: f32,
+        /// The lowest thresholds this caller may match with.
+        floor: Thresholds,
     },
 }
 
 impl Disclosure {
     /// The disclosure for `caller`, with the service's threshold floor.
-    pub fn for_caller(caller: &Caller, floor: f32) -> Self {
+    pub fn for_caller(caller: &Caller, floor: Thresholds) -> Self {
         if caller.scopes.allows(Scope::Admin) {
             Disclosure::Full
         } else {
@@ -62,20 +63,30 @@ impl Disclosure {
         }
     }
 
-    /// The threshold to match with: the request's (checked), raised to the floor if needed.
-    pub fn threshold(self, requested: Option<f32>) -> Result<f32, ApiError> {
-        if let Some(t) = requested
-            && (!t.is_finite() || !(-1.0..=1.0).contains(&t))
-        {
-            return Err(ApiError::bad_request(
-                "threshold_out_of_range",
-                "threshold must be a cosine similarity between -1 and 1",
-            ));
-        }
-        let default = visage_shared::model::default_threshold();
+    /// The thresholds to match with: the requested operating point's (default: a false-match
+    /// rate of 1e-3), raised to the floor if needed. A rate below what the calibration can
+    /// vouch for is refused (422 `false_match_rate_unresolvable`).
+    pub fn thresholds(self, requested: Option<OperatingPoint>) -> Result<Thresholds, ApiError> {
+        let wanted = requested
+            .unwrap_or(OperatingPoint::DEFAULT)
+            .thresholds()
+            .map_err(|floor| {
+                ApiError::unprocessable(
+                    "false_match_rate_unresolvable",
+                    format!(
+                        "the model's calibration can vouch for false-match rates down to \
+                         {floor:.2e} (95% upper bound), not {:.2e}",
+                        match requested {
+                            Some(OperatingPoint::FalseMatchRate(r)) => r,
+                            _ => visage_shared::model::DEFAULT_MAX_FALSE_MATCH_RATE,
+                        }
+                    ),
+                    Some(serde_json::json!({ "lowest_vouched_false_match_rate": floor })),
+                )
+            })?;
         Ok(match self {
-            Disclosure::Full => requested.unwrap_or(default),
-            Disclosure::Decisions { floor } => requested.unwrap_or(default).max(floor),
+            Disclosure::Full => wanted,
+            Disclosure::Decisions { floor } => wanted.at_least(floor),
         })
     }
 
@@ -301,18 +312,39 @@ mod tests {
 
     #[test]
     fn decisions_raise_the_threshold_cap_top_k_and_hide_non_matches() {
-        let d = Disclosure::Decisions { floor: 0.67 };
-        assert_eq!(d.threshold(Some(-1.0)).expect("valid"), 0.67);
-        assert_eq!(d.threshold(Some(0.9)).expect("valid"), 0.9);
-        assert!(d.threshold(Some(7.0)).is_err());
-        assert!(d.threshold(Some(f32::NAN)).is_err());
+        let floor = Thresholds {
+            clean: 0.67,
+            small: 0.6,
+        };
+        let d = Disclosure::Decisions { floor };
+        let at = |t| {
+            d.thresholds(Some(OperatingPoint::Threshold(t)))
+                .expect("valid")
+        };
+        assert_eq!(at(-1.0), floor);
+        assert_eq!(at(0.9), Thresholds::uniform(0.9));
+        assert_eq!(
+            at(0.65),
+            Thresholds {
+                clean: 0.67,
+                small: 0.65
+            }
+        );
+        assert!(
+            d.thresholds(Some(OperatingPoint::FalseMatchRate(1e-9)))
+                .is_err()
+        );
         assert_eq!(d.top_k(Some(50)).expect("valid"), MAX_TOP_K_DECISIONS);
         assert!(d.top_k(Some(0)).is_err());
         assert_eq!(d.similarity(0.5, false), None);
         assert_eq!(d.similarity(0.8375, true), Some(0.83));
         assert!(!d.shows_non_matches());
         let f = Disclosure::Full;
-        assert_eq!(f.threshold(Some(-1.0)).expect("valid"), -1.0);
+        assert_eq!(
+            f.thresholds(Some(OperatingPoint::Threshold(-1.0)))
+                .expect("valid"),
+            Thresholds::uniform(-1.0)
+        );
         assert_eq!(f.similarity(0.8375, false), Some(0.8375));
         assert_eq!(f.top_k(Some(50)).expect("valid"), 50);
     }

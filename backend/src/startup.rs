@@ -20,6 +20,7 @@ use visage_shared::DecodeLimits;
 
 use crate::auth::{FailedAuth, RateLimits};
 use crate::configuration::ServeArgs;
+use crate::domain::Thresholds;
 use crate::openapi::ApiDoc;
 use crate::oracle::{BudgetSettings, QueryBudgets};
 use crate::pipeline::{Models, PipelineService};
@@ -157,9 +158,13 @@ impl Application {
                 per_key_person_hour: args.verify_budget_per_key_person,
                 per_person_hour: args.verify_budget_per_person,
             }),
-            threshold_floor: args
-                .threshold_floor
-                .unwrap_or_else(visage_shared::model::default_threshold),
+            threshold_floor: Thresholds::for_false_match_rate(args.non_admin_max_false_match_rate)
+                .map_err(|floor| {
+                    anyhow::anyhow!(
+                        "--non-admin-max-false-match-rate {}: the calibration vouches for rates down to {floor:.2e}",
+                        args.non_admin_max_false_match_rate
+                    )
+                })?,
         }));
         let cors = crate::cors::layer(&args.cors_origins)?;
         if !args.cors_origins.is_empty() {

@@ -7,6 +7,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use sqlx::PgPool;
 
 use crate::auth::{FailedAuth, RateLimits};
+use crate::domain::Thresholds;
 use crate::oracle::QueryBudgets;
 use crate::pipeline::PipelineService;
 
@@ -21,8 +22,8 @@ pub struct Inner {
     pub failed_auth: FailedAuth,
     /// Verification budgets of non-admin keys.
     pub budgets: QueryBudgets,
-    /// The lowest match threshold a non-admin key may use.
-    pub threshold_floor: f32,
+    /// The lowest match thresholds a non-admin key may use.
+    pub threshold_floor: Thresholds,
 }
 
 /// Cheap to clone.

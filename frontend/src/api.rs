@@ -372,7 +372,7 @@ mod tests {
     fn recognition_answers_parse() {
         let r: RecognizeResponse = parse(json!({
             "model": "m", "threshold": 0.5, "top_k": 1,
-            "results": [{ "candidates": [candidate("Ann", 0.8, true)] }]
+            "results": [{ "candidates": [candidate("Ann", 0.8, true)], "threshold": 0.5 }]
         }))
         .unwrap();
         assert_eq!(r.best_match(&r.results[0]).unwrap().name, "Ann");
@@ -385,7 +385,8 @@ mod tests {
         // and the threshold the service used (raised to its floor).
         let r: RecognizeResponse = parse(json!({
             "model": "m", "threshold": 0.67, "top_k": 1,
-            "results": [{ "candidates": [] }, { "candidates": [candidate("Ann", 0.91, true)] }]
+            "results": [{ "candidates": [], "threshold": 0.67 },
+                        { "candidates": [candidate("Ann", 0.91, true)], "threshold": 0.67 }]
         }))
         .unwrap();
         assert!(r.best_match(&r.results[0]).is_none());
@@ -398,7 +399,7 @@ mod tests {
         // Admin keys still see candidates under the threshold, marked `match: false`.
         let r: RecognizeResponse = parse(json!({
             "model": "m", "threshold": 0.67, "top_k": 1,
-            "results": [{ "candidates": [candidate("Ann", 0.4, false)] }]
+            "results": [{ "candidates": [candidate("Ann", 0.4, false)], "threshold": 0.67 }]
         }))
         .unwrap();
         assert!(r.best_match(&r.results[0]).is_none());

@@ -26,6 +26,7 @@ pub fn answer(probes: &[Option<(&str, f32, bool)>]) -> RecognizeResponse {
                         false_match_rate: None,
                     })
                     .collect(),
+                0.67,
             )
         })
         .collect();

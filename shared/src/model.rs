@@ -53,7 +53,53 @@ pub struct Calibration {
     pub impostor_pairs: u64,
     /// Ascending similarity thresholds with the share of impostor pairs scoring at or above.
     pub table: Vec<CalibrationPoint>,
+    /// The table of small probes, which score differently against enrolled faces: a face
+    /// narrower than `below_face_px` in an image the service analysed is matched through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub small_probes: Option<SmallProbeCalibration>,
 }
+
+/// How similarity maps to a false-match rate when the probe is a small face (a poor camera,
+/// a distant face) and the enrolled face is clean: measured with `visage eval --impostor-set
+/// ... --degrade-face-px N`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SmallProbeCalibration {
+    /// Probe faces narrower than this (`Quality::face_px`) use this table; it is the decision
+    /// gate's smallest face (`QualityGate::DECISION`).
+    pub below_face_px: f32,
+    /// What the table was measured on.
+    pub measured_on: String,
+    /// Number of impostor scores (a small probe against a clean different person).
+    pub impostor_pairs: u64,
+    /// As [`Calibration::table`].
+    pub table: Vec<CalibrationPoint>,
+}
+
+/// Which calibration table a probe is matched through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProbeClass {
+    /// A face of ordinary size, or an embedding sent without its face (whose size the service
+    /// cannot check, so it never gets the small-probe table).
+    #[default]
+    Clean,
+    /// A face the service measured narrower than the small-probe table's `below_face_px`.
+    Small,
+}
+
+impl ProbeClass {
+    /// The class of a face the service measured `face_px` wide.
+    pub fn of_face_px(face_px: f32) -> Self {
+        match calibration().and_then(|c| c.small_probes.as_ref()) {
+            Some(s) if face_px < s.below_face_px => ProbeClass::Small,
+            _ => ProbeClass::Clean,
+        }
+    }
+}
+
+/// The default operating point, as a false-match rate: the service matches at the lowest
+/// threshold at which its calibration vouches for at most this rate (issue 14). The manifest's
+/// `default_threshold` is that threshold for clean probes (a test checks it).
+pub const DEFAULT_MAX_FALSE_MATCH_RATE: f64 = 1e-3;
 
 /// One row of the calibration table.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
@@ -88,7 +134,12 @@ pub fn default_threshold() -> f32 {
 /// `impostor_pairs`. Never below what the table resolves: where no false match was seen among
 /// the 14,245 pairs this is 2.1e-4, not 0. `None` without a calibration table.
 pub fn false_match_rate(similarity: f32) -> Option<f64> {
-    Some(rate_at(vouched_table()?, similarity))
+    false_match_rate_of(ProbeClass::Clean, similarity)
+}
+
+/// [`false_match_rate`] through the table of a probe class.
+pub fn false_match_rate_of(class: ProbeClass, similarity: f32) -> Option<f64> {
+    Some(rate_at(vouched_table(class)?, similarity))
 }
 
 /// The operating point for a false-match-rate target: the lowest table threshold at which the
@@ -96,7 +147,12 @@ pub fn false_match_rate(similarity: f32) -> Option<f64> {
 /// `Err` carries the lowest rate the table can vouch for when `target` is below it (14,245
 /// impostor pairs cannot vouch for 1e-4), or 1.0 without a calibration table.
 pub fn threshold_for_false_match_rate(target: f64) -> Result<f32, f64> {
-    let table = vouched_table().ok_or(1.0)?;
+    threshold_for_false_match_rate_of(ProbeClass::Clean, target)
+}
+
+/// [`threshold_for_false_match_rate`] through the table of a probe class.
+pub fn threshold_for_false_match_rate_of(class: ProbeClass, target: f64) -> Result<f32, f64> {
+    let table = vouched_table(class).ok_or(1.0)?;
     match table.iter().find(|p| p.false_match_rate <= target) {
         Some(p) => Ok(p.similarity),
         None => Err(table.iter().map(|p| p.false_match_rate).fold(1.0, f64::min)),
@@ -110,28 +166,31 @@ pub fn measured_false_match_rate(similarity: f32) -> Option<f64> {
     Some(rate_at(&calibration()?.table, similarity))
 }
 
-/// The calibration table with each rate replaced by its 95% upper bound, worked out once (the
-/// bound is a bisection; candidates of every request look it up).
-fn vouched_table() -> Option<&'static [CalibrationPoint]> {
-    static T: OnceLock<Vec<CalibrationPoint>> = OnceLock::new();
+/// The calibration table of a probe class with each rate replaced by its 95% upper bound,
+/// worked out once (the bound is a bisection; candidates of every request look it up). Small
+/// probes fall back to the clean table when the manifest has none for them.
+fn vouched_table(class: ProbeClass) -> Option<&'static [CalibrationPoint]> {
+    static CLEAN: OnceLock<Vec<CalibrationPoint>> = OnceLock::new();
+    static SMALL: OnceLock<Vec<CalibrationPoint>> = OnceLock::new();
     let c = calibration()?;
-    let table = T.get_or_init(|| {
-        c.table
-            .iter()
-            .map(|p| {
-                let events = (p.false_match_rate * c.impostor_pairs as f64).round() as u64;
-                CalibrationPoint {
-                    similarity: p.similarity,
-                    false_match_rate: crate::eval::clopper_pearson_upper(
-                        events,
-                        c.impostor_pairs,
-                        0.95,
-                    ),
-                }
-            })
-            .collect()
-    });
-    Some(table)
+    let (cell, table, pairs) = match (class, &c.small_probes) {
+        (ProbeClass::Small, Some(s)) => (&SMALL, &s.table, s.impostor_pairs),
+        _ => (&CLEAN, &c.table, c.impostor_pairs),
+    };
+    Some(cell.get_or_init(|| upper_bounds(table, pairs)))
+}
+
+fn upper_bounds(table: &[CalibrationPoint], impostor_pairs: u64) -> Vec<CalibrationPoint> {
+    table
+        .iter()
+        .map(|p| {
+            let events = (p.false_match_rate * impostor_pairs as f64).round() as u64;
+            CalibrationPoint {
+                similarity: p.similarity,
+                false_match_rate: crate::eval::clopper_pearson_upper(events, impostor_pairs, 0.95),
+            }
+        })
+        .collect()
 }
 
 /// The rate of the highest row not above `similarity` (1.0 below the first row).
@@ -182,6 +241,19 @@ mod tests {
         let t = threshold_for_false_match_rate(1e-3).unwrap();
         assert_eq!(t, c.default_threshold);
         assert!(false_match_rate(c.default_threshold).unwrap() <= 1e-3);
+        // Small probes (issue 14) have their own table: a small face scores lower against its
+        // enrolled face, and against strangers too, so the same rate is vouched lower down.
+        let small = c.small_probes.as_ref().expect("small-probe table");
+        assert_eq!(
+            small.below_face_px,
+            crate::QualityGate::DECISION.min_face_px
+        );
+        assert_eq!(ProbeClass::of_face_px(32.0), ProbeClass::Small);
+        assert_eq!(ProbeClass::of_face_px(48.0), ProbeClass::Clean);
+        let t_small = threshold_for_false_match_rate_of(ProbeClass::Small, 1e-3).unwrap();
+        assert!(t_small < c.default_threshold, "{t_small}");
+        assert!(false_match_rate_of(ProbeClass::Small, t_small).unwrap() <= 1e-3);
+        assert!(false_match_rate_of(ProbeClass::Small, t_small - 0.02).unwrap() > 1e-3);
         // Where the table saw no false match, the claim is its resolution, not zero.
         let top = c.table.last().expect("rows");
         assert_eq!(top.false_match_rate, 0.0);

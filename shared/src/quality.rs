@@ -155,7 +155,7 @@ impl Quality {
         let (sharpness, brightness) = sharpness_and_brightness(aligned);
         Quality {
             score: det.score,
-            face_px: det.bbox.width.min(det.bbox.height),
+            face_px: Self::face_px_of(det),
             interocular_px,
             sharpness,
             brightness,
@@ -163,6 +163,12 @@ impl Quality {
             pitch_deg,
             roll_deg,
         }
+    }
+
+    /// How wide a detected face is, in pixels: the shorter side of its box (what the gates and
+    /// the small-probe calibration compare).
+    pub fn face_px_of(det: &Detection) -> f32 {
+        det.bbox.width.min(det.bbox.height)
     }
 
     /// Every reason this face fails `gate`; empty when it passes.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use sqlx::PgPool;
 use visage_backend::routes::common::{MatchParams, search_with};
 use visage_shared::Embedding;
+use visage_shared::model::ProbeClass;
 
 use crate::server_stats::loadavg;
 
@@ -40,7 +41,7 @@ pub(crate) async fn pass(
 ) -> anyhow::Result<(Vec<f64>, Vec<Option<uuid::Uuid>>, usize, usize)> {
     let p = MatchParams {
         top_k: 5,
-        threshold: 0.3,
+        thresholds: visage_backend::domain::Thresholds::uniform(0.3),
         ef_search: ef.unwrap_or(100),
         disclosure: visage_backend::oracle::Disclosure::Full,
     };
@@ -49,7 +50,7 @@ pub(crate) async fn pass(
     let (mut hits, mut id_ok) = (0, 0);
     for (k, (id, e)) in set.iter().enumerate() {
         let t = Instant::now();
-        let c = search_with(pool, e, p, ef.is_none()).await?;
+        let c = search_with(pool, e, ProbeClass::Clean, p, ef.is_none()).await?;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
         let top = c.first().map(|c| c.face_id);
         if truth.get(k).is_some_and(|t| *t == top) {

@@ -5,6 +5,7 @@ mod audit;
 mod consent;
 mod embedding;
 mod invalid;
+mod operating_point;
 mod person;
 mod scope;
 
@@ -12,5 +13,6 @@ pub use audit::{AuditAction, AuditOutcome};
 pub use consent::{ConsentEvidence, ConsentStatus, NewConsent, PolicySha256};
 pub use embedding::{FaceSource, ParsedEmbeddings};
 pub use invalid::Invalid;
+pub use operating_point::{OperatingPoint, Thresholds};
 pub use person::{BoundedText, PersonName};
 pub use scope::{Scope, Scopes};

@@ -4,47 +4,14 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use visage_shared::Embedding;
 
-use crate::domain::{AuditAction, AuditOutcome, ParsedEmbeddings};
+use visage_shared::model::ProbeClass;
+
+use crate::domain::{AuditAction, AuditOutcome, OperatingPoint, ParsedEmbeddings, Thresholds};
 use crate::error::ApiError;
 use crate::oracle::Disclosure;
 use crate::store;
 
 pub use visage_shared::api::{Candidate, EmbeddingInput, Erasure};
-
-/// The threshold a request asks for: its `threshold`, or the one its `max_false_match_rate`
-/// maps to through the model's calibration (never both).
-pub fn requested_threshold(
-    threshold: Option<f32>,
-    max_false_match_rate: Option<f64>,
-) -> Result<Option<f32>, ApiError> {
-    let Some(target) = max_false_match_rate else {
-        return Ok(threshold);
-    };
-    if threshold.is_some() {
-        return Err(ApiError::bad_request(
-            "operating_point_conflict",
-            "give threshold or max_false_match_rate, not both",
-        ));
-    }
-    if !(target.is_finite() && target > 0.0 && target <= 1.0) {
-        return Err(ApiError::bad_request(
-            "false_match_rate_out_of_range",
-            "max_false_match_rate must be above 0 and at most 1",
-        ));
-    }
-    visage_shared::model::threshold_for_false_match_rate(target)
-        .map(Some)
-        .map_err(|floor| {
-            ApiError::unprocessable(
-                "false_match_rate_unresolvable",
-                format!(
-                    "the model's calibration can vouch for false-match rates down to {floor:.2e} \
-                     (95% upper bound), not {target:.2e}"
-                ),
-                Some(serde_json::json!({ "lowest_vouched_false_match_rate": floor })),
-            )
-        })
-}
 
 /// Validates embeddings as sent: 1 to `max` of them, each of the model this server runs.
 pub fn parse_embeddings(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
@@ -89,47 +56,51 @@ pub async fn erase_person(
 #[derive(Debug, Clone, Copy)]
 pub struct MatchParams {
     pub top_k: usize,
-    pub threshold: f32,
+    pub thresholds: Thresholds,
     pub ef_search: u32,
     /// What the caller may see of the result.
     pub disclosure: Disclosure,
 }
 
 impl MatchParams {
-    /// From request values (default: the manifest's threshold and 5 candidates), within what
-    /// the caller's disclosure allows.
+    /// From request values (default: the default operating point and 5 candidates), within
+    /// what the caller's disclosure allows.
     pub fn new(
         disclosure: Disclosure,
         top_k: Option<u32>,
-        threshold: Option<f32>,
+        operating_point: Option<OperatingPoint>,
         ef_search: u32,
     ) -> Result<Self, ApiError> {
         Ok(Self {
             top_k: disclosure.top_k(top_k)?,
-            threshold: disclosure.threshold(threshold)?,
+            thresholds: disclosure.thresholds(operating_point)?,
             ef_search,
             disclosure,
         })
     }
 }
 
-/// Top-k people for one embedding, best first, through the HNSW index. Only people with an
-/// active consent are searched, so an expired or withdrawn consent stops matching at once.
+/// Top-k people for one embedding, best first, through the HNSW index, decided at the
+/// threshold of the probe's class. Only people with an active consent are searched, so an
+/// expired or withdrawn consent stops matching at once.
 pub async fn search(
     pool: &PgPool,
     emb: &Embedding,
+    class: ProbeClass,
     p: MatchParams,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
-    search_with(pool, emb, p, false).await
+    search_with(pool, emb, class, p, false).await
 }
 
 /// [`search`], or with `exact` an exhaustive scan without the index (the benchmark's reference).
 pub async fn search_with(
     pool: &PgPool,
     emb: &Embedding,
+    class: ProbeClass,
     p: MatchParams,
     exact: bool,
 ) -> Result<Vec<Candidate>, sqlx::Error> {
+    let threshold = p.thresholds.of(class);
     // Several faces per person: fetch more rows than people wanted, keep each person's best.
     let limit = (p.top_k * 4 + 10).min(1000) as i64;
     let rows = store::search::nearest(pool, emb, p.ef_search, limit, exact).await?;
@@ -155,7 +126,7 @@ pub async fn search_with(
     out.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
     out.truncate(p.top_k);
     for c in &mut out {
-        c.is_match = c.similarity >= p.threshold;
+        c.is_match = c.similarity >= threshold;
     }
     if !p.disclosure.shows_non_matches() {
         out.retain(|c| c.is_match);
@@ -165,7 +136,7 @@ pub async fn search_with(
             .disclosure
             .similarity(c.similarity, c.is_match)
             .unwrap_or(c.similarity);
-        c.false_match_rate = visage_shared::model::false_match_rate(c.similarity);
+        c.false_match_rate = visage_shared::model::false_match_rate_of(class, c.similarity);
     }
     Ok(out)
 }

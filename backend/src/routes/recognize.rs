@@ -9,13 +9,14 @@ use visage_shared::api::{Decision, FaceReport};
 pub use visage_shared::api::{
     ProbeResult, RecognizeRequest, RecognizeResponse, VerifyRequest, VerifyResponse,
 };
+use visage_shared::model::ProbeClass;
 use visage_shared::{Embedding, QualityGate};
 
 use crate::auth::Caller;
-use crate::domain::{AuditAction, AuditOutcome, Scope};
+use crate::domain::{AuditAction, AuditOutcome, OperatingPoint, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
-use crate::routes::common::{MatchParams, parse_embeddings, requested_threshold, search};
+use crate::routes::common::{MatchParams, parse_embeddings, search};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::state::AppState;
 use crate::store;
@@ -45,14 +46,19 @@ async fn run_search(
     let mut results = Vec::with_capacity(probes.len());
     let mut matches: Vec<String> = Vec::new();
     for (face, emb) in probes {
-        let candidates = search(&state.pool, &emb, p).await?;
+        // Only a face the service measured may use the small-probe table: a client's embedding
+        // says nothing checkable about the face it came from.
+        let class = face.as_ref().map_or(ProbeClass::Clean, |f| {
+            ProbeClass::of_face_px(f.quality.face_px)
+        });
+        let candidates = search(&state.pool, &emb, class, p).await?;
         matches.extend(
             candidates
                 .iter()
                 .filter(|c| c.is_match)
                 .map(|c| c.person_id.to_string()),
         );
-        results.push(ProbeResult::new(face, candidates));
+        results.push(ProbeResult::new(face, candidates, p.thresholds.of(class)));
     }
     store::audit::record(
         &state.pool,
@@ -65,7 +71,7 @@ async fn run_search(
     .await?;
     Ok(RecognizeResponse {
         model: visage_shared::model::EMBEDDER_ID.to_string(),
-        threshold: p.threshold,
+        threshold: p.thresholds.clean,
         top_k: p.top_k,
         results,
     })
@@ -82,8 +88,8 @@ pub async fn recognize(
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
-    let threshold = requested_threshold(req.threshold, req.max_false_match_rate)?;
-    let p = MatchParams::new(disclosure, req.top_k, threshold, state.ef_search)?;
+    let op = OperatingPoint::parse(req.threshold, req.max_false_match_rate)?;
+    let p = MatchParams::new(disclosure, req.top_k, op, state.ef_search)?;
     let embs = parse_embeddings(req.embeddings, MAX_PROBES)?;
     if disclosure != Disclosure::Full {
         for e in &embs {
@@ -114,8 +120,8 @@ pub async fn recognize_image(
 ) -> ApiResult<Json<RecognizeResponse>> {
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
-    let threshold = requested_threshold(q.threshold, q.max_false_match_rate)?;
-    let p = MatchParams::new(disclosure, q.top_k, threshold, state.ef_search)?;
+    let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
+    let p = MatchParams::new(disclosure, q.top_k, op, state.ef_search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
     // The largest faces first (the pipeline's order); at most MAX_PROBES per image.
@@ -143,10 +149,12 @@ async fn verify_one(
     caller: &Caller,
     person_id: Uuid,
     emb: &Embedding,
-    threshold: Option<f32>,
+    class: ProbeClass,
+    operating_point: Option<OperatingPoint>,
 ) -> ApiResult<VerifyResponse> {
     let disclosure = Disclosure::for_caller(caller, state.threshold_floor);
-    let p = MatchParams::new(disclosure, Some(1), threshold, state.ef_search)?;
+    let p = MatchParams::new(disclosure, Some(1), operating_point, state.ef_search)?;
+    let threshold = p.thresholds.of(class);
     if disclosure != Disclosure::Full {
         spend_verify_budget(state, caller, person_id).await?;
     }
@@ -165,7 +173,7 @@ async fn verify_one(
         code: "no_faces",
         detail: "the person has no enrolled face".into(),
     })? as f32;
-    let is_match = raw >= p.threshold;
+    let is_match = raw >= threshold;
     let similarity = disclosure.similarity(raw, is_match);
     store::audit::record(
         &state.pool,
@@ -180,8 +188,9 @@ async fn verify_one(
         person_id,
         similarity,
         is_match,
-        threshold: p.threshold,
-        false_match_rate: similarity.and_then(visage_shared::model::false_match_rate),
+        threshold,
+        false_match_rate: similarity
+            .and_then(|s| visage_shared::model::false_match_rate_of(class, s)),
         face: None,
         decision: Decision::of(is_match, None),
     })
@@ -245,7 +254,8 @@ pub async fn verify(
             &caller,
             req.person_id,
             &emb,
-            requested_threshold(req.threshold, req.max_false_match_rate)?,
+            ProbeClass::Clean,
+            OperatingPoint::parse(req.threshold, req.max_false_match_rate)?,
         )
         .await?,
     ))
@@ -276,8 +286,9 @@ pub async fn verify_image(
         return Err(ApiError::internal("face vanished"));
     };
     let report = FaceReport::new(&face, &QualityGate::default());
-    let threshold = requested_threshold(q.threshold, q.max_false_match_rate)?;
-    let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, threshold).await?;
+    let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
+    let class = ProbeClass::of_face_px(face.quality.face_px);
+    let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, class, op).await?;
     v.decision = Decision::of(v.is_match, Some(&report));
     v.face = Some(report);
     Ok(Json(v))

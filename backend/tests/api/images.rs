@@ -185,6 +185,26 @@ async fn a_face_too_small_to_decide_is_undecided_not_unknown() {
             .expect("encode");
         buf.into_inner()
     };
+    // Issue 14: each probe is decided at its class's threshold for the same false-match rate;
+    // a face under 48 px through the small-probe table (lower), and the response says which.
+    use visage_shared::model::{ProbeClass, threshold_for_false_match_rate_of};
+    let at = |class, rate| threshold_for_false_match_rate_of(class, rate).expect("vouched") as f64;
+    let (clean, small) = (at(ProbeClass::Clean, 1e-3), at(ProbeClass::Small, 1e-3));
+    assert!(small < clean, "{small} {clean}");
+    let thresholds_follow_face_size = |v: &Value, clean: f64, small: f64| {
+        assert!(
+            (num(&v["threshold"], "threshold") - clean).abs() < 1e-6,
+            "{v}"
+        );
+        for r in v["results"].as_array().expect("results") {
+            let px = num(&r["face"]["quality"]["face_px"], "face_px");
+            let want = if px < 48.0 { small } else { clean };
+            assert!(
+                (num(&r["threshold"], "threshold") - want).abs() < 1e-6,
+                "{r}"
+            );
+        }
+    };
     let outcomes = |v: &Value| -> Vec<(String, f64, Vec<String>)> {
         v["results"]
             .as_array()
@@ -221,6 +241,7 @@ async fn a_face_too_small_to_decide_is_undecided_not_unknown() {
     let v: Value = r.json().await.expect("json");
     let full = outcomes(&v);
     assert!(!full.is_empty(), "{v}");
+    thresholds_follow_face_size(&v, clean, small);
     assert!(full.iter().any(|(o, _, _)| o == "unknown"), "{v}");
     for (outcome, px, reasons) in &full {
         assert!(outcome == "unknown" || outcome == "undecided", "{v}");
@@ -232,14 +253,18 @@ async fn a_face_too_small_to_decide_is_undecided_not_unknown() {
     }
 
     // The same photo at a seventh of its size: the faces are 20-30 px, too small to decide.
-    let small = image::imageops::resize(
+    let seventh = image::imageops::resize(
         &img,
         img.width() / 7,
         img.height() / 7,
         image::imageops::FilterType::Triangle,
     );
     let r = app
-        .post_image(&app.recognize_key, "/v1/recognize/image", encode(small))
+        .post_image(
+            &app.recognize_key,
+            "/v1/recognize/image",
+            encode(seventh.clone()),
+        )
         .await;
     assert_eq!(r.status(), 200);
     let v: Value = r.json().await.expect("json");
@@ -249,5 +274,39 @@ async fn a_face_too_small_to_decide_is_undecided_not_unknown() {
         assert!(*px < 48.0, "{v}");
         assert_eq!(outcome, "undecided", "{v}");
         assert!(reasons.iter().any(|c| c == "too_small"), "{v}");
+    }
+    thresholds_follow_face_size(&v, clean, small);
+
+    // A non-admin key asking for a laxer point is raised to the floor of each class; an admin
+    // gets what it asks for, for every probe.
+    // Faces of both classes in one photo: sample6 at a third (faces of 65-77 px) beside
+    // itself at a seventh.
+    let third = image::imageops::resize(
+        &img,
+        img.width() / 3,
+        img.height() / 3,
+        image::imageops::FilterType::Triangle,
+    );
+    let mut both = image::RgbImage::new(third.width() + seventh.width(), third.height());
+    image::imageops::overlay(&mut both, &third, 0, 0);
+    image::imageops::overlay(&mut both, &seventh, i64::from(third.width()), 0);
+    for (key, query, clean_t, small_t) in [
+        (&app.recognize_key, "threshold=0.1", clean, small),
+        (&app.recognize_key, "max_false_match_rate=0.5", clean, small),
+        (&app.admin_key, "threshold=0.3", 0.3, 0.3),
+    ] {
+        let r = app
+            .post_image(
+                key,
+                &format!("/v1/recognize/image?{query}"),
+                encode(both.clone()),
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let v: Value = r.json().await.expect("json");
+        thresholds_follow_face_size(&v, clean_t, small_t);
+        let sizes: Vec<f64> = outcomes(&v).iter().map(|o| o.1).collect();
+        assert!(sizes.iter().any(|&px| px < 48.0), "{v}");
+        assert!(sizes.iter().any(|&px| px >= 48.0), "{v}");
     }
 }

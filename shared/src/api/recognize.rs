@@ -78,6 +78,10 @@ pub struct ProbeResult {
     /// Best first. For keys without the admin scope only matches are listed, so an unknown
     /// face has none.
     pub candidates: Vec<Candidate>,
+    /// The threshold this probe was decided at: the response's `threshold`, except for a face
+    /// under 48 px found in an image, which is matched through the small-probe calibration at
+    /// the same false-match rate (a lower threshold: small faces score lower against everyone).
+    pub threshold: f32,
     /// The conclusion: match, unknown, or undecided (images only), with the reasons.
     #[serde(flatten)]
     pub decision: Decision,
@@ -120,12 +124,14 @@ impl Decision {
 }
 
 impl ProbeResult {
-    /// The result of a probe: `face` when the service analysed an image, and its candidates.
-    pub fn new(face: Option<FaceReport>, candidates: Vec<Candidate>) -> Self {
+    /// The result of a probe: `face` when the service analysed an image, its candidates, and
+    /// the threshold they were decided at.
+    pub fn new(face: Option<FaceReport>, candidates: Vec<Candidate>, threshold: f32) -> Self {
         let decision = Decision::of(candidates.iter().any(|c| c.is_match), face.as_ref());
         Self {
             face,
             candidates,
+            threshold,
             decision,
         }
     }
@@ -136,7 +142,8 @@ impl ProbeResult {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RecognizeResponse {
     pub model: String,
-    /// The threshold used (for non-admin keys, never below the service's floor).
+    /// The threshold used for faces of 48 px and up and for embeddings (for non-admin keys,
+    /// never below the service's floor). Each result says the threshold it was decided at.
     pub threshold: f32,
     /// The candidates per probe used (at most 5 for non-admin keys).
     pub top_k: usize,

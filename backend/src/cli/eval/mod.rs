@@ -165,9 +165,11 @@ fn root_for(cmd: &EvalCmd, csv: &Path) -> PathBuf {
 fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let root = root_for(cmd, csv);
     let rows = read_csv(csv)?;
-    let mut cache: HashMap<String, Option<visage_shared::Embedding>> = HashMap::new();
+    // Each photo's main face: its embedding and how wide the pipeline measured it.
+    let mut cache: HashMap<String, Option<(visage_shared::Embedding, f32)>> = HashMap::new();
     let mut failures = Vec::new();
     let mut scored = Vec::new();
+    let mut operating = Vec::new();
     for (line, row) in rows.iter().enumerate() {
         if row.len() < 3 {
             bail!("bad row in {}: {row:?}", csv.display());
@@ -215,10 +217,14 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         };
         // A pair with a failed image counts as a miss: -1 can never pass a threshold.
         let score = match (&e[0], &e[1]) {
-            (Some(a), Some(b)) => a.cosine(b)?,
+            (Some((a, _)), Some((b, _))) => a.cosine(b)?,
             _ => -1.0,
         };
         scored.push(ScoredPair { score, same });
+        // The threshold the service would decide this pair at: the second photo is the probe,
+        // and a small face is matched through the small-probe table.
+        let probe_px = e[1].as_ref().map_or(f32::MAX, |(_, px)| *px);
+        operating.push(operating_threshold(probe_px)?);
     }
     let r =
         verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
@@ -256,11 +262,24 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         "  best-accuracy threshold  {:.3} (of these pairs; not the shipped default)",
         r.best_threshold
     );
-    let default = visage_shared::model::default_threshold();
-    let accepted = genuine.iter().filter(|&&s| s >= default).count();
-    let false_matches = imp.iter().filter(|&&s| s >= default).count();
+    // At the default operating point, as the service decides: each probe at the threshold of
+    // its class (the small-probe table's under 48 px).
+    let decided: Vec<(bool, bool)> = scored
+        .iter()
+        .zip(&operating)
+        .map(|(s, &t)| (s.same, s.score >= t))
+        .collect();
+    let accepted = decided.iter().filter(|&&(same, m)| same && m).count();
+    let false_matches = decided.iter().filter(|&&(same, m)| !same && m).count();
+    let small = operating
+        .iter()
+        .filter(|&&t| t != visage_shared::model::default_threshold())
+        .count();
     println!(
-        "  at the shipped default {default:.2}: same-person accepted {accepted}/{} ({:.1}%), false matches {false_matches}/{} (95% upper bound {:.2e})",
+        "  at the default operating point (false-match rate <= {:.0e}; {small} of {} probes small, at {}): same-person accepted {accepted}/{} ({:.1}%), false matches {false_matches}/{} (95% upper bound {:.2e})",
+        visage_shared::model::DEFAULT_MAX_FALSE_MATCH_RATE,
+        operating.len(),
+        thresholds_in_use(&operating),
         genuine.len(),
         100.0 * accepted as f64 / genuine.len().max(1) as f64,
         imp.len(),
@@ -273,6 +292,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     // The calibration's different-person pairs: the labelled sets' when given (pass the pairs'
     // own folder as one of them), else the pairs file's.
     let mut set_genuine = Vec::new();
+    let mut small_probes = None;
     if !cmd.impostor_set.is_empty() {
         let degrade = cmd.degrade_face_px.map(|px| (px, cmd.degrade_quality));
         let sets = calibration::set_pairs(p, &cmd.impostor_set, &cmd.detect, degrade)?;
@@ -293,13 +313,22 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
                 sets.small_impostor.len(),
                 sets.small_genuine.len()
             );
-            operating_points(&[], &sets.small_genuine, &sets.small_impostor);
+            let vouched = operating_points(&[], &sets.small_genuine, &sets.small_impostor);
+            small_probes = Some(json!({
+                "below_face_px": visage_shared::QualityGate::DECISION.min_face_px,
+                "degraded_to_face_px": px,
+                "jpeg_quality": cmd.degrade_quality,
+                "impostor_pairs": sets.small_impostor.len(),
+                "threshold_vouched_for_1e-3": vouched,
+                "table": calibration_table(&sets.small_impostor),
+            }));
             println!("  clean pairs:");
         }
         imp = sets.impostor;
         set_genuine = sets.genuine;
     }
-    let refused = plausibility_report(cache.values().flatten()) + strict_decode_report(&root);
+    let refused =
+        plausibility_report(cache.values().flatten().map(|(e, _)| e)) + strict_decode_report(&root);
     let zero_fm = zero_false_match_threshold(&imp);
     let tar =
         genuine.iter().filter(|&&s| s >= zero_fm).count() as f64 / genuine.len().max(1) as f64;
@@ -309,12 +338,11 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         100.0 * tar
     );
     let vouched = operating_points(&genuine, &set_genuine, &imp);
-    let accept_rate =
-        genuine.iter().filter(|&&s| s >= default).count() as f64 / genuine.len().max(1) as f64;
+    let accept_rate = accepted as f64 / genuine.len().max(1) as f64;
     let failed_accept = cmd.min_accept.is_some_and(|min| accept_rate < min);
     if failed_accept {
         println!(
-            "  GATE: same-person acceptance at the shipped default {:.1}% is below {:.1}%",
+            "  GATE: same-person acceptance at the default operating point {:.1}% is below {:.1}%",
             100.0 * accept_rate,
             100.0 * cmd.min_accept.unwrap_or_default()
         );
@@ -328,6 +356,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
             "impostor_pairs": imp.len(),
             "threshold_vouched_for_1e-3": vouched,
             "table": calibration_table(&imp),
+            "small_probes": small_probes,
         });
         std::fs::write(out, serde_json::to_string_pretty(&cal)?)?;
         println!("  calibration written to {}", out.display());
@@ -335,13 +364,38 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0 || failed_accept)
 }
 
+/// The threshold the service matches a probe face `face_px` wide at, at the default operating
+/// point.
+fn operating_threshold(face_px: f32) -> Result<f32> {
+    use visage_shared::model::{
+        DEFAULT_MAX_FALSE_MATCH_RATE, ProbeClass, threshold_for_false_match_rate_of,
+    };
+    threshold_for_false_match_rate_of(
+        ProbeClass::of_face_px(face_px),
+        DEFAULT_MAX_FALSE_MATCH_RATE,
+    )
+    .map_err(|floor| anyhow::anyhow!("the calibration vouches only for {floor:.2e}"))
+}
+
+/// The distinct thresholds of a run, e.g. "0.54 and 0.48".
+fn thresholds_in_use(thresholds: &[f32]) -> String {
+    let mut t: Vec<f32> = thresholds.to_vec();
+    t.sort_by(|a, b| b.total_cmp(a));
+    t.dedup();
+    t.iter()
+        .map(|t| format!("{t:.2}"))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// The main (largest) face of a photo: its embedding and its width as the pipeline measures it.
 fn embed_main_face(
     p: &Pipeline,
     path: &Path,
     d: &DetectArgs,
     crop: CropMode,
     degrade: Option<(u32, u8)>,
-) -> Result<Option<visage_shared::Embedding>> {
+) -> Result<Option<(visage_shared::Embedding, f32)>> {
     let mut img = load(path)?;
     if let Some((px, quality)) = degrade {
         img = degrade::degrade(p, &img, d, px, quality)?.image;
@@ -355,10 +409,13 @@ fn embed_main_face(
     };
     Ok(Some(match crop {
         CropMode::Aligned => match p.analyze_detection(&img, det)? {
-            Some(f) => f.embedding,
+            Some(f) => (f.embedding, f.quality.face_px),
             None => return Ok(None),
         },
-        CropMode::Box => p.embedder.embed(&box_crop(&img, &det))?,
+        CropMode::Box => {
+            let px = visage_shared::Quality::face_px_of(&det);
+            (p.embedder.embed(&box_crop(&img, &det))?, px)
+        }
     }))
 }
 
