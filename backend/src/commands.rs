@@ -10,7 +10,7 @@ use crate::configuration::{
 use crate::domain::Scopes;
 use crate::embedded::{self, EmbeddedPostgres};
 use crate::startup::Application;
-use crate::{auth, db, purge, telemetry};
+use crate::{auth, db, purge, store, telemetry};
 
 async fn shutdown_signal() {
     let ctrl_c = async {
@@ -55,7 +55,8 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     } else {
         let keys = crate::store::keys::count_unrevoked(&pool).await?;
         if keys == 0 {
-            let (key, _) = auth::create_key(&pool, "initial-admin", &Scopes::all(), None).await?;
+            let (key, _) =
+                auth::create_key(&pool, "initial-admin", &Scopes::all(), None, None).await?;
             eprintln!(
                 "No API key existed; created an admin key (shown only this once):\n\n    {key}\n"
             );
@@ -113,6 +114,19 @@ pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
     let url = db::resolve_url(&args.db).await?;
     let pool = db::connect(&url, 2).await?;
     db::migrate(&pool).await?;
+    let collections = if args.collections.is_empty() {
+        None
+    } else {
+        let found = store::collections::ids_of(&pool, &args.collections).await?;
+        if let Some(missing) = args
+            .collections
+            .iter()
+            .find(|n| !found.iter().any(|(f, _)| f == *n))
+        {
+            anyhow::bail!("there is no collection {missing:?}");
+        }
+        Some(found.into_iter().map(|(_, id)| id).collect::<Vec<_>>())
+    };
     let new = auth::NewKey {
         name: &args.name,
         scopes: &scopes,
@@ -120,6 +134,7 @@ pub async fn create_key(args: CreateKeyArgs) -> anyhow::Result<()> {
         expires_at: args
             .expires_in_days
             .map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d))),
+        collections: collections.as_deref(),
     };
     let (key, id) = auth::create_key_with(&pool, &new, "cli").await?;
     pool.close().await;

@@ -174,6 +174,10 @@ pub struct CreateKeyArgs {
     /// Days until the key expires (default: never).
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
     pub expires_in_days: Option<u32>,
+    /// Collections the key may use, by name (repeat or comma-separate; default: every
+    /// collection for an admin key, `default` for any other).
+    #[arg(long = "collection", value_delimiter = ',')]
+    pub collections: Vec<String>,
 }
 
 /// `visage keys <action>`: the API keys in the database.

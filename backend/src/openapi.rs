@@ -1,13 +1,15 @@
 //! The OpenAPI document, generated from the handlers, with the error contract every operation
 //! shares added in one place.
 
-use utoipa::openapi::path::Operation;
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::Response;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi};
 
-use crate::routes::{common, detect, faces, health, keys, people, recognize};
+use crate::routes::{collections, common, detect, faces, health, keys, people, recognize};
 
 /// The problem responses that any operation may give, with when.
 const COMMON_PROBLEMS: [(&str, &str); 4] = [
@@ -82,6 +84,7 @@ impl ProblemResponses {
             for (s, d) in AUTH_PROBLEMS {
                 add(s, d);
             }
+            add("404", "No such record, or no such collection for this key");
         }
         if op.request_body.is_some() {
             for (s, d) in BODY_PROBLEMS {
@@ -91,7 +94,30 @@ impl ProblemResponses {
         if path.contains('{') {
             add("404", "No such record");
         }
+        if authenticated {
+            op.parameters
+                .get_or_insert_with(Vec::new)
+                .push(collection_parameter());
+        }
     }
+}
+
+/// The `collection` query parameter every authenticated route takes (`auth::Caller`).
+fn collection_parameter() -> utoipa::openapi::path::Parameter {
+    ParameterBuilder::new()
+        .name("collection")
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(
+            "The collection to work in, by name (default: the key's only collection, or \
+             `default` for a key of every collection). Unknown and foreign collections are 404.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some("^[a-z0-9][a-z0-9_-]{0,62}$")),
+        ))
+        .build()
 }
 
 impl Modify for ProblemResponses {
@@ -141,12 +167,14 @@ impl Modify for SecurityAddon {
         recognize::recognize, recognize::recognize_image, recognize::verify, recognize::verify_image,
         detect::detect,
         keys::list_keys, keys::create_key, keys::revoke_key, keys::rotate_key,
+        collections::create_collection, collections::list_collections,
     ),
     components(schemas(crate::error::Problem, common::Candidate, common::Erasure, common::EmbeddingInput)),
     modifiers(&SecurityAddon, &ProblemResponses),
     tags((name = "people", description = "People and consent"), (name = "faces", description = "Enrolled faces"),
          (name = "recognize", description = "Recognition, verification, detection"), (name = "health", description = "Probes and metrics"),
-         (name = "keys", description = "API keys (admin)"))
+         (name = "keys", description = "API keys (admin)"),
+         (name = "collections", description = "Collections: independent galleries"))
 )]
 pub struct ApiDoc;
 

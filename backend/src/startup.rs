@@ -25,7 +25,7 @@ use crate::openapi::ApiDoc;
 use crate::oracle::{BudgetSettings, QueryBudgets};
 use crate::pipeline::{Models, PipelineService};
 use crate::routes::extract::BodyLimit;
-use crate::routes::{detect, faces, health, keys, people, recognize};
+use crate::routes::{collections, detect, faces, health, keys, people, recognize};
 use crate::state::{AppState, Inner};
 use crate::telemetry;
 use crate::web::WebApp;
@@ -66,6 +66,10 @@ pub fn router(
         .route("/v1/verify", post(recognize::verify))
         .route("/v1/verify/image", post(recognize::verify_image))
         .route("/v1/detect", post(detect::detect))
+        .route(
+            "/v1/collections",
+            get(collections::list_collections).post(collections::create_collection),
+        )
         .route("/v1/keys", get(keys::list_keys).post(keys::create_key))
         .route("/v1/keys/{id}/revoke", post(keys::revoke_key))
         .route("/v1/keys/{id}/rotate", post(keys::rotate_key))

@@ -40,6 +40,7 @@ pub(crate) async fn pass(
     truth: &[Option<uuid::Uuid>],
 ) -> anyhow::Result<(Vec<f64>, Vec<Option<uuid::Uuid>>, usize, usize)> {
     let p = MatchParams {
+        collection: visage_backend::domain::DEFAULT_COLLECTION_ID,
         top_k: 5,
         thresholds: visage_backend::domain::Thresholds::uniform(0.3),
         ef_search: ef.unwrap_or(100),

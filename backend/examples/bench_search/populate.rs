@@ -32,25 +32,28 @@ pub(crate) async fn load(
     let mut people = String::new();
     let mut consents = String::new();
     for (i, p) in person_ids.iter().enumerate() {
-        people.push_str(&format!("{p}\tbench {i}\n"));
+        let coll = visage_backend::domain::DEFAULT_COLLECTION_ID;
+        people.push_str(&format!("{p}\tbench {i}\t{coll}\n"));
         consents.push_str(&format!(
-            "{}\t{p}\tv1\t{}\tbench\t2026-01-01 00:00:00+00\tbench\tbench\n",
+            "{}\t{p}\tv1\t{}\tbench\t2026-01-01 00:00:00+00\tbench\tbench\t{coll}\n",
             uuid::Uuid::new_v4(),
             "0".repeat(64)
         ));
     }
     let mut c = conn
-        .copy_in_raw("COPY people (id, display_name) FROM STDIN")
+        .copy_in_raw("COPY people (id, display_name, collection_id) FROM STDIN")
         .await?;
     c.send(people.as_bytes()).await?;
     c.finish().await?;
     let mut c = conn
-        .copy_in_raw("COPY consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, evidence_method, collected_by) FROM STDIN")
+        .copy_in_raw("COPY consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, evidence_method, collected_by, collection_id) FROM STDIN")
         .await?;
     c.send(consents.as_bytes()).await?;
     c.finish().await?;
     let mut c = conn
-        .copy_in_raw("COPY faces (id, person_id, model_id, embedding, source) FROM STDIN")
+        .copy_in_raw(
+            "COPY faces (id, person_id, model_id, embedding, source, collection_id) FROM STDIN",
+        )
         .await?;
     let mut rng = stream(seed, 1);
     let mut buf = String::with_capacity(1 << 23);
@@ -65,7 +68,10 @@ pub(crate) async fn load(
                 }
                 buf.push_str(&format!("{x:.6}"));
             }
-            buf.push_str("]\tbrowser\n");
+            buf.push_str(&format!(
+                "]\tbrowser\t{}\n",
+                visage_backend::domain::DEFAULT_COLLECTION_ID
+            ));
         }
         if buf.len() > (1 << 22) {
             c.send(buf.as_bytes()).await?;

@@ -4,13 +4,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::{ConnectInfo, FromRequestParts, Query};
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use uuid::Uuid;
 
 use super::secret::hash_key;
-use crate::domain::{Scope, Scopes};
+use crate::domain::{CollectionName, CollectionScope, DEFAULT_COLLECTION_ID, Scope, Scopes};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store;
@@ -29,6 +29,38 @@ pub fn client_ip(parts: &Parts) -> IpAddr {
 pub struct Caller {
     pub key_id: Uuid,
     pub scopes: Scopes,
+    /// The collections the key may use.
+    pub collections: CollectionScope,
+    /// The request's `collection` query parameter, as sent (checked when a route asks for
+    /// the collection: routes that use none, such as detection, ignore it).
+    pub requested_collection: RequestedCollection,
+}
+
+/// The `collection` query parameter that every route takes, as sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestedCollection {
+    /// Not given.
+    None,
+    /// Given once.
+    Named(String),
+    /// Given twice, or in a query string that does not parse: refused when used, never
+    /// guessed (a write must not land in a collection the caller did not mean).
+    Malformed,
+}
+
+impl RequestedCollection {
+    /// From a request's URI.
+    pub fn of(uri: &axum::http::Uri) -> Self {
+        let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(uri) else {
+            return RequestedCollection::Malformed;
+        };
+        let mut named = pairs.into_iter().filter(|(k, _)| k == "collection");
+        match (named.next(), named.next()) {
+            (None, _) => RequestedCollection::None,
+            (Some((_, v)), None) => RequestedCollection::Named(v),
+            (Some(_), Some(_)) => RequestedCollection::Malformed,
+        }
+    }
 }
 
 impl Caller {
@@ -52,9 +84,71 @@ impl Caller {
         }
     }
 
+    /// Fails with 403 unless the key is an admin key of every collection: managing keys and
+    /// collections is not for an admin of some collections only.
+    pub fn require_global_admin(&self) -> Result<(), ApiError> {
+        self.require(Scope::Admin)?;
+        if self.collections == CollectionScope::All {
+            Ok(())
+        } else {
+            Err(ApiError::NotPermitted(
+                "only an admin key of every collection manages keys and collections",
+            ))
+        }
+    }
+
     /// Whether the key has the admin scope.
     pub fn is_admin(&self) -> bool {
         self.scopes.allows(Scope::Admin)
+    }
+
+    /// The one collection this request works in (creating people, recognition): the one it
+    /// names in `collection`, else the key's only collection, else (a key of every collection)
+    /// the default collection. A key with several collections must name one.
+    pub async fn collection(&self, state: &AppState) -> Result<Uuid, ApiError> {
+        if let Some(id) = self.requested_collection_id(state).await? {
+            return Ok(id);
+        }
+        match &self.collections {
+            CollectionScope::All => Ok(DEFAULT_COLLECTION_ID),
+            CollectionScope::Only(ids) if ids.len() == 1 => Ok(ids[0]),
+            CollectionScope::Only(_) => Err(ApiError::bad_request(
+                "collection_required",
+                "this key may use several collections: name one with ?collection=",
+            )),
+        }
+    }
+
+    /// The collections whose people this request may see (routes that take a person id, and
+    /// listing): the one it names, else every collection of the key (`None`: all of them).
+    pub async fn visible_collections(
+        &self,
+        state: &AppState,
+    ) -> Result<Option<Vec<Uuid>>, ApiError> {
+        Ok(match self.requested_collection_id(state).await? {
+            Some(id) => Some(vec![id]),
+            None => self.collections.to_stored(),
+        })
+    }
+
+    /// The collection named by the request, if it names one the key may use. An unknown
+    /// collection and one of another key are the same 404: a key cannot learn which
+    /// collections exist.
+    async fn requested_collection_id(&self, state: &AppState) -> Result<Option<Uuid>, ApiError> {
+        let name = match &self.requested_collection {
+            RequestedCollection::None => return Ok(None),
+            RequestedCollection::Named(name) => CollectionName::parse(name)?,
+            RequestedCollection::Malformed => {
+                return Err(ApiError::bad_request(
+                    "invalid_collection",
+                    "give the collection once, as ?collection=<name>",
+                ));
+            }
+        };
+        match store::collections::id_of(&state.pool, name.as_str()).await? {
+            Some(id) if self.collections.allows(id) => Ok(Some(id)),
+            _ => Err(ApiError::NotFound("collection")),
+        }
     }
 
     /// How the audit log names this caller.
@@ -128,8 +222,11 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         // At most once a minute per key and process: not a write per request.
         let _ = store::keys::touch(&state.pool, row.id).await;
     }
+    let requested_collection = RequestedCollection::of(&parts.uri);
     Ok(Caller {
         key_id: row.id,
         scopes,
+        collections: CollectionScope::from_stored(row.collections),
+        requested_collection,
     })
 }

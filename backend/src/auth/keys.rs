@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use super::KeyInfo;
 use super::secret::{generate_key, hash_key};
-use crate::domain::{AuditAction, AuditOutcome, Scopes};
+use crate::domain::{AuditAction, AuditOutcome, DEFAULT_COLLECTION_ID, Scope, Scopes};
 use crate::store;
 
 /// Stores a new key and returns it (the only time it is visible) with its id.
@@ -16,6 +16,7 @@ pub async fn create_key(
     name: &str,
     scopes: &Scopes,
     rate_per_minute: Option<u32>,
+    collections: Option<&[Uuid]>,
 ) -> Result<(String, Uuid), sqlx::Error> {
     create_key_with(
         pool,
@@ -24,6 +25,7 @@ pub async fn create_key(
             scopes,
             rate_per_minute,
             expires_at: None,
+            collections,
         },
         "cli",
     )
@@ -37,6 +39,9 @@ pub struct NewKey<'a> {
     pub scopes: &'a Scopes,
     pub rate_per_minute: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The collections the key may use. `None`: every collection for an admin key, the
+    /// default collection for any other (a key that is not admin never holds every collection).
+    pub collections: Option<&'a [Uuid]>,
 }
 
 /// Stores a new key for `actor` (audited) and returns it with its id.
@@ -63,6 +68,10 @@ async fn insert_key(
         scopes: &new.scopes.names(),
         rate_per_minute: new.rate_per_minute.map(|r| r.min(i32::MAX as u32) as i32),
         expires_at: new.expires_at,
+        collections: match new.collections {
+            None if !new.scopes.allows(Scope::Admin) => Some(&[DEFAULT_COLLECTION_ID][..]),
+            c => c,
+        },
     };
     insert_key_row(&mut tx, id, key, &row).await?;
     store::audit::record(
@@ -84,6 +93,7 @@ struct StoredKey<'a> {
     scopes: &'a [String],
     rate_per_minute: Option<i32>,
     expires_at: Option<DateTime<Utc>>,
+    collections: Option<&'a [Uuid]>,
 }
 
 /// Inserts the row of key `id` with secret `key` (stored as its digest and a display prefix).
@@ -103,6 +113,7 @@ async fn insert_key_row(
         scopes: row.scopes,
         rate_per_minute: row.rate_per_minute,
         expires_at: row.expires_at,
+        collections: row.collections,
     };
     store::keys::insert(conn, &row).await
 }
@@ -138,6 +149,7 @@ pub async fn ensure_key(pool: &PgPool, key: &str, name: &str) -> Result<(), sqlx
             scopes: &Scopes::all(),
             rate_per_minute: None,
             expires_at: None,
+            collections: None,
         };
         insert_key(pool, key, &new, "bootstrap").await?;
     }
@@ -193,6 +205,7 @@ pub async fn rotate_key(
         scopes: &old.scopes,
         rate_per_minute: old.rate_per_minute,
         expires_at: old.expires_at,
+        collections: old.collections.as_deref(),
     };
     insert_key_row(&mut tx, new_id, &key, &row).await?;
     store::keys::mark_replaced(&mut *tx, id, new_id).await?;

@@ -16,6 +16,7 @@ pub enum AuditAction {
     CreateKey,
     RevokeKey,
     RotateKey,
+    CreateCollection,
 }
 
 impl AuditAction {
@@ -34,6 +35,7 @@ impl AuditAction {
             AuditAction::CreateKey => "create_key",
             AuditAction::RevokeKey => "revoke_key",
             AuditAction::RotateKey => "rotate_key",
+            AuditAction::CreateCollection => "create_collection",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! handlers never re-check input.
 
 mod audit;
+mod collection;
 mod consent;
 mod embedding;
 mod invalid;
@@ -10,6 +11,7 @@ mod person;
 mod scope;
 
 pub use audit::{AuditAction, AuditOutcome};
+pub use collection::{CollectionName, CollectionScope, DEFAULT_COLLECTION, DEFAULT_COLLECTION_ID};
 pub use consent::{ConsentEvidence, ConsentStatus, NewConsent, PolicySha256};
 pub use embedding::{FaceSource, ParsedEmbeddings};
 pub use invalid::Invalid;

@@ -6,12 +6,26 @@ use visage_shared::Embedding;
 
 use visage_shared::model::ProbeClass;
 
+use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, OperatingPoint, ParsedEmbeddings, Thresholds};
 use crate::error::ApiError;
 use crate::oracle::Disclosure;
+use crate::state::AppState;
 use crate::store;
 
 pub use visage_shared::api::{Candidate, EmbeddingInput, Erasure};
+
+/// Succeeds if person `id` is one the caller may see: in the collection the request names,
+/// else in one of its key's collections. A person of another collection is the same 404 as
+/// none at all, so ids cannot be probed across collections.
+pub async fn visible_person(state: &AppState, caller: &Caller, id: Uuid) -> Result<(), ApiError> {
+    let scope = caller.visible_collections(state).await?;
+    if store::people::visible(&state.pool, id, scope.as_deref()).await? {
+        Ok(())
+    } else {
+        Err(ApiError::NotFound("person"))
+    }
+}
 
 /// Validates embeddings as sent: 1 to `max` of them, each of the model this server runs.
 pub fn parse_embeddings(list: Vec<EmbeddingInput>, max: usize) -> Result<Vec<Embedding>, ApiError> {
@@ -55,6 +69,8 @@ pub async fn erase_person(
 /// Matching parameters.
 #[derive(Debug, Clone, Copy)]
 pub struct MatchParams {
+    /// The collection searched.
+    pub collection: Uuid,
     pub top_k: usize,
     pub thresholds: Thresholds,
     pub ef_search: u32,
@@ -66,12 +82,14 @@ impl MatchParams {
     /// From request values (default: the default operating point and 5 candidates), within
     /// what the caller's disclosure allows.
     pub fn new(
+        collection: Uuid,
         disclosure: Disclosure,
         top_k: Option<u32>,
         operating_point: Option<OperatingPoint>,
         ef_search: u32,
     ) -> Result<Self, ApiError> {
         Ok(Self {
+            collection,
             top_k: disclosure.top_k(top_k)?,
             thresholds: disclosure.thresholds(operating_point)?,
             ef_search,
@@ -103,7 +121,7 @@ pub async fn search_with(
     let threshold = p.thresholds.of(class);
     // Several faces per person: fetch more rows than people wanted, keep each person's best.
     let limit = (p.top_k * 4 + 10).min(1000) as i64;
-    let rows = store::search::nearest(pool, emb, p.ef_search, limit, exact).await?;
+    let rows = store::search::nearest(pool, p.collection, emb, p.ef_search, limit, exact).await?;
     let mut out: Vec<Candidate> = Vec::new();
     for r in rows {
         let similarity = (1.0 - r.distance) as f32;

@@ -11,7 +11,7 @@ use visage_shared::{Embedding, QualityGate};
 use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, FaceSource, Scope};
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::parse_embeddings;
+use crate::routes::common::{parse_embeddings, visible_person};
 use crate::routes::extract::{ApiJson, ApiPath, RawBody};
 use crate::state::AppState;
 use crate::store;
@@ -32,8 +32,13 @@ fn not_theirs() -> ApiError {
     ApiError::NotPermitted("an enroll key may only change the faces of people it enrolled")
 }
 
-/// The creator of a person, or 404.
-async fn person_creator(state: &AppState, person_id: Uuid) -> ApiResult<Option<Uuid>> {
+/// The creator of a person the caller may see, or 404.
+async fn person_creator(
+    state: &AppState,
+    caller: &Caller,
+    person_id: Uuid,
+) -> ApiResult<Option<Uuid>> {
+    visible_person(state, caller, person_id).await?;
     store::people::creator(&state.pool, person_id)
         .await?
         .ok_or(ApiError::NotFound("person"))
@@ -47,6 +52,7 @@ async fn store_faces(
     faces: Vec<(Embedding, Option<serde_json::Value>)>,
     source: FaceSource,
 ) -> ApiResult<(Vec<Uuid>, i64)> {
+    visible_person(state, caller, person_id).await?;
     let mut tx = state.pool.begin().await?;
     let row = store::people::lock_for_change(&mut tx, person_id).await?;
     match row {
@@ -139,7 +145,7 @@ pub async fn add_face_image(
 ) -> ApiResult<(StatusCode, Json<AddedFaces>)> {
     caller.require(Scope::Enroll)?;
     // Fail fast on unknown or others' people before the costly pipeline.
-    if !may_change(&caller, person_creator(&state, person_id).await?) {
+    if !may_change(&caller, person_creator(&state, &caller, person_id).await?) {
         return Err(not_theirs());
     }
     let analysis = state.pipeline.analyze_strict(body).await?;
@@ -202,7 +208,7 @@ pub async fn delete_face(
     ApiPath((person_id, face_id)): ApiPath<(Uuid, Uuid)>,
 ) -> ApiResult<StatusCode> {
     caller.require(Scope::Enroll)?;
-    if !may_change(&caller, person_creator(&state, person_id).await?) {
+    if !may_change(&caller, person_creator(&state, &caller, person_id).await?) {
         return Err(not_theirs());
     }
     let mut tx = state.pool.begin().await?;

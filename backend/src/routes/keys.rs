@@ -10,10 +10,11 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::auth::{self, Caller, KeyInfo, NewKey};
-use crate::domain::{PersonName, Scope, Scopes};
+use crate::domain::{CollectionName, PersonName, Scope, Scopes};
 use crate::error::{ApiError, ApiResult};
 use crate::routes::extract::{ApiJson, ApiPath};
 use crate::state::AppState;
+use crate::store;
 
 /// `POST /v1/keys`.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -34,6 +35,10 @@ pub struct CreateKeyRequest {
     /// Days until the key expires (default: never), 1..3650.
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<u32>,
+    /// The collections the key may use, by name (default: every collection for an admin key,
+    /// the default collection for any other).
+    #[schema(min_items = 1, max_items = 100)]
+    pub collections: Option<Vec<String>>,
 }
 
 /// A new key: the secret is in this response only.
@@ -53,7 +58,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<KeyInfo>>> {
-    caller.require(Scope::Admin)?;
+    caller.require_global_admin()?;
     Ok(Json(auth::list_keys(&state.pool).await?))
 }
 
@@ -66,7 +71,7 @@ pub async fn create_key(
     caller: Caller,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<NewKeyResponse>)> {
-    caller.require(Scope::Admin)?;
+    caller.require_global_admin()?;
     let name = PersonName::parse(&req.name, "name")?;
     let scopes =
         Scopes::parse(&req.scopes).map_err(|e| ApiError::bad_request("invalid_scopes", e))?;
@@ -89,11 +94,16 @@ pub async fn create_key(
             ));
         }
     };
+    let collections = match &req.collections {
+        None => None,
+        Some(names) => Some(collection_ids(&state, names).await?),
+    };
     let new = NewKey {
         name: name.as_str(),
         scopes: &scopes,
         rate_per_minute: req.rate_per_minute,
         expires_at,
+        collections: collections.as_deref(),
     };
     let (key, id) = auth::create_key_with(&state.pool, &new, &caller.actor()).await?;
     Ok((
@@ -106,6 +116,27 @@ pub async fn create_key(
     ))
 }
 
+/// The ids of collections named in a key request: each must exist; 1 to 100 of them.
+async fn collection_ids(state: &AppState, names: &[String]) -> ApiResult<Vec<Uuid>> {
+    if names.is_empty() || names.len() > 100 {
+        return Err(ApiError::bad_request(
+            "invalid_collections",
+            "a key is given 1 to 100 collections",
+        ));
+    }
+    for n in names {
+        CollectionName::parse(n)?;
+    }
+    let found = store::collections::ids_of(&state.pool, names).await?;
+    if let Some(missing) = names.iter().find(|n| !found.iter().any(|(f, _)| f == *n)) {
+        return Err(ApiError::bad_request(
+            "unknown_collection",
+            format!("there is no collection {missing:?}"),
+        ));
+    }
+    Ok(found.into_iter().map(|(_, id)| id).collect())
+}
+
 /// Revoke an API key, effective at once.
 #[utoipa::path(post, path = "/v1/keys/{id}/revoke", tag = "keys", params(("id" = Uuid, Path)),
     responses((status = 200, body = KeyInfo), (status = 404, body = crate::error::Problem, content_type = "application/problem+json")),
@@ -115,7 +146,7 @@ pub async fn revoke_key(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<KeyInfo>> {
-    caller.require(Scope::Admin)?;
+    caller.require_global_admin()?;
     let info = auth::revoke_key(&state.pool, id, &caller.actor())
         .await?
         .ok_or(ApiError::NotFound("key"))?;
@@ -133,7 +164,7 @@ pub async fn rotate_key(
     caller: Caller,
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<(StatusCode, Json<NewKeyResponse>)> {
-    caller.require(Scope::Admin)?;
+    caller.require_global_admin()?;
     let rotated = auth::rotate_key(&state.pool, id, &caller.actor())
         .await?
         .ok_or(ApiError::NotFound("key"))?;

@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per resource.
 
+pub mod collections;
 pub mod common;
 pub mod detect;
 pub mod extract;

@@ -16,7 +16,7 @@ use crate::domain::{
     PolicySha256, Scope,
 };
 use crate::error::{ApiError, ApiResult};
-use crate::routes::common::{Erasure, erase_person};
+use crate::routes::common::{Erasure, erase_person, visible_person};
 use crate::routes::extract::{ApiJson, ApiPath, ApiQuery};
 use crate::state::AppState;
 use crate::store;
@@ -136,6 +136,7 @@ pub async fn create_person(
         )
     })?;
     let consent = parse_consent(consent, Some(peer), &headers)?;
+    let collection_id = caller.collection(&state).await?;
     let id = Uuid::new_v4();
     let token = crate::auth::generate_secret(WITHDRAWAL_TOKEN_PREFIX);
     let mut tx = state.pool.begin().await?;
@@ -145,6 +146,7 @@ pub async fn create_person(
         external_ref: external_ref.as_ref().map(|r| r.as_str()),
         created_by_key: caller.key_id,
         withdrawal_token_sha256: &crate::auth::hash_key(&token),
+        collection_id,
     };
     store::people::insert(&mut *tx, &person).await?;
     store::consents::insert(&mut *tx, Uuid::new_v4(), id, &consent).await?;
@@ -219,6 +221,7 @@ pub async fn list_people(
         ));
     }
     let cursor = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let collections = caller.visible_collections(&state).await?;
     let pattern =
         q.q.as_deref()
             .map(str::trim)
@@ -232,6 +235,7 @@ pub async fn list_people(
             });
     let mut items = store::people::list(
         &state.pool,
+        collections.as_deref(),
         pattern.as_deref(),
         cursor,
         i64::from(limit) + 1,
@@ -256,6 +260,7 @@ pub async fn show_person(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<PersonView>> {
     caller.require(Scope::Admin)?;
+    visible_person(&state, &caller, id).await?;
     Ok(Json(load_person(&state, id).await?))
 }
 
@@ -277,6 +282,7 @@ pub async fn export_person(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<PersonExport>> {
     caller.require(Scope::Admin)?;
+    visible_person(&state, &caller, id).await?;
     let person = load_person(&state, id).await?;
     let faces = store::faces::of_person(&state.pool, id).await?;
     let mut subjects: Vec<String> = faces.iter().map(|f| f.id.to_string()).collect();
@@ -309,6 +315,7 @@ pub async fn erase(
     ApiPath(id): ApiPath<Uuid>,
 ) -> ApiResult<Json<Erasure>> {
     caller.require(Scope::Admin)?;
+    visible_person(&state, &caller, id).await?;
     let e = erase_person(&state.pool, id, &caller.actor(), AuditAction::ErasePerson)
         .await?
         .ok_or(ApiError::NotFound("person"))?;
@@ -334,7 +341,10 @@ pub async fn withdraw_consent(
         .get(WITHDRAWAL_TOKEN_HEADER)
         .map(|v| v.to_str().unwrap_or_default().trim().to_string());
     let actor = match (&caller, token) {
-        (Some(c), _) if c.is_admin() => c.actor(),
+        (Some(c), _) if c.is_admin() => {
+            visible_person(&state, c, id).await?;
+            c.actor()
+        }
         (_, Some(token)) => {
             crate::auth::check_withdrawal_token(&state, peer.ip(), id, &token).await?;
             "data_subject".to_string()

@@ -16,7 +16,7 @@ use crate::auth::Caller;
 use crate::domain::{AuditAction, AuditOutcome, OperatingPoint, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::oracle::{BudgetExhausted, Disclosure, check_plausible};
-use crate::routes::common::{MatchParams, parse_embeddings, search};
+use crate::routes::common::{MatchParams, parse_embeddings, search, visible_person};
 use crate::routes::extract::{ApiJson, ApiQuery, RawBody};
 use crate::state::AppState;
 use crate::store;
@@ -89,7 +89,8 @@ pub async fn recognize(
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
     let op = OperatingPoint::parse(req.threshold, req.max_false_match_rate)?;
-    let p = MatchParams::new(disclosure, req.top_k, op, state.ef_search)?;
+    let collection = caller.collection(&state).await?;
+    let p = MatchParams::new(collection, disclosure, req.top_k, op, state.ef_search)?;
     let embs = parse_embeddings(req.embeddings, MAX_PROBES)?;
     if disclosure != Disclosure::Full {
         for e in &embs {
@@ -121,7 +122,8 @@ pub async fn recognize_image(
     caller.require(Scope::Recognize)?;
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
     let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
-    let p = MatchParams::new(disclosure, q.top_k, op, state.ef_search)?;
+    let collection = caller.collection(&state).await?;
+    let p = MatchParams::new(collection, disclosure, q.top_k, op, state.ef_search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
     // The largest faces first (the pipeline's order); at most MAX_PROBES per image.
@@ -153,8 +155,9 @@ async fn verify_one(
     operating_point: Option<OperatingPoint>,
 ) -> ApiResult<VerifyResponse> {
     let disclosure = Disclosure::for_caller(caller, state.threshold_floor);
-    let p = MatchParams::new(disclosure, Some(1), operating_point, state.ef_search)?;
-    let threshold = p.thresholds.of(class);
+    let thresholds = disclosure.thresholds(operating_point)?;
+    let threshold = thresholds.of(class);
+    visible_person(state, caller, person_id).await?;
     if disclosure != Disclosure::Full {
         spend_verify_budget(state, caller, person_id).await?;
     }

@@ -7,7 +7,7 @@ pub use visage_shared::api::ConsentView;
 
 use crate::domain::NewConsent;
 
-/// Stores consent record `id` of `person`.
+/// Stores consent record `id` of `person` (in the person's collection).
 pub async fn insert<'e>(
     ex: impl PgExecutor<'e>,
     id: Uuid,
@@ -15,8 +15,8 @@ pub async fn insert<'e>(
     c: &NewConsent,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, expires_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        "INSERT INTO consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, expires_at, evidence_method, evidence_client_address, evidence_user_agent, collected_by, collection_id)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, p.collection_id FROM people p WHERE p.id = $2",
         id,
         person,
         c.policy_version.as_str(),

@@ -50,7 +50,7 @@ pub async fn insert<'e>(
     // pgvector's type is not one the macros know: `as _` leaves its check to the server.
     let vector = pgvector::Vector::from(embedding.into_vector());
     sqlx::query!(
-        "INSERT INTO faces (id, person_id, model_id, embedding, quality, source) VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO faces (id, person_id, model_id, embedding, quality, source, collection_id) SELECT $1, $2, $3, $4, $5, $6, p.collection_id FROM people p WHERE p.id = $2",
         id,
         person,
         model,

@@ -20,6 +20,8 @@ pub struct KeyInfo {
     pub last_used_at: Option<DateTime<Utc>>,
     /// The key that replaced this one when it was rotated.
     pub replaced_by: Option<Uuid>,
+    /// The collections the key may use (`null`: every collection).
+    pub collections: Option<Vec<Uuid>>,
 }
 
 /// A key's row as stored.
@@ -33,6 +35,8 @@ pub struct KeyRow<'a> {
     pub scopes: &'a [String],
     pub rate_per_minute: Option<i32>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The collections the key may use (`None`: every collection).
+    pub collections: Option<&'a [Uuid]>,
 }
 
 /// What authentication needs of a usable key.
@@ -41,19 +45,21 @@ pub struct ActiveKey {
     pub id: Uuid,
     pub scopes: Vec<String>,
     pub rate_per_minute: Option<i32>,
+    pub collections: Option<Vec<Uuid>>,
 }
 
 /// Stores a key row.
 pub async fn insert<'e>(ex: impl PgExecutor<'e>, k: &KeyRow<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO api_keys (id, name, prefix, key_sha256, scopes, rate_per_minute, expires_at, collections) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         k.id,
         k.name,
         k.prefix,
         k.key_sha256,
         k.scopes,
         k.rate_per_minute,
-        k.expires_at
+        k.expires_at,
+        k.collections as _
     )
     .execute(ex)
     .await?;
@@ -84,7 +90,7 @@ pub async fn find_active<'e>(
 ) -> Result<Option<ActiveKey>, sqlx::Error> {
     sqlx::query_as!(
         ActiveKey,
-        "SELECT id, scopes, rate_per_minute FROM api_keys
+        "SELECT id, scopes, rate_per_minute, collections FROM api_keys
          WHERE key_sha256 = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
         key_sha256
     )
@@ -104,7 +110,7 @@ pub async fn touch<'e>(ex: impl PgExecutor<'e>, id: Uuid) -> Result<(), sqlx::Er
 pub async fn list<'e>(ex: impl PgExecutor<'e>) -> Result<Vec<KeyInfo>, sqlx::Error> {
     sqlx::query_as!(
         KeyInfo,
-        "SELECT id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by FROM api_keys ORDER BY created_at DESC, id"
+        "SELECT id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by, collections FROM api_keys ORDER BY created_at DESC, id"
     )
     .fetch_all(ex)
     .await
@@ -115,7 +121,7 @@ pub async fn list<'e>(ex: impl PgExecutor<'e>) -> Result<Vec<KeyInfo>, sqlx::Err
 pub async fn revoke<'e>(ex: impl PgExecutor<'e>, id: Uuid) -> Result<Option<KeyInfo>, sqlx::Error> {
     sqlx::query_as!(
         KeyInfo,
-        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by",
+        "UPDATE api_keys SET revoked_at = coalesce(revoked_at, now()) WHERE id = $1 RETURNING id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by, collections",
         id
     )
     .fetch_optional(ex)
@@ -129,7 +135,7 @@ pub async fn lock_unrevoked<'e>(
 ) -> Result<Option<KeyInfo>, sqlx::Error> {
     sqlx::query_as!(
         KeyInfo,
-        "SELECT id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE",
+        "SELECT id, name, prefix, scopes, rate_per_minute, created_at, expires_at, revoked_at, last_used_at, replaced_by, collections FROM api_keys WHERE id = $1 AND revoked_at IS NULL FOR UPDATE",
         id
     )
     .fetch_optional(ex)

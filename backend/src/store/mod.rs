@@ -11,6 +11,7 @@
 //! `20261130200001`), which every consent-gated query asks.
 
 pub mod audit;
+pub mod collections;
 pub mod consents;
 pub mod faces;
 pub mod keys;

@@ -25,21 +25,41 @@ pub struct NewPerson<'a> {
     pub created_by_key: Uuid,
     /// The sha256 (hex) of the withdrawal token.
     pub withdrawal_token_sha256: &'a str,
+    /// The collection the person belongs to, for good.
+    pub collection_id: Uuid,
 }
 
 /// Stores a person.
 pub async fn insert<'e>(ex: impl PgExecutor<'e>, p: &NewPerson<'_>) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO people (id, display_name, external_ref, created_by_key, withdrawal_token_sha256) VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO people (id, display_name, external_ref, created_by_key, withdrawal_token_sha256, collection_id) VALUES ($1, $2, $3, $4, $5, $6)",
         p.id,
         p.name,
         p.external_ref,
         p.created_by_key,
-        p.withdrawal_token_sha256
+        p.withdrawal_token_sha256,
+        p.collection_id
     )
     .execute(ex)
     .await?;
     Ok(())
+}
+
+/// Whether person `id` exists in one of `collections` (in any collection when `None`). Every
+/// route that takes a person id asks this first: a person of another collection does not
+/// exist for the caller.
+pub async fn visible<'e>(
+    ex: impl PgExecutor<'e>,
+    id: Uuid,
+    collections: Option<&[Uuid]>,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM people WHERE id = $1 AND ($2::uuid[] IS NULL OR collection_id = ANY($2))) AS "visible!""#,
+        id,
+        collections as _
+    )
+    .fetch_one(ex)
+    .await
 }
 
 /// Person `id` with their face count.
@@ -53,10 +73,12 @@ pub async fn find<'e>(ex: impl PgExecutor<'e>, id: Uuid) -> Result<Option<Person
     .await
 }
 
-/// A page of people, oldest first: names matching the `ILIKE` pattern (all without one),
-/// after the (created_at, id) cursor, at most `limit`.
+/// A page of people of `collections` (every collection when `None`), oldest first: names
+/// matching the `ILIKE` pattern (all without one), after the (created_at, id) cursor, at most
+/// `limit`.
 pub async fn list<'e>(
     ex: impl PgExecutor<'e>,
+    collections: Option<&[Uuid]>,
     pattern: Option<&str>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
@@ -68,11 +90,13 @@ pub async fn list<'e>(
          FROM people p
          WHERE ($1::text IS NULL OR p.display_name ILIKE $1)
            AND ($2::timestamptz IS NULL OR (p.created_at, p.id) > ($2, $3))
+           AND ($5::uuid[] IS NULL OR p.collection_id = ANY($5))
          ORDER BY p.created_at, p.id LIMIT $4"#,
         pattern,
         after.map(|c| c.0),
         after.map(|c| c.1).unwrap_or_default(),
-        limit
+        limit,
+        collections as _
     )
     .fetch_all(ex)
     .await

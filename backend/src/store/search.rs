@@ -14,11 +14,14 @@ pub struct Hit {
     pub distance: f64,
 }
 
-/// The `limit` faces nearest to `emb` (same model, people with an active consent), nearest
-/// first, through the HNSW index searched with `ef_search` (10..1000), relaxed iterative
-/// scans on; with `exact`, an exhaustive scan without the index (the benchmark's reference).
+/// The `limit` faces of `collection` nearest to `emb` (same model, people with an active
+/// consent), nearest first, through the HNSW index searched with `ef_search` (10..1000),
+/// relaxed iterative scans on (the index holds every collection: the scan goes on until enough
+/// faces of this one are found); with `exact`, an exhaustive scan without the index (the
+/// benchmark's reference).
 pub async fn nearest(
     pool: &PgPool,
+    collection: Uuid,
     emb: &Embedding,
     ef_search: u32,
     limit: i64,
@@ -47,11 +50,12 @@ pub async fn nearest(
         Hit,
         r#"SELECT f.id AS face_id, f.person_id, p.display_name, (f.embedding <=> $1) AS "distance!"
          FROM faces f JOIN people p ON p.id = f.person_id
-         WHERE f.model_id = $2 AND EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = f.person_id)
+         WHERE f.collection_id = $4 AND f.model_id = $2 AND EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = f.person_id)
          ORDER BY f.embedding <=> $1 LIMIT $3"#,
         vector as _,
         emb.model(),
-        limit
+        limit,
+        collection
     )
     .fetch_all(&mut *tx)
     .await?;

@@ -104,13 +104,14 @@ pub async fn spawn_app_on(args: ServeArgs, pool: PgPool) -> TestApp {
         .expect("app builds");
     let base = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
-    let (admin_key, _) = auth::create_key(&pool, "admin", &Scopes::all(), None)
+    let (admin_key, _) = auth::create_key(&pool, "admin", &Scopes::all(), None, None)
         .await
         .expect("key");
     let (enroll_key, _) = auth::create_key(
         &pool,
         "enroll",
         &Scopes::parse(&["enroll"]).expect("scope"),
+        None,
         None,
     )
     .await
@@ -119,6 +120,7 @@ pub async fn spawn_app_on(args: ServeArgs, pool: PgPool) -> TestApp {
         &pool,
         "recognize",
         &Scopes::parse(&["recognize"]).expect("scope"),
+        None,
         None,
     )
     .await

@@ -2,6 +2,7 @@
 //! PostgreSQL (or on the server of `DATABASE_URL`).
 
 mod bad_input;
+mod collections;
 mod concurrency;
 mod cors;
 mod db_loss;

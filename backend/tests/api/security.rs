@@ -477,6 +477,7 @@ async fn keys_can_be_listed_revoked_rotated_and_expire() {
         "short",
         &visage_backend::domain::Scopes::parse(&["recognize"]).expect("scopes"),
         None,
+        None,
     )
     .await
     .expect("key");
