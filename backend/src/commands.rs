@@ -8,7 +8,7 @@ use crate::configuration::{
     CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, KeysAction, KeysArgs, ServeArgs,
 };
 use crate::domain::Scopes;
-use crate::embedded::{self, EmbeddedPostgres};
+use crate::embedded::{self, EmbeddedPostgres, Standby};
 use crate::startup::Application;
 use crate::{auth, db, purge, store, telemetry};
 
@@ -198,11 +198,16 @@ pub async fn keys(args: KeysArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `visage db start|stop|status|url`: the embedded PostgreSQL.
+/// `visage db start|stop|status|url|standby`: the embedded PostgreSQL.
 pub async fn db(args: DbCommandArgs) -> anyhow::Result<()> {
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+    let action = args.action;
+    let needs_app_db = matches!(
+        action,
+        DbAction::Url | DbAction::Start | DbAction::Standby { .. }
+    );
+    let standby = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Standby>> {
         let pg = EmbeddedPostgres::locate()?;
-        match args.action {
+        match action {
             DbAction::Start => {
                 pg.start()?;
                 eprintln!("{}", pg.describe()?);
@@ -216,14 +221,36 @@ pub async fn db(args: DbCommandArgs) -> anyhow::Result<()> {
                 pg.start()?;
                 println!("{}", pg.url(embedded::APP_DATABASE)?);
             }
+            DbAction::Standby { name } => {
+                // Like `visage serve`, use the server while this process runs: the last user
+                // to leave stops it, unless `visage db start` started it.
+                let (pg, _) = embedded::acquire_for_process()?;
+                return Ok(Some(pg.start_standby(&name)?));
+            }
         }
-        Ok(())
+        Ok(None)
     })
     .await??;
-    if args.action == DbAction::Url || args.action == DbAction::Start {
-        // Make sure the application database exists.
+    if needs_app_db {
+        // Make sure the application database exists (on a standby, through replication).
         let pg = tokio::task::spawn_blocking(EmbeddedPostgres::locate).await??;
         db::create_database_if_missing(&pg.url(embedded::APP_DATABASE)?).await?;
+    }
+    if let Some(standby) = standby {
+        println!("{}", standby.url(embedded::APP_DATABASE));
+        eprintln!(
+            "hot standby {:?} on port {} (read-only, data in {}); Ctrl-C stops it",
+            standby.name(),
+            standby.port(),
+            standby.data_dir().display()
+        );
+        shutdown_signal().await;
+        // Dropping the standby stops it and deletes its data; both block.
+        tokio::task::spawn_blocking(move || {
+            drop(standby);
+            embedded::release_for_process();
+        })
+        .await?;
     }
     Ok(())
 }

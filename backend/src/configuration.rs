@@ -208,7 +208,7 @@ pub struct DbCommandArgs {
 }
 
 /// What to do with the embedded PostgreSQL.
-#[derive(Debug, Clone, Copy, Subcommand, PartialEq, Eq)]
+#[derive(Debug, Clone, Subcommand, PartialEq, Eq)]
 pub enum DbAction {
     /// Install (first time), initialise and start it; it keeps running until `visage db stop`.
     Start,
@@ -218,6 +218,13 @@ pub enum DbAction {
     Status,
     /// Print its connection URL (starting it if needed).
     Url,
+    /// Start a hot standby of it on another loopback port (starting it if needed), print the
+    /// standby's URL and run until Ctrl-C; the standby and its copy of the data go then.
+    Standby {
+        /// The standby's name (its folder under the embedded server's `standbys/`).
+        #[arg(long, default_value = "standby")]
+        name: String,
+    },
 }
 
 #[cfg(test)]

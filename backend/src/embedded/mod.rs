@@ -15,11 +15,15 @@
 //! Several processes (test binaries, the server) share one server: a file lock serialises
 //! start and stop, each process registers itself under `users/`, and the last one to leave
 //! stops the server, unless it was started by `visage db start` (then `visage db stop` stops it).
+//!
+//! [`EmbeddedPostgres::start_standby`] starts a hot standby of the running server from the same
+//! binaries on another loopback port (streaming replication, `standby.rs`).
 
 mod connection;
 mod install;
 mod server;
 mod sharing;
+mod standby;
 mod system_user;
 
 use std::fs;
@@ -30,6 +34,7 @@ use std::process::{Command, Stdio};
 use sha2::{Digest, Sha256};
 
 pub use sharing::{acquire_for_process, release_for_process};
+pub use standby::Standby;
 use system_user::{ensure_system_user, traversable_by_others};
 
 /// The wheel that carries the PostgreSQL binaries.

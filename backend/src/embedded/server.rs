@@ -47,7 +47,7 @@ impl EmbeddedPostgres {
         Ok(())
     }
 
-    fn running_locked(&self) -> bool {
+    pub(super) fn running_locked(&self) -> bool {
         if !self.data_dir().join("PG_VERSION").exists() || !self.bin("pg_ctl").exists() {
             return false;
         }
@@ -70,13 +70,7 @@ impl EmbeddedPostgres {
     }
 
     fn pg_ctl_start(&self, port: u16) -> Result<String> {
-        let shared_buffers =
-            shared_buffers_setting(std::env::var("VISAGE_PG_SHARED_BUFFERS").ok())?;
-        // wal_recycle=off: a WAL segment released by the post-erasure scrub's checkpoint is
-        // unlinked, not renamed ahead with the erased rows still in it (docs/erasure.md).
-        let opts = format!(
-            "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers={shared_buffers} -c wal_recycle=off"
-        );
+        let opts = server_options(port)?;
         run(
             self.as_server_user(&self.bin("pg_ctl"))
                 .arg("-D")
@@ -126,6 +120,17 @@ impl EmbeddedPostgres {
         }
         Ok(())
     }
+}
+
+/// The `-o` options of `pg_ctl start` on `port`, the same for the primary and its standbys
+/// (a hot standby needs `max_connections` and the like at least as high as its primary's).
+pub(super) fn server_options(port: u16) -> Result<String> {
+    let shared_buffers = shared_buffers_setting(std::env::var("VISAGE_PG_SHARED_BUFFERS").ok())?;
+    // wal_recycle=off: a WAL segment released by the post-erasure scrub's checkpoint is
+    // unlinked, not renamed ahead with the erased rows still in it (docs/erasure.md).
+    Ok(format!(
+        "-p {port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c dynamic_shared_memory_type=mmap -c max_connections=300 -c shared_buffers={shared_buffers} -c wal_recycle=off"
+    ))
 }
 
 /// The server's `shared_buffers`: `VISAGE_PG_SHARED_BUFFERS` (e.g. `3GB`; read when the server
