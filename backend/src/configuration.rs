@@ -35,6 +35,14 @@ pub struct ServeArgs {
     /// and with no key in the database, one admin key is generated and printed once.
     #[arg(long, env = "VISAGE_BOOTSTRAP_KEY", hide_env_values = true, value_parser = secret)]
     pub bootstrap_key: Option<SecretString>,
+    /// Hot standbys of the database (PostgreSQL streaming replication) to read from, as
+    /// PostgreSQL URLs (repeat or comma-separate). Recognition, verification and listing read
+    /// from a fresh one, everything else from the primary (docs/scaling.md).
+    #[arg(long = "read-replica", env = "VISAGE_READ_REPLICAS", value_delimiter = ',', hide_env_values = true, value_parser = secret)]
+    pub read_replicas: Vec<SecretString>,
+    /// Skip a replica that has not replayed what the primary wrote this many milliseconds ago.
+    #[arg(long, env = "VISAGE_REPLICA_MAX_LAG_MS", default_value_t = DEFAULT_REPLICA_MAX_LAG_MS)]
+    pub replica_max_lag_ms: u64,
     /// Largest request body in bytes (JSON and images).
     #[arg(long, env = "VISAGE_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
@@ -131,6 +139,9 @@ pub const DEFAULT_VERIFY_BUDGET_PER_KEY_PERSON: u32 = 60;
 /// The default verifications of one person by all non-admin keys per hour.
 pub const DEFAULT_VERIFY_BUDGET_PER_PERSON: u32 = 600;
 
+/// The default lag bound of read replicas, in milliseconds.
+pub const DEFAULT_REPLICA_MAX_LAG_MS: u64 = 1000;
+
 /// The defaults of the command line (the same constants), without reading the environment.
 impl Default for ServeArgs {
     fn default() -> Self {
@@ -139,6 +150,8 @@ impl Default for ServeArgs {
             host: DEFAULT_HOST,
             port: DEFAULT_PORT,
             bootstrap_key: None,
+            read_replicas: Vec::new(),
+            replica_max_lag_ms: DEFAULT_REPLICA_MAX_LAG_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             max_image_pixels: DEFAULT_MAX_IMAGE_PIXELS,
             rate_per_minute: DEFAULT_RATE_PER_MINUTE,

@@ -25,6 +25,7 @@ pub mod openapi;
 pub mod oracle;
 pub mod pipeline;
 pub mod purge;
+pub mod replicas;
 pub mod routes;
 pub mod scrub;
 pub mod startup;

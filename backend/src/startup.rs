@@ -3,13 +3,17 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::str::FromStr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, header};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
-use sqlx::PgPool;
+use secrecy::ExposeSecret;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, PgPool};
 use tokio::net::TcpListener;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::CorsLayer;
@@ -24,6 +28,7 @@ use crate::domain::Thresholds;
 use crate::openapi::ApiDoc;
 use crate::oracle::{BudgetSettings, QueryBudgets};
 use crate::pipeline::{Models, PipelineService};
+use crate::replicas::ReadRouter;
 use crate::routes::extract::BodyLimit;
 use crate::routes::{collections, detect, faces, health, keys, people, recognize};
 use crate::state::{AppState, Inner};
@@ -151,8 +156,27 @@ impl Application {
             threads = pipeline.threads(),
             "face pipeline: this many images analysed at once"
         );
+        let mut replicas = Vec::new();
+        for url in &args.read_replicas {
+            let opts = PgConnectOptions::from_str(url.expose_secret())
+                .map_err(|e| anyhow::anyhow!("a --read-replica URL does not parse: {e}"))?;
+            // Lazy: a replica that is down at start-up is reported, not waited for.
+            replicas.push(
+                PgPoolOptions::new()
+                    .max_connections(args.db_pool)
+                    .acquire_timeout(crate::db::ACQUIRE_TIMEOUT)
+                    .connect_lazy_with(opts.disable_statement_logging()),
+            );
+        }
+        let reads = ReadRouter::new(
+            pool.clone(),
+            replicas,
+            Duration::from_millis(args.replica_max_lag_ms),
+        );
+        reads.spawn_monitor();
         let state = AppState(Arc::new(Inner {
             pool,
+            reads,
             pipeline,
             rate_limits: RateLimits::new(args.rate_per_minute),
             metrics: telemetry::metrics_handle(),

@@ -10,6 +10,7 @@ use crate::auth::{FailedAuth, RateLimits};
 use crate::domain::Thresholds;
 use crate::oracle::QueryBudgets;
 use crate::pipeline::PipelineService;
+use crate::replicas::ReadRouter;
 
 /// Shared state of the handlers.
 pub struct Inner {
@@ -24,6 +25,8 @@ pub struct Inner {
     pub budgets: QueryBudgets,
     /// The lowest match thresholds a non-admin key may use.
     pub threshold_floor: Thresholds,
+    /// Where reads go: fresh replicas, else the primary (`pool`).
+    pub reads: Arc<ReadRouter>,
 }
 
 /// Cheap to clone.

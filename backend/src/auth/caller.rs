@@ -49,6 +49,18 @@ pub enum RequestedCollection {
 }
 
 impl RequestedCollection {
+    /// The name, if one is given and well-formed; 400 if it is not.
+    pub fn check(&self) -> Result<Option<CollectionName>, ApiError> {
+        match self {
+            RequestedCollection::None => Ok(None),
+            RequestedCollection::Named(name) => Ok(Some(CollectionName::parse(name)?)),
+            RequestedCollection::Malformed => Err(ApiError::bad_request(
+                "invalid_collection",
+                "give the collection once, as ?collection=<name>",
+            )),
+        }
+    }
+
     /// From a request's URI.
     pub fn of(uri: &axum::http::Uri) -> Self {
         let Ok(Query(pairs)) = Query::<Vec<(String, String)>>::try_from_uri(uri) else {
@@ -135,15 +147,8 @@ impl Caller {
     /// collection and one of another key are the same 404: a key cannot learn which
     /// collections exist.
     async fn requested_collection_id(&self, state: &AppState) -> Result<Option<Uuid>, ApiError> {
-        let name = match &self.requested_collection {
-            RequestedCollection::None => return Ok(None),
-            RequestedCollection::Named(name) => CollectionName::parse(name)?,
-            RequestedCollection::Malformed => {
-                return Err(ApiError::bad_request(
-                    "invalid_collection",
-                    "give the collection once, as ?collection=<name>",
-                ));
-            }
+        let Some(name) = self.requested_collection.check()? else {
+            return Ok(None);
         };
         match store::collections::id_of(&state.pool, name.as_str()).await? {
             Some(id) if self.collections.allows(id) => Ok(Some(id)),
@@ -223,6 +228,9 @@ async fn authenticate(parts: &Parts, state: &AppState) -> Result<Caller, ApiErro
         let _ = store::keys::touch(&state.pool, row.id).await;
     }
     let requested_collection = RequestedCollection::of(&parts.uri);
+    // A malformed `collection` is refused on every route, those that use none included: a
+    // request that says something invalid is told so.
+    requested_collection.check()?;
     Ok(Caller {
         key_id: row.id,
         scopes,

@@ -93,6 +93,7 @@ async fn store_faces(
     )
     .await?;
     tx.commit().await?;
+    state.reads.wrote(caller.key_id).await;
     Ok((ids.clone(), count + ids.len() as i64))
 }
 
@@ -225,6 +226,7 @@ pub async fn delete_face(
     )
     .await?;
     tx.commit().await?;
+    state.reads.erased().await;
     // A deleted face is erased biometric data too: its bytes leave the files the same way.
     crate::scrub::after_erasure(&state.pool);
     Ok(StatusCode::NO_CONTENT)

@@ -15,8 +15,14 @@ use crate::state::AppState;
 /// Readiness report.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
+    /// The primary answers.
     pub database: bool,
     pub models: bool,
+    /// The read replicas (none without `--read-replica`): a lagging or down one is skipped,
+    /// so it does not make the service unready; the primary takes its reads.
+    pub replicas: Vec<crate::replicas::ReplicaReport>,
+    /// Reads the primary served (with replicas: those no fresh replica could take).
+    pub primary_reads: u64,
 }
 
 /// The process is alive.
@@ -41,7 +47,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(Readiness { database, models }))
+    let (replicas, primary_reads) = state.reads.report();
+    (
+        status,
+        Json(Readiness {
+            database,
+            models,
+            replicas,
+            primary_reads,
+        }),
+    )
 }
 
 /// Prometheus metrics: requests, latencies, pipeline stage timings, pool use. Admin keys only

@@ -160,6 +160,7 @@ pub async fn create_person(
     )
     .await?;
     tx.commit().await?;
+    state.reads.wrote(caller.key_id).await;
     Ok((
         StatusCode::CREATED,
         Json(CreatedPerson {
@@ -233,14 +234,13 @@ pub async fn list_people(
                     .replace('_', "\\_");
                 format!("%{escaped}%")
             });
-    let mut items = store::people::list(
-        &state.pool,
-        collections.as_deref(),
-        pattern.as_deref(),
-        cursor,
-        i64::from(limit) + 1,
-    )
-    .await?;
+    let (collections, pattern) = (collections.as_deref(), pattern.as_deref());
+    let mut items = state
+        .reads
+        .read(Some(caller.key_id), |pool| async move {
+            store::people::list(&pool, collections, pattern, cursor, i64::from(limit) + 1).await
+        })
+        .await?;
     let next_cursor = if items.len() > limit as usize {
         items.truncate(limit as usize);
         items.last().map(|p| encode_cursor(p.created_at, p.id))
@@ -319,6 +319,7 @@ pub async fn erase(
     let e = erase_person(&state.pool, id, &caller.actor(), AuditAction::ErasePerson)
         .await?
         .ok_or(ApiError::NotFound("person"))?;
+    state.reads.erased().await;
     Ok(Json(e))
 }
 
@@ -362,5 +363,6 @@ pub async fn withdraw_consent(
     let e = erase_person(&state.pool, id, &actor, AuditAction::WithdrawConsent)
         .await?
         .ok_or(ApiError::NotFound("person"))?;
+    state.reads.erased().await;
     Ok(Json(e))
 }

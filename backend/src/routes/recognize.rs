@@ -51,7 +51,13 @@ async fn run_search(
         let class = face.as_ref().map_or(ProbeClass::Clean, |f| {
             ProbeClass::of_face_px(f.quality.face_px)
         });
-        let candidates = search(&state.pool, &emb, class, p).await?;
+        let probe = &emb;
+        let candidates = state
+            .reads
+            .read(Some(caller.key_id), |pool| async move {
+                search(&pool, probe, class, p).await
+            })
+            .await?;
         matches.extend(
             candidates
                 .iter()
@@ -161,7 +167,15 @@ async fn verify_one(
     if disclosure != Disclosure::Full {
         spend_verify_budget(state, caller, person_id).await?;
     }
-    match store::people::consent_active(&state.pool, person_id).await? {
+    let (active, best) = state
+        .reads
+        .read(Some(caller.key_id), |pool| async move {
+            let active = store::people::consent_active(&pool, person_id).await?;
+            let best = store::faces::best_similarity(&pool, person_id, emb).await?;
+            Ok((active, best))
+        })
+        .await?;
+    match active {
         None => return Err(ApiError::NotFound("person")),
         Some(false) => {
             return Err(ApiError::Conflict {
@@ -171,7 +185,6 @@ async fn verify_one(
         }
         Some(true) => {}
     }
-    let best = store::faces::best_similarity(&state.pool, person_id, emb).await?;
     let raw = best.ok_or_else(|| ApiError::Conflict {
         code: "no_faces",
         detail: "the person has no enrolled face".into(),

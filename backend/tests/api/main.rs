@@ -12,5 +12,6 @@ mod health;
 mod helpers;
 mod images;
 mod people;
+mod replicas;
 mod security;
 mod web;

@@ -1,0 +1,337 @@
+//! Benchmark of recognition filtered by collection (issue 15): many small collections and one
+//! large one in one `faces` table with one HNSW graph, each searched three ways in the same run:
+//!
+//! - `exact`: the filtered query with index scans off (a bitmap scan of the collection through
+//!   `faces_collection_idx`, every face compared): the ground truth of recall@1;
+//! - `hnsw`: the HNSW graph with pgvector's relaxed iterative scan, the filter applied while
+//!   walking (written so the btree cannot serve it);
+//! - `service`: `store::search::nearest`, what recognition runs.
+//!
+//! Data: identity centres (uniform random unit vectors, 192-d) with 5 faces each (centre plus
+//! noise of norm 0.9, same-person cosine about 0.55); probes are fresh noisy samples of enrolled
+//! identities. recall@1: the method's nearest face is the exact nearest face.
+//!
+//! ```text
+//! cargo run --release -p visage-backend --example bench_collections -- \
+//!   [--small 100] [--per-small 10000] [--big 1000000] [--probes 200] [--keep]
+//! ```
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use sqlx::PgPool;
+use uuid::Uuid;
+use visage_backend::configuration::DbArgs;
+use visage_backend::db;
+use visage_shared::Embedding;
+use visage_shared::model::{EMBEDDER_ID, EMBEDDING_DIM};
+
+const FACES_PER_ID: usize = 5;
+const NOISE: f32 = 0.9;
+const EF_SEARCH: u32 = 150;
+/// As the service asks (`routes::common::search_with`, top-k 5).
+const LIMIT: i64 = 30;
+
+struct Opts {
+    small: usize,
+    per_small: usize,
+    big: usize,
+    probes: usize,
+    keep: bool,
+}
+
+fn unit(rng: &mut rand::rngs::StdRng) -> Vec<f32> {
+    let v: Vec<f32> = (0..EMBEDDING_DIM)
+        .map(|_| {
+            let (u1, u2): (f32, f32) = (rng.random::<f32>().max(1e-9), rng.random());
+            (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos()
+        })
+        .collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+fn noisy(rng: &mut rand::rngs::StdRng, centre: &[f32]) -> Vec<f32> {
+    let d = unit(rng);
+    let v: Vec<f32> = centre.iter().zip(&d).map(|(c, e)| c + NOISE * e).collect();
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.into_iter().map(|x| x / n).collect()
+}
+
+fn vector_text(v: &[f32]) -> String {
+    let parts: Vec<String> = v.iter().map(|x| format!("{x:.6}")).collect();
+    format!("[{}]", parts.join(","))
+}
+
+/// Loads one collection of `faces` faces; returns its identity centres.
+async fn load_collection(
+    pool: &PgPool,
+    rng: &mut rand::rngs::StdRng,
+    id: Uuid,
+    name: &str,
+    faces: usize,
+) -> anyhow::Result<Vec<Vec<f32>>> {
+    sqlx::query("INSERT INTO collections (id, name) VALUES ($1, $2)")
+        .bind(id)
+        .bind(name)
+        .execute(pool)
+        .await?;
+    let centres: Vec<Vec<f32>> = (0..faces.div_ceil(FACES_PER_ID))
+        .map(|_| unit(rng))
+        .collect();
+    let people: Vec<Uuid> = centres.iter().map(|_| Uuid::new_v4()).collect();
+    let mut conn = pool.acquire().await?;
+    let (mut p, mut c) = (String::new(), String::new());
+    for (i, person) in people.iter().enumerate() {
+        p.push_str(&format!("{person}\tbench {i}\t{id}\n"));
+        c.push_str(&format!(
+            "{}\t{person}\tv1\t{}\tbench\t2026-01-01 00:00:00+00\tbench\tbench\t{id}\n",
+            Uuid::new_v4(),
+            "0".repeat(64)
+        ));
+    }
+    let mut cp = conn
+        .copy_in_raw("COPY people (id, display_name, collection_id) FROM STDIN")
+        .await?;
+    cp.send(p.as_bytes()).await?;
+    cp.finish().await?;
+    let mut cp = conn
+        .copy_in_raw("COPY consents (id, person_id, policy_version, policy_sha256, purpose, granted_at, evidence_method, collected_by, collection_id) FROM STDIN")
+        .await?;
+    cp.send(c.as_bytes()).await?;
+    cp.finish().await?;
+    let mut cp = conn
+        .copy_in_raw(
+            "COPY faces (id, person_id, model_id, embedding, source, collection_id) FROM STDIN",
+        )
+        .await?;
+    let mut buf = String::new();
+    for n in 0..faces {
+        let k = n / FACES_PER_ID;
+        let v = noisy(rng, &centres[k]);
+        buf.push_str(&format!(
+            "{}\t{}\t{EMBEDDER_ID}\t{}\tbrowser\t{id}\n",
+            Uuid::new_v4(),
+            people[k],
+            vector_text(&v)
+        ));
+        if buf.len() > (1 << 22) {
+            cp.send(buf.as_bytes()).await?;
+            buf.clear();
+        }
+    }
+    cp.send(buf.as_bytes()).await?;
+    cp.finish().await?;
+    Ok(centres)
+}
+
+/// The nearest face of `collection` by one method, and how long the query took (ms).
+async fn nearest(
+    pool: &PgPool,
+    method: &str,
+    collection: Uuid,
+    emb: &Embedding,
+) -> anyhow::Result<(Option<Uuid>, f64)> {
+    let t = Instant::now();
+    let top = match method {
+        "service" => {
+            visage_backend::store::search::nearest(pool, collection, emb, EF_SEARCH, LIMIT, false)
+                .await?
+                .first()
+                .map(|h| h.face_id)
+        }
+        "exact" | "hnsw" => {
+            let mut tx = pool.begin().await?;
+            let filter = if method == "exact" {
+                sqlx::query("SET LOCAL enable_indexscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                "f.collection_id = $2"
+            } else {
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "SET LOCAL hnsw.ef_search = {EF_SEARCH}"
+                )))
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+                    .execute(&mut *tx)
+                    .await?;
+                // A filter the btree cannot serve: only the HNSW graph orders the rows.
+                "f.collection_id::text = $2::text"
+            };
+            let sql = format!(
+                "SELECT f.id FROM faces f WHERE {filter} AND f.model_id = $3
+                 AND EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = f.person_id)
+                 ORDER BY f.embedding <=> $1 LIMIT {LIMIT}"
+            );
+            let id: Option<Uuid> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                .bind(pgvector::Vector::from(emb.vector().to_vec()))
+                .bind(collection)
+                .bind(EMBEDDER_ID)
+                .fetch_optional(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            id
+        }
+        other => anyhow::bail!("unknown method {other}"),
+    };
+    Ok((top, t.elapsed().as_secs_f64() * 1000.0))
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[((v.len() as f64 - 1.0) * p).round() as usize]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut o = Opts {
+        small: 100,
+        per_small: 10_000,
+        big: 1_000_000,
+        probes: 200,
+        keep: false,
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let value = || -> anyhow::Result<usize> {
+            args.get(i + 1)
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| anyhow::anyhow!("{} needs a number", args[i]))
+        };
+        match args[i].as_str() {
+            "--small" => o.small = value()?,
+            "--per-small" => o.per_small = value()?,
+            "--big" => o.big = value()?,
+            "--probes" => o.probes = value()?,
+            "--keep" => {
+                o.keep = true;
+                i -= 1;
+            }
+            other => anyhow::bail!("unknown argument {other}"),
+        }
+        i += 2;
+    }
+    let base = db::resolve_url(&DbArgs {
+        database_url: std::env::var("DATABASE_URL").ok().map(Into::into),
+    })
+    .await?;
+    let Some((server, _)) = base.rsplit_once('/') else {
+        anyhow::bail!("odd database URL");
+    };
+    let name = format!(
+        "visage_bench_collections_{}x{}_{}",
+        o.small, o.per_small, o.big
+    );
+    let url = format!("{server}/{name}");
+    db::create_database_if_missing(&url).await?;
+    let pool = db::connect(&url, 2).await?;
+    db::migrate(&pool).await?;
+    let loaded: i64 = sqlx::query_scalar("SELECT count(*) FROM faces")
+        .fetch_one(&pool)
+        .await?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
+    let total = o.small * o.per_small + o.big;
+    // The centres are regenerated from the seed whether or not the data is loaded.
+    let mut collections: Vec<(Uuid, String, Vec<Vec<f32>>)> = Vec::new();
+    let t = Instant::now();
+    let fresh = loaded as usize != total;
+    if fresh {
+        sqlx::query("TRUNCATE faces, consents, people CASCADE")
+            .execute(&pool)
+            .await?;
+        sqlx::query("DELETE FROM collections WHERE name LIKE 'bench-%'")
+            .execute(&pool)
+            .await?;
+        sqlx::query("DROP INDEX IF EXISTS faces_embedding_hnsw")
+            .execute(&pool)
+            .await?;
+    }
+    for k in 0..=o.small {
+        let (name, faces) = if k == o.small {
+            ("bench-big".to_string(), o.big)
+        } else {
+            (format!("bench-{k}"), o.per_small)
+        };
+        let id = Uuid::from_u128(0xbe_0000 + k as u128);
+        let centres = if fresh {
+            load_collection(&pool, &mut rng, id, &name, faces).await?
+        } else {
+            (0..faces.div_ceil(FACES_PER_ID))
+                .map(|_| unit(&mut rng))
+                .collect()
+        };
+        collections.push((id, name, centres));
+    }
+    if fresh {
+        let load_s = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        sqlx::query("SET maintenance_work_mem = '1GB'")
+            .execute(&pool)
+            .await?;
+        sqlx::query("CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)")
+            .execute(&pool)
+            .await?;
+        sqlx::query("VACUUM ANALYZE faces").execute(&pool).await?;
+        sqlx::query("ANALYZE").execute(&pool).await?;
+        println!(
+            "loaded {total} faces in {load_s:.0} s, HNSW built in {:.0} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    // Probes: fresh samples of enrolled identities, half in small collections, half in the
+    // big one.
+    let mut probe_rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut rows = Vec::new();
+    for (label, pick_big) in [("small collection", false), ("big collection", true)] {
+        let mut per_method: Vec<(&str, usize, Vec<f64>)> = ["exact", "hnsw", "service"]
+            .into_iter()
+            .map(|m| (m, 0, Vec::new()))
+            .collect();
+        for _ in 0..o.probes {
+            let c = if pick_big {
+                o.small
+            } else {
+                probe_rng.random_range(0..o.small)
+            };
+            let (id, _, centres) = &collections[c];
+            let k = probe_rng.random_range(0..centres.len());
+            let emb = Embedding::new(EMBEDDER_ID, noisy(&mut probe_rng, &centres[k]))?;
+            let (truth, ms) = nearest(&pool, "exact", *id, &emb).await?;
+            per_method[0].2.push(ms);
+            per_method[0].1 += 1;
+            for m in per_method.iter_mut().skip(1) {
+                let (top, ms) = nearest(&pool, m.0, *id, &emb).await?;
+                m.2.push(ms);
+                m.1 += usize::from(top == truth);
+            }
+        }
+        for (method, hits, mut ms) in per_method {
+            rows.push(format!(
+                "| {label} | {method} | {:.3} | {:.2} | {:.2} |",
+                hits as f64 / o.probes as f64,
+                percentile(&mut ms, 0.5),
+                percentile(&mut ms, 0.99)
+            ));
+        }
+    }
+    println!(
+        "\n{} collections x {} faces + 1 x {} faces ({total} faces, one HNSW graph m=16 ef_construction=128), ef_search {EF_SEARCH}, {} probes each",
+        o.small, o.per_small, o.big, o.probes
+    );
+    println!("\n| probes in | method | recall@1 | p50 (ms) | p99 (ms) |\n|---|---|---:|---:|---:|");
+    for r in rows {
+        println!("{r}");
+    }
+    pool.close().await;
+    if !o.keep {
+        let admin = db::connect(&format!("{server}/postgres"), 1).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&admin)
+        .await?;
+    }
+    Ok(())
+}
