@@ -238,12 +238,7 @@ async fn reads_go_to_a_fresh_standby_and_fail_over_to_the_primary() {
     );
     wait_for_status(&app, "down").await;
     // Readiness is about the primary (and the models): a dead replica is reported, not fatal.
-    let v: Value = app
-        .get_public("/readyz")
-        .await
-        .json()
-        .await
-        .expect("json");
+    let v: Value = app.get_public("/readyz").await.json().await.expect("json");
     assert_eq!(v["database"], true, "{v}");
     assert_eq!(v["replicas"][0]["status"], "down", "{v}");
     assert!(matches(&app, &app.recognize_key, &bob_probe, &bob).await);
