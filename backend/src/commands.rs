@@ -5,7 +5,7 @@ use std::time::Duration;
 use secrecy::ExposeSecret;
 
 use crate::configuration::{
-    CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, KeysAction, KeysArgs, ServeArgs,
+    CreateKeyArgs, DbAction, DbArgs, DbCommandArgs, EnrollArgs, KeysAction, KeysArgs, ServeArgs,
 };
 use crate::domain::Scopes;
 use crate::embedded::{self, EmbeddedPostgres, Standby};
@@ -253,4 +253,113 @@ pub async fn db(args: DbCommandArgs) -> anyhow::Result<()> {
         .await?;
     }
     Ok(())
+}
+
+/// `visage enroll DIR`: batch enrollment through the HTTP API, with a progress bar, resumable
+/// (`enroll` module). With `--url` it talks to that service with `--key`; otherwise it starts
+/// the service in-process on a loopback port over this machine's database, with a key of its
+/// own (the enroll scope in the collection, revoked at the end).
+pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
+    let consent: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(&args.consent)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", args.consent.display()))?,
+    )
+    .map_err(|e| anyhow::anyhow!("{} is not JSON: {e}", args.consent.display()))?;
+    if let Some(c) = &args.collection {
+        crate::domain::CollectionName::parse(c)?;
+    }
+    let (total, done) = crate::enroll::count(&args.dir, args.collection.as_deref())?;
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} photos  {per_sec}  ETA {eta}  {wide_msg}",
+        )
+        .map_err(|e| anyhow::anyhow!("progress bar: {e}"))?,
+    );
+    bar.set_position(done as u64);
+    bar.reset_eta();
+    let progress = |shown: &str| {
+        bar.inc(1);
+        bar.set_message(shown.to_string());
+    };
+    let summary = match &args.url {
+        Some(url) => {
+            let key = args
+                .key
+                .as_ref()
+                .ok_or_else(|| anyhow::anyhow!("--url needs --key (or VISAGE_API_KEY)"))?;
+            let target = crate::enroll::Target {
+                base_url: url.trim_end_matches('/').to_string(),
+                key: key.expose_secret().to_string(),
+                collection: args.collection.clone(),
+            };
+            crate::enroll::run(&args.dir, &consent, &target, progress).await?
+        }
+        None => enroll_locally(&args, &consent, progress).await?,
+    };
+    bar.finish_and_clear();
+    eprintln!("{}", summary.render());
+    if !summary.failed.is_empty() {
+        anyhow::bail!(
+            "{} photos failed for a reason that may pass; run the same command again",
+            summary.failed.len()
+        );
+    }
+    Ok(())
+}
+
+async fn enroll_locally(
+    args: &EnrollArgs,
+    consent: &serde_json::Value,
+    progress: impl FnMut(&str),
+) -> anyhow::Result<crate::enroll::Summary> {
+    let embedded_db = args.db.database_url.is_none();
+    let url = db::resolve_url(&args.db).await?;
+    let pool = db::connect(&url, 8).await?;
+    db::migrate(&pool).await?;
+    let name = args
+        .collection
+        .clone()
+        .unwrap_or_else(|| crate::domain::DEFAULT_COLLECTION.to_string());
+    if store::collections::create(&pool, uuid::Uuid::new_v4(), &name).await? {
+        eprintln!("created collection {name}");
+    }
+    let collection = store::collections::id_of(&pool, &name)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("collection {name} vanished"))?;
+    let scopes = Scopes::parse(&["enroll"]).map_err(anyhow::Error::msg)?;
+    let (key, key_id) = auth::create_key(
+        &pool,
+        "visage enroll (local, revoked when done)",
+        &scopes,
+        None,
+        Some(&[collection]),
+    )
+    .await?;
+    let serve = ServeArgs {
+        host: std::net::IpAddr::from([127, 0, 0, 1]),
+        port: 0,
+        rate_per_minute: 1_000_000,
+        web_dir: std::env::temp_dir().join("visage-enroll-no-web"),
+        ..ServeArgs::default()
+    };
+    let app = Application::build(&serve, pool.clone()).await?;
+    let target = crate::enroll::Target {
+        base_url: format!("http://127.0.0.1:{}", app.port()),
+        key,
+        collection: Some(name),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let result = crate::enroll::run(&args.dir, consent, &target, progress).await;
+    let _ = auth::revoke_key(&pool, key_id, "cli").await;
+    let _ = stop.send(());
+    let _ = server.await;
+    pool.close().await;
+    if embedded_db {
+        tokio::task::spawn_blocking(embedded::release_for_process).await?;
+    }
+    result
 }

@@ -213,6 +213,31 @@ pub enum KeysAction {
     Rotate { id: uuid::Uuid },
 }
 
+/// `visage enroll`: batch enrollment from a folder.
+#[derive(Debug, Clone, Args)]
+pub struct EnrollArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// A folder with one sub-folder of photos per person (the sub-folder's name is the
+    /// person's name).
+    pub dir: PathBuf,
+    /// The collection to enroll into (locally: created if missing; with --url: the key's when
+    /// not given).
+    #[arg(long)]
+    pub collection: Option<String>,
+    /// A JSON file with the consent record given for every person (the `consent` object of
+    /// `POST /v1/people`).
+    #[arg(long)]
+    pub consent: PathBuf,
+    /// A remote service to enroll through, e.g. https://visage.example.org (default: this
+    /// machine's database, through the service started in-process on a loopback port).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The API key for --url: the enroll scope in the collection.
+    #[arg(long, env = "VISAGE_API_KEY", hide_env_values = true, value_parser = secret)]
+    pub key: Option<SecretString>,
+}
+
 /// `visage db <action>`: the embedded PostgreSQL.
 #[derive(Debug, Clone, Args)]
 pub struct DbCommandArgs {

@@ -19,6 +19,7 @@ pub mod cors;
 pub mod db;
 pub mod domain;
 pub mod embedded;
+pub mod enroll;
 pub mod error;
 pub mod once_per;
 pub mod openapi;

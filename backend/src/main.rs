@@ -4,7 +4,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use visage_backend::commands;
-use visage_backend::configuration::{CreateKeyArgs, DbArgs, DbCommandArgs, KeysArgs, ServeArgs};
+use visage_backend::configuration::{
+    CreateKeyArgs, DbArgs, DbCommandArgs, EnrollArgs, KeysArgs, ServeArgs,
+};
 
 mod cli;
 
@@ -30,6 +32,8 @@ enum Command {
     CreateKey(CreateKeyArgs),
     /// List, revoke or rotate API keys.
     Keys(KeysArgs),
+    /// Enroll a folder of photos, one sub-folder per person (resumable, with a progress bar).
+    Enroll(EnrollArgs),
     /// Manage the embedded PostgreSQL (start, stop, status, url).
     Db(DbCommandArgs),
     /// Detect faces in an image: JSON with boxes, landmarks and quality.
@@ -77,6 +81,7 @@ fn main() -> Result<()> {
         Command::CreateKey(a) => runtime()?.block_on(commands::create_key(a)),
         Command::Keys(a) => runtime()?.block_on(commands::keys(a)),
         Command::Db(a) => runtime()?.block_on(commands::db(a)),
+        Command::Enroll(a) => runtime()?.block_on(commands::enroll(a)),
         Command::Detect(c) => cli::detect(c),
         Command::Embed(c) => cli::embed(c),
         Command::Compare(c) => cli::compare(c),

@@ -6,6 +6,7 @@ mod collections;
 mod concurrency;
 mod cors;
 mod db_loss;
+mod enroll_cli;
 mod enroll_recognize;
 mod erasure_disk;
 mod health;
