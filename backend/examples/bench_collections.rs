@@ -63,22 +63,30 @@ fn vector_text(v: &[f32]) -> String {
     format!("[{}]", parts.join(","))
 }
 
-/// Loads one collection of `faces` faces; returns its identity centres.
+/// The identity centres of collection number `k` (its own seed, so a kept database's centres
+/// are found again without loading).
+fn centres_of(k: usize, faces: usize) -> Vec<Vec<f32>> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1_000_000 + k as u64);
+    (0..faces.div_ceil(FACES_PER_ID))
+        .map(|_| unit(&mut rng))
+        .collect()
+}
+
+/// Loads collection number `k` of `faces` faces; returns its identity centres.
 async fn load_collection(
     pool: &PgPool,
-    rng: &mut rand::rngs::StdRng,
+    k: usize,
     id: Uuid,
     name: &str,
     faces: usize,
 ) -> anyhow::Result<Vec<Vec<f32>>> {
+    let rng = &mut rand::rngs::StdRng::seed_from_u64(2_000_000 + k as u64);
     sqlx::query("INSERT INTO collections (id, name) VALUES ($1, $2)")
         .bind(id)
         .bind(name)
         .execute(pool)
         .await?;
-    let centres: Vec<Vec<f32>> = (0..faces.div_ceil(FACES_PER_ID))
-        .map(|_| unit(rng))
-        .collect();
+    let centres = centres_of(k, faces);
     let people: Vec<Uuid> = centres.iter().map(|_| Uuid::new_v4()).collect();
     let mut conn = pool.acquire().await?;
     let (mut p, mut c) = (String::new(), String::new());
@@ -231,7 +239,6 @@ async fn main() -> anyhow::Result<()> {
     let loaded: i64 = sqlx::query_scalar("SELECT count(*) FROM faces")
         .fetch_one(&pool)
         .await?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(42);
     let total = o.small * o.per_small + o.big;
     // The centres are regenerated from the seed whether or not the data is loaded.
     let mut collections: Vec<(Uuid, String, Vec<Vec<f32>>)> = Vec::new();
@@ -256,11 +263,9 @@ async fn main() -> anyhow::Result<()> {
         };
         let id = Uuid::from_u128(0xbe_0000 + k as u128);
         let centres = if fresh {
-            load_collection(&pool, &mut rng, id, &name, faces).await?
+            load_collection(&pool, k, id, &name, faces).await?
         } else {
-            (0..faces.div_ceil(FACES_PER_ID))
-                .map(|_| unit(&mut rng))
-                .collect()
+            centres_of(k, faces)
         };
         collections.push((id, name, centres));
     }
