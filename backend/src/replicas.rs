@@ -17,7 +17,7 @@
 //!   down and runs again on the primary: the caller never sees the replica fail.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -28,6 +28,9 @@ use uuid::Uuid;
 
 /// How often the monitor samples the WAL positions.
 pub const POLL: Duration = Duration::from_millis(200);
+
+/// A write position not known yet (the primary did not say): past every replica.
+const UNKNOWN: i64 = i64::MAX;
 
 /// The longest a sample query may take before its server counts as down.
 const SAMPLE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -84,6 +87,8 @@ pub struct ReadRouter {
     /// The primary's position after the last erasure: no one reads from a replica that has
     /// not replayed it, so an erased face stops matching everywhere at once.
     last_erasure: AtomicI64,
+    /// An erasure whose position is not known yet: no replica reads meanwhile.
+    erasure_pending: AtomicBool,
     next: AtomicUsize,
     primary_reads: AtomicU64,
 }
@@ -117,6 +122,7 @@ impl ReadRouter {
             history: Mutex::new(VecDeque::new()),
             last_write: Mutex::new(HashMap::new()),
             last_erasure: AtomicI64::new(0),
+            erasure_pending: AtomicBool::new(false),
             next: AtomicUsize::new(0),
             primary_reads: AtomicU64::new(0),
         })
@@ -152,7 +158,7 @@ impl ReadRouter {
     }
 
     fn pick(&self, key: Option<Uuid>) -> Option<&Replica> {
-        if self.replicas.is_empty() {
+        if self.replicas.is_empty() || self.erasure_pending.load(Ordering::SeqCst) {
             return None;
         }
         let own = key.and_then(|k| lock(&self.last_write).get(&k).copied());
@@ -178,9 +184,10 @@ impl ReadRouter {
             Ok(lsn) => {
                 lock(&self.last_write).insert(key, lsn);
             }
-            // Unknown position: the key's reads go to the primary until the next write.
+            // Position unknown: the key reads from the primary until the monitor's next sample
+            // of the primary (taken after this write) stands in for it.
             Err(_) => {
-                lock(&self.last_write).insert(key, i64::MAX);
+                lock(&self.last_write).insert(key, UNKNOWN);
             }
         }
     }
@@ -192,8 +199,14 @@ impl ReadRouter {
         if self.replicas.is_empty() {
             return;
         }
-        let lsn = primary_position(&self.primary).await.unwrap_or(i64::MAX);
-        self.last_erasure.fetch_max(lsn, Ordering::Relaxed);
+        match primary_position(&self.primary).await {
+            Ok(lsn) => {
+                self.last_erasure.fetch_max(lsn, Ordering::Relaxed);
+            }
+            // Position unknown: no replica reads until the monitor learns a primary position
+            // taken after this erasure.
+            Err(_) => self.erasure_pending.store(true, Ordering::SeqCst),
+        }
     }
 
     /// The replicas as readiness reports them, and the reads the primary served.
@@ -252,6 +265,7 @@ impl ReadRouter {
             // The primary's position max_lag ago (or the oldest known, early on).
             h.front().map_or(now, |s| s.1)
         };
+        self.resolve_unknown_positions().await;
         let mut lowest = i64::MAX;
         for r in &self.replicas {
             let replayed = tokio::time::timeout(SAMPLE_TIMEOUT, replayed_position(&r.pool)).await;
@@ -283,6 +297,37 @@ impl ReadRouter {
         }
         // Writes every replica has replayed need no more tracking.
         lock(&self.last_write).retain(|_, lsn| *lsn > lowest);
+    }
+}
+
+impl ReadRouter {
+    /// Writes and erasures whose position the primary did not give: a position read after
+    /// they are seen here is past them (they committed before they were recorded).
+    async fn resolve_unknown_positions(&self) {
+        let keys: Vec<Uuid> = lock(&self.last_write)
+            .iter()
+            .filter(|(_, lsn)| **lsn == UNKNOWN)
+            .map(|(k, _)| *k)
+            .collect();
+        let erasure = self.erasure_pending.swap(false, Ordering::SeqCst);
+        if keys.is_empty() && !erasure {
+            return;
+        }
+        match primary_position(&self.primary).await {
+            Ok(after) => {
+                let mut writes = lock(&self.last_write);
+                for k in keys {
+                    if let Some(lsn) = writes.get_mut(&k).filter(|l| **l == UNKNOWN) {
+                        *lsn = after;
+                    }
+                }
+                if erasure {
+                    self.last_erasure.fetch_max(after, Ordering::Relaxed);
+                }
+            }
+            Err(_) if erasure => self.erasure_pending.store(true, Ordering::SeqCst),
+            Err(_) => {}
+        }
     }
 }
 

@@ -297,10 +297,8 @@ fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
     Ok(())
 }
 
-fn eval(faces: PathBuf) -> Result<()> {
-    let faces = faces
-        .canonicalize()
-        .with_context(|| format!("face set {}", faces.display()))?;
+/// `visage eval` through cargo (the dev profile the tests built).
+fn visage_eval() -> Command {
     let mut cmd = cargo();
     cmd.args([
         "run",
@@ -311,41 +309,39 @@ fn eval(faces: PathBuf) -> Result<()> {
         "visage",
         "--",
         "eval",
-    ])
-    .arg("--pairs")
-    .arg(faces.join("pairs.csv"))
-    .arg("--groups")
-    .arg(faces.join("groups.csv"))
-    .arg("--invalid")
-    .arg(faces.join("invalid"))
-    .args(["--min-auc", "0.999", "--exact-counts"])
-    // Issue 14's goal at the default operating point (false-match rate <= 1e-3): at least 97%
-    // of the same-person pairs accepted (20/20 measured).
-    .args(["--min-accept", "0.97"])
-    // Open-set identification (enroll 1 and 2 photos per person, search with the rest, and
-    // each person against the gallery without them): 100% rank-1 and DIR at the default
-    // threshold measured on ../shared/faces (BENCHMARKS.md, "Decisions"); the floors leave
-    // one miss of slack.
-    .arg("--gallery")
-    .arg(faces.join("people"))
-    .args(["--min-rank1", "0.9", "--min-dir", "0.9"]);
+    ]);
+    cmd
+}
+
+fn eval(faces: PathBuf) -> Result<()> {
+    let faces = faces
+        .canonicalize()
+        .with_context(|| format!("face set {}", faces.display()))?;
+    let mut cmd = visage_eval();
+    cmd.arg("--pairs")
+        .arg(faces.join("pairs.csv"))
+        .arg("--groups")
+        .arg(faces.join("groups.csv"))
+        .arg("--invalid")
+        .arg(faces.join("invalid"))
+        .args(["--min-auc", "0.999", "--exact-counts"])
+        // Issue 14's goal at the default operating point (false-match rate <= 1e-3): at least 97%
+        // of the same-person pairs accepted (20/20 measured).
+        .args(["--min-accept", "0.97"])
+        // Open-set identification (enroll 1 and 2 photos per person, search with the rest, and
+        // each person against the gallery without them): 100% rank-1 and DIR at the default
+        // threshold measured on ../shared/faces (BENCHMARKS.md, "Decisions"); the floors leave
+        // one miss of slack.
+        .arg("--gallery")
+        .arg(faces.join("people"))
+        .args(["--min-rank1", "0.9", "--min-dir", "0.9"]);
     run(&mut cmd)?;
     // Issue 14's goal for poor cameras: the second photo of every pair degraded to a 32 px
     // face at JPEG quality 30, decided as the service decides it (through the small-probe
     // table, at the same false-match rate): at least 80% of same-person pairs accepted (17/20
     // measured; the floor leaves one miss of slack).
-    let mut small = cargo();
+    let mut small = visage_eval();
     small
-        .args([
-            "run",
-            "--quiet",
-            "-p",
-            "visage-backend",
-            "--bin",
-            "visage",
-            "--",
-            "eval",
-        ])
         .arg("--pairs")
         .arg(faces.join("pairs.csv"))
         .args(["--degrade-face-px", "32", "--degrade-quality", "30"])

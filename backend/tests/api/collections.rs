@@ -33,6 +33,22 @@ async fn key_for(app: &TestApp, scopes: &[&str], collections: &[&str]) -> String
     v["key"].as_str().expect("key").to_string()
 }
 
+/// Key `id` as `GET /v1/keys` lists it.
+async fn listed_key(app: &TestApp, id: &Value) -> Value {
+    let keys: Value = app
+        .get(&app.admin_key, "/v1/keys")
+        .await
+        .json()
+        .await
+        .expect("json");
+    keys.as_array()
+        .expect("keys")
+        .iter()
+        .find(|k| k["id"] == *id)
+        .cloned()
+        .expect("listed")
+}
+
 fn probe(v: &[f32]) -> Value {
     json!({ "embeddings": [{ "model": MODEL, "vector": v }] })
 }
@@ -284,22 +300,8 @@ async fn keys_name_existing_collections_and_collections_are_unique() {
         )
         .await;
     let key: Value = r.json().await.expect("json");
-    let keys: Value = app
-        .get(&app.admin_key, "/v1/keys")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let row = keys
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["id"] == key["id"])
-        .expect("listed");
-    assert_eq!(
-        row["collections"],
-        json!([visage_backend::domain::DEFAULT_COLLECTION_ID])
-    );
+    let default = json!([visage_backend::domain::DEFAULT_COLLECTION_ID]);
+    assert_eq!(listed_key(&app, &key["id"]).await["collections"], default);
     // Rotation keeps the collections.
     let r = app
         .post_json(
@@ -310,21 +312,9 @@ async fn keys_name_existing_collections_and_collections_are_unique() {
         .await;
     assert_eq!(r.status(), 201);
     let rotated: Value = r.json().await.expect("json");
-    let keys: Value = app
-        .get(&app.admin_key, "/v1/keys")
-        .await
-        .json()
-        .await
-        .expect("json");
-    let row = keys
-        .as_array()
-        .expect("keys")
-        .iter()
-        .find(|k| k["id"] == rotated["id"])
-        .expect("listed");
     assert_eq!(
-        row["collections"],
-        json!([visage_backend::domain::DEFAULT_COLLECTION_ID])
+        listed_key(&app, &rotated["id"]).await["collections"],
+        default
     );
 }
 
