@@ -93,6 +93,51 @@ async fn readiness(base: &str) -> anyhow::Result<Value> {
     Ok(reqwest::get(format!("{base}/readyz")).await?.json().await?)
 }
 
+/// CPU seconds used so far by the PostgreSQL server whose data directory is `data`: its
+/// postmaster, the children it reaped, and its live children (the backends of the pools).
+fn server_cpu(data: &std::path::Path) -> f64 {
+    let Some(pid) = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()
+        .and_then(|s| s.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+    else {
+        return f64::NAN;
+    };
+    // SAFETY: sysconf has no preconditions.
+    let tick = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // Fields after the command name: state ppid ... utime(14) stime(15) cutime(16) cstime(17).
+    let fields = |p: &str| -> Option<Vec<String>> {
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
+        let rest = &stat[stat.rfind(')')? + 2..];
+        Some(rest.split_whitespace().map(str::to_string).collect())
+    };
+    let ticks = |f: &[String], from: usize, to: usize| -> f64 {
+        (from..=to)
+            .filter_map(|i| f.get(i - 3).and_then(|x| x.parse::<f64>().ok()))
+            .sum()
+    };
+    let mut total = fields(&pid.to_string()).map_or(0.0, |f| ticks(&f, 14, 17));
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(f) = fields(&name)
+                && f.get(1).is_some_and(|ppid| *ppid == pid.to_string())
+            {
+                total += ticks(&f, 14, 17);
+            }
+        }
+    }
+    total / tick
+}
+
+/// CPU seconds used so far by this process (the service and the load clients).
+fn own_cpu() -> f64 {
+    // SAFETY: getrusage writes into the struct it is given.
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    t(u.ru_utime) + t(u.ru_stime)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -156,6 +201,7 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "\n| reads served by | requests/s | p50 (ms) | p99 (ms) | failed | replica reads | primary reads | load avg |\n|---|---:|---:|---:|---:|---:|---:|---|"
     );
+    let mut cpu_rows = Vec::new();
     for with_standby in [false, true] {
         let args = ServeArgs {
             port: 0,
@@ -184,7 +230,21 @@ async fn main() -> anyhow::Result<()> {
         // Warm-up, then the measured run.
         load(&base, &key, &centres, clients, 3).await;
         let before = readiness(&base).await?;
+        let cpu = |d: &std::path::Path| server_cpu(d);
+        let (p0, s0, o0) = (cpu(&pg.data_dir()), cpu(&standby.data_dir()), own_cpu());
         let (n, secs, p50, p99, failed) = load(&base, &key, &centres, clients, seconds).await;
+        let (p1, s1, o1) = (cpu(&pg.data_dir()), cpu(&standby.data_dir()), own_cpu());
+        cpu_rows.push(format!(
+            "| {} | {:.2} | {:.2} | {:.2} |",
+            if with_standby {
+                "the standby"
+            } else {
+                "the primary"
+            },
+            1000.0 * (p1 - p0) / n as f64,
+            1000.0 * (s1 - s0) / n as f64,
+            1000.0 * (o1 - o0) / n as f64
+        ));
         let after = readiness(&base).await?;
         let reads = |v: &Value, p: &str| v.pointer(p).and_then(Value::as_u64).unwrap_or(0);
         println!(
@@ -201,6 +261,12 @@ async fn main() -> anyhow::Result<()> {
         );
         let _ = stop.send(());
         let _ = server.await;
+    }
+    println!(
+        "\nCPU per request (ms):\n\n| reads served by | primary | standby | service and clients |\n|---|---:|---:|---:|"
+    );
+    for r in cpu_rows {
+        println!("{r}");
     }
     drop(standby);
     pool.close().await;
