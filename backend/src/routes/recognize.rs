@@ -72,7 +72,7 @@ async fn run_search(
         AuditAction::Recognize,
         None,
         AuditOutcome::matched(!matches.is_empty()),
-        Some(serde_json::json!({ "probes": results.len(), "matches": matches })),
+        Some(serde_json::json!({ "collection": p.collection, "probes": results.len(), "matches": matches })),
     )
     .await?;
     Ok(RecognizeResponse {

@@ -95,8 +95,8 @@ async fn enroll(app: &TestApp, key: &str, query: &str, name: &str, face: &[f32])
 #[tokio::test]
 async fn a_key_never_sees_another_collections_people_by_any_route() {
     let app = spawn_app().await;
-    create_collection(&app, "site-a").await;
-    create_collection(&app, "site-b").await;
+    let site_a = create_collection(&app, "site-a").await;
+    let site_b = create_collection(&app, "site-b").await;
     let enroll_a = key_for(&app, &["enroll"], &["site-a"]).await;
     let enroll_b = key_for(&app, &["enroll"], &["site-b"]).await;
     let recognize_a = key_for(&app, &["recognize"], &["site-a"]).await;
@@ -116,6 +116,14 @@ async fn a_key_never_sees_another_collections_people_by_any_route() {
         matched(&app, &recognize_b, "", &probe_face).await,
         [b.to_string()]
     );
+    // Each recognition's audit entry names the collection it searched.
+    let searched: Vec<String> = sqlx::query_scalar(
+        "SELECT detail->>'collection' FROM audit_log WHERE action = 'recognize' ORDER BY id",
+    )
+    .fetch_all(&app.pool)
+    .await
+    .expect("audit");
+    assert_eq!(searched, [site_a.to_string(), site_b.to_string()]);
     // The default collection (the keys every app starts with) holds neither.
     assert!(
         matched(&app, &app.recognize_key, "", &probe_face)
