@@ -17,10 +17,12 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use image::RgbImage;
 use serde_json::json;
+use visage_backend::domain::OperatingPoint;
 use visage_shared::eval::{
     SAME_LABELS, ScoredPair, calibration_table, clopper_pearson_upper, parse_same_label,
     verification_report, zero_false_match_threshold,
 };
+use visage_shared::model::ProbeClass;
 use visage_shared::{DetectOptions, Pipeline};
 
 use super::{DetectArgs, load};
@@ -169,7 +171,9 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     let mut cache: HashMap<String, Option<(visage_shared::Embedding, f32)>> = HashMap::new();
     let mut failures = Vec::new();
     let mut scored = Vec::new();
-    let mut operating = Vec::new();
+    // The class of each pair's probe (the second photo): a small face is matched through the
+    // small-probe table.
+    let mut classes = Vec::new();
     for (line, row) in rows.iter().enumerate() {
         if row.len() < 3 {
             bail!("bad row in {}: {row:?}", csv.display());
@@ -221,10 +225,8 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
             _ => -1.0,
         };
         scored.push(ScoredPair { score, same });
-        // The threshold the service would decide this pair at: the second photo is the probe,
-        // and a small face is matched through the small-probe table.
         let probe_px = e[1].as_ref().map_or(f32::MAX, |(_, px)| *px);
-        operating.push(operating_threshold(probe_px)?);
+        classes.push(ProbeClass::of_face_px(probe_px));
     }
     let r =
         verification_report(&scored).context("pairs CSV needs both same and different pairs")?;
@@ -264,6 +266,10 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
     );
     // At the default operating point, as the service decides: each probe at the threshold of
     // its class (the small-probe table's under 48 px).
+    let thresholds = OperatingPoint::DEFAULT
+        .thresholds()
+        .map_err(|floor| anyhow::anyhow!("the calibration vouches only for {floor:.2e}"))?;
+    let operating: Vec<f32> = classes.iter().map(|&c| thresholds.of(c)).collect();
     let decided: Vec<(bool, bool)> = scored
         .iter()
         .zip(&operating)
@@ -271,10 +277,7 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         .collect();
     let accepted = decided.iter().filter(|&&(same, m)| same && m).count();
     let false_matches = decided.iter().filter(|&&(same, m)| !same && m).count();
-    let small = operating
-        .iter()
-        .filter(|&&t| t != visage_shared::model::default_threshold())
-        .count();
+    let small = classes.iter().filter(|&&c| c == ProbeClass::Small).count();
     println!(
         "  at the default operating point (false-match rate <= {:.0e}; {small} of {} probes small, at {}): same-person accepted {accepted}/{} ({:.1}%), false matches {false_matches}/{} (95% upper bound {:.2e})",
         visage_shared::model::DEFAULT_MAX_FALSE_MATCH_RATE,
@@ -362,19 +365,6 @@ fn eval_pairs(p: &Pipeline, cmd: &EvalCmd, csv: &Path) -> Result<bool> {
         println!("  calibration written to {}", out.display());
     }
     Ok(cmd.min_auc.is_some_and(|min| r.auc < min) || refused > 0 || failed_accept)
-}
-
-/// The threshold the service matches a probe face `face_px` wide at, at the default operating
-/// point.
-fn operating_threshold(face_px: f32) -> Result<f32> {
-    use visage_shared::model::{
-        DEFAULT_MAX_FALSE_MATCH_RATE, ProbeClass, threshold_for_false_match_rate_of,
-    };
-    threshold_for_false_match_rate_of(
-        ProbeClass::of_face_px(face_px),
-        DEFAULT_MAX_FALSE_MATCH_RATE,
-    )
-    .map_err(|floor| anyhow::anyhow!("the calibration vouches only for {floor:.2e}"))
 }
 
 /// The distinct thresholds of a run, e.g. "0.54 and 0.48".
