@@ -92,8 +92,7 @@ const STRIDES: [usize; 3] = [8, 16, 32];
 impl Detector {
     /// Parses the ONNX bytes (once). Plans are optimised lazily per input size.
     pub fn new(onnx: &[u8]) -> Result<Self, PipelineError> {
-        let model = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(onnx))
+        let model = crate::fuse::load_onnx(onnx)
             .map_err(|e| PipelineError::Model(format!("loading detector: {e}")))?;
         Ok(Self {
             model,

@@ -146,8 +146,7 @@ pub struct Embedder {
 impl Embedder {
     pub fn new(onnx: &[u8]) -> Result<Self, PipelineError> {
         let s = ALIGNED_SIZE as usize;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut std::io::Cursor::new(onnx))
+        let plan = crate::fuse::load_onnx(onnx)
             .and_then(|m| crate::fuse::optimise(m, [1, 3, s, s]))
             .map_err(|e| PipelineError::Model(format!("loading embedder: {e}")))?;
         Ok(Self { plan })

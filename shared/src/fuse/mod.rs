@@ -26,6 +26,7 @@ mod kernels;
 mod ops;
 mod rewrite;
 mod simd;
+mod weights;
 
 use std::sync::Arc;
 
@@ -33,6 +34,7 @@ use tract_onnx::prelude::*;
 
 pub use ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct};
 pub use rewrite::fuse;
+pub use weights::load_onnx;
 
 /// Pins the input shape of `model`, then declutters, fuses and optimises it into the plan the
 /// pipeline runs. `VISAGE_NO_FUSE=1` skips the fusion (to compare against tract alone).
