@@ -182,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     if fresh {
         let load_s = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        sqlx::query("SET maintenance_work_mem = '1GB'")
+        sqlx::query("SET maintenance_work_mem = '8GB'")
             .execute(&pool)
             .await?;
         sqlx::query("CREATE INDEX faces_embedding_hnsw ON faces USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 128)")

@@ -288,8 +288,9 @@ pub async fn enroll(args: EnrollArgs) -> anyhow::Result<()> {
                 .key
                 .as_ref()
                 .ok_or_else(|| anyhow::anyhow!("--url needs --key (or VISAGE_API_KEY)"))?;
+            let base_url = crate::enroll::remote_base_url(url, args.allow_plain_http)?;
             let target = crate::enroll::Target {
-                base_url: url.trim_end_matches('/').to_string(),
+                base_url,
                 key: key.expose_secret().to_string(),
                 collection: args.collection.clone(),
             };

@@ -236,6 +236,10 @@ pub struct EnrollArgs {
     /// The API key for --url: the enroll scope in the collection.
     #[arg(long, env = "VISAGE_API_KEY", hide_env_values = true, value_parser = secret)]
     pub key: Option<SecretString>,
+    /// Allow an http:// --url to another machine: the key and every photo would cross the
+    /// network unencrypted. Without it only https://, or http:// to this machine, is accepted.
+    #[arg(long)]
+    pub allow_plain_http: bool,
 }
 
 /// `visage db <action>`: the embedded PostgreSQL.

@@ -20,12 +20,39 @@ const PHOTO_EXTENSIONS: [&str; 4] = ["jpg", "jpeg", "png", "webp"];
 /// What a run needs to talk to the service.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// The service's base URL, e.g. `http://127.0.0.1:8080`.
+    /// The service's base URL, e.g. `http://127.0.0.1:8080` or `https://visage.example.org`.
     pub base_url: String,
     /// An API key with the enroll scope in `collection`.
     pub key: String,
     /// The collection to enroll into (`None`: the key's).
     pub collection: Option<String>,
+}
+
+/// The base URL of a remote service for `visage enroll --url`, checked: https, or http to this
+/// machine (loopback), unless `allow_plain_http`. A key with the enroll scope and the photos
+/// of every person would otherwise cross the network in clear, readable and replayable by
+/// anyone on the path.
+pub fn remote_base_url(url: &str, allow_plain_http: bool) -> anyhow::Result<String> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| anyhow::anyhow!("--url {url}: {e}"))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => anyhow::bail!("--url {url}: no host"),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback || allow_plain_http => {}
+        "http" => anyhow::bail!(
+            "--url {url}: plain HTTP to another machine would send the API key and every photo \
+             unencrypted; use https:// (or --allow-plain-http on a network you trust)"
+        ),
+        other => anyhow::bail!("--url {url}: {other}:// is not supported; use https://"),
+    }
+    if !parsed.query().unwrap_or_default().is_empty() || parsed.fragment().is_some() {
+        anyhow::bail!("--url {url}: give the service's base URL, without a query or fragment");
+    }
+    Ok(url.trim_end_matches('/').to_string())
 }
 
 /// One photo's fate, as the state file keeps it.
@@ -353,6 +380,37 @@ pub fn count(dir: &Path, collection: Option<&str>) -> anyhow::Result<(usize, usi
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn remote_urls_are_https_or_this_machine() {
+        for ok in [
+            "https://visage.example.org",
+            "https://visage.example.org:8443/",
+            "http://127.0.0.1:8080",
+            "http://localhost:8080/",
+            "http://[::1]:8080",
+        ] {
+            assert!(remote_base_url(ok, false).is_ok(), "{ok} refused");
+        }
+        assert_eq!(
+            remote_base_url("https://v.example.org/", false).unwrap(),
+            "https://v.example.org"
+        );
+        for refused in [
+            "http://visage.example.org",
+            "http://10.0.0.5:8080",
+            "http://127.0.0.1.example.org",
+            "ftp://visage.example.org",
+            "visage.example.org",
+            "https://v.example.org/?collection=x",
+        ] {
+            assert!(
+                remote_base_url(refused, false).is_err(),
+                "{refused} accepted"
+            );
+        }
+        assert!(remote_base_url("http://10.0.0.5:8080", true).is_ok());
+    }
 
     #[test]
     fn the_state_file_round_trips_and_refusals_are_settled() {
