@@ -52,12 +52,13 @@ pub async fn create_collection(
         None,
     )
     .await?;
-    tx.commit().await?;
-    let created = store::collections::list(&state.pool, Some(&[id]))
+    // Read back in the same transaction: what is answered is what is committed.
+    let created = store::collections::list(&mut *tx, Some(&[id]))
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ApiError::internal("created collection vanished"))?;
+        .ok_or_else(|| ApiError::internal("the new collection is not readable"))?;
+    tx.commit().await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 

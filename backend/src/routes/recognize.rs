@@ -289,6 +289,10 @@ pub async fn verify_image(
     RawBody(body): RawBody,
 ) -> ApiResult<Json<VerifyResponse>> {
     caller.require(Scope::Recognize)?;
+    // Everything the request can be refused for without the image comes first: no pipeline
+    // time is spent on a person the key cannot see (the same 404 either way).
+    let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
+    visible_person(&state, &caller, q.person_id).await?;
     let analysis = state.pipeline.analyze(body).await?;
     let n = analysis.faces.len();
     if n != 1 {
@@ -302,7 +306,6 @@ pub async fn verify_image(
         return Err(ApiError::internal("face vanished"));
     };
     let report = FaceReport::new(&face, &QualityGate::default());
-    let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
     let class = ProbeClass::of_face_px(face.quality.face_px);
     let mut v = verify_one(&state, &caller, q.person_id, &face.embedding, class, op).await?;
     v.decision = Decision::of(v.is_match, Some(&report));

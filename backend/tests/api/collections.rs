@@ -188,6 +188,16 @@ async fn a_key_never_sees_another_collections_people_by_any_route() {
         )
         .await;
     assert_problem(r, 404, "not_found").await;
+    // By image too, and before the image is looked at: damaged bytes are the same 404, not a
+    // 422 that would tell the person exists.
+    let r = app
+        .post_image(
+            &recognize_a,
+            &format!("/v1/verify/image?person_id={b}"),
+            vec![0xFF, 0xD8],
+        )
+        .await;
+    assert_problem(r, 404, "not_found").await;
     for (method, path) in [
         ("GET", other.clone()),
         ("GET", format!("{other}/export")),
