@@ -30,18 +30,17 @@ pub fn load_onnx(bytes: &[u8]) -> TractResult<InferenceModel> {
 /// initializers into a float32 initializer named after its output, then drops the initializers
 /// nothing reads any more. Returns how many nodes were folded.
 fn fold_constant_weights(graph: &mut GraphProto) -> TractResult<usize> {
-    let mut consts: HashMap<String, TensorProto> = graph
+    let mut consts: HashMap<String, Const> = graph
         .initializer
         .drain(..)
-        .map(|t| (t.name.clone(), t))
+        .map(|t| (t.name.clone(), Const::Stored(t)))
         .collect();
     let mut kept = Vec::with_capacity(graph.node.len());
     let mut folded = 0;
     for node in graph.node.drain(..) {
         match fold(&node, &consts)? {
             Some((dims, values)) => {
-                let name = node.output[0].clone();
-                consts.insert(name.clone(), float_proto(name, dims, &values));
+                consts.insert(node.output[0].clone(), Const::Folded(dims, values));
                 folded += 1;
             }
             None => kept.push(node),
@@ -55,8 +54,9 @@ fn fold_constant_weights(graph: &mut GraphProto) -> TractResult<usize> {
         .chain(graph.output.iter().map(|o| o.name.as_str()))
         .collect();
     let mut initializers: Vec<TensorProto> = consts
-        .into_values()
-        .filter(|t| read.contains(t.name.as_str()))
+        .into_iter()
+        .filter(|(name, _)| read.contains(name.as_str()))
+        .map(|(name, c)| c.into_proto(name))
         .collect();
     // A stable order, so that two loads of the same bytes build the same graph.
     initializers.sort_by(|a, b| a.name.cmp(&b.name));
@@ -67,10 +67,60 @@ fn fold_constant_weights(graph: &mut GraphProto) -> TractResult<usize> {
 /// Dimensions and float32 values.
 type Values = (Vec<i64>, Vec<f32>);
 
+/// A constant of the graph: as the file stores it, or folded here (kept as numbers until the
+/// end, so a `Mul` after a `Cast` does not decode what the `Cast` just made).
+enum Const {
+    Stored(TensorProto),
+    Folded(Vec<i64>, Vec<f32>),
+}
+
+impl Const {
+    fn dims(&self) -> &[i64] {
+        match self {
+            Const::Stored(t) => &t.dims,
+            Const::Folded(d, _) => d,
+        }
+    }
+
+    fn is_float(&self) -> bool {
+        match self {
+            Const::Stored(t) => t.data_type == FLOAT,
+            Const::Folded(..) => true,
+        }
+    }
+
+    /// Its values as float32 (see [`as_f32`]).
+    fn values(&self) -> Option<std::borrow::Cow<'_, [f32]>> {
+        match self {
+            Const::Stored(t) => as_f32(t).map(std::borrow::Cow::Owned),
+            Const::Folded(_, v) => Some(std::borrow::Cow::Borrowed(v)),
+        }
+    }
+
+    fn into_proto(self, name: String) -> TensorProto {
+        match self {
+            Const::Stored(t) => t,
+            Const::Folded(dims, values) => {
+                let mut raw_data = Vec::with_capacity(values.len() * 4);
+                for x in &values {
+                    raw_data.extend_from_slice(&x.to_le_bytes());
+                }
+                TensorProto {
+                    name,
+                    dims,
+                    data_type: FLOAT,
+                    raw_data,
+                    ..Default::default()
+                }
+            }
+        }
+    }
+}
+
 /// The float32 value of `node` when it is a `Cast` to float32 or a float32 `Mul` over
-/// constants stored as raw little-endian bytes; `None` leaves the node to tract.
-fn fold(node: &NodeProto, consts: &HashMap<String, TensorProto>) -> TractResult<Option<Values>> {
-    let inputs: Option<Vec<&TensorProto>> = node.input.iter().map(|i| consts.get(i)).collect();
+/// constants (stored as raw little-endian bytes, or folded); `None` leaves the node to tract.
+fn fold(node: &NodeProto, consts: &HashMap<String, Const>) -> TractResult<Option<Values>> {
+    let inputs: Option<Vec<&Const>> = node.input.iter().map(|i| consts.get(i)).collect();
     let Some(inputs) = inputs else {
         return Ok(None);
     };
@@ -83,13 +133,13 @@ fn fold(node: &NodeProto, consts: &HashMap<String, TensorProto>) -> TractResult<
             if to != Some(DataType::Float as i64) {
                 return Ok(None);
             }
-            Ok(as_f32(t).map(|v| (t.dims.clone(), v)))
+            Ok(t.values().map(|v| (t.dims().to_vec(), v.into_owned())))
         }
-        ("Mul", [a, b]) if a.data_type == FLOAT && b.data_type == FLOAT => {
-            let (Some(x), Some(y)) = (as_f32(a), as_f32(b)) else {
+        ("Mul", [a, b]) if a.is_float() && b.is_float() => {
+            let (Some(x), Some(y)) = (a.values(), b.values()) else {
                 return Ok(None);
             };
-            broadcast_mul(&a.dims, &x, &b.dims, &y).map(Some)
+            broadcast_mul(a.dims(), &x, b.dims(), &y).map(Some)
         }
         _ => Ok(None),
     }
@@ -145,9 +195,27 @@ fn broadcast_mul(da: &[i64], a: &[f32], db: &[i64], b: &[f32]) -> TractResult<Va
         }
         s
     };
+    // The weights' case, a per-channel scale: one side is the whole output, the other varies
+    // along leading axes only. One product per element, as in the general loop below.
+    let total = out_dims.iter().product::<i64>() as usize;
+    for (full, dfull, scale, dscale) in [(a, &da, b, &db), (b, &db, a, &da)] {
+        let lead = dscale.iter().rposition(|&d| d != 1).map_or(0, |k| k + 1);
+        if total > 0
+            && full.len() == total
+            && dscale[..lead] == out_dims[..lead]
+            && *dfull == out_dims
+        {
+            let inner = total / scale.len().max(1);
+            let mut out = Vec::with_capacity(total);
+            for (chunk, &s) in full.chunks_exact(inner).zip(scale) {
+                // Float multiplication commutes exactly: the side does not matter.
+                out.extend(chunk.iter().map(|&x| x * s));
+            }
+            return Ok((out_dims, out));
+        }
+    }
     let (sa, sb) = (strides(&da), strides(&db));
-    let total: i64 = out_dims.iter().product();
-    let mut out = Vec::with_capacity(total as usize);
+    let mut out = Vec::with_capacity(total);
     let mut index = vec![0i64; rank];
     let (mut ia, mut ib) = (0usize, 0usize);
     for _ in 0..total {
@@ -166,17 +234,6 @@ fn broadcast_mul(da: &[i64], a: &[f32], db: &[i64], b: &[f32]) -> TractResult<Va
         }
     }
     Ok((out_dims, out))
-}
-
-/// A float32 initializer holding `values`.
-fn float_proto(name: String, dims: Vec<i64>, values: &[f32]) -> TensorProto {
-    TensorProto {
-        name,
-        dims,
-        data_type: FLOAT,
-        raw_data: values.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        ..Default::default()
-    }
 }
 
 #[cfg(test)]
@@ -245,6 +302,11 @@ mod tests {
         assert_eq!((d, v), (vec![2, 3], vec![10., 20., 30., 400., 500., 600.]));
         let (d, v) = broadcast_mul(&[2, 1], &[1., 2.], &[3], &[1., 10., 100.]).unwrap();
         assert_eq!((d, v), (vec![2, 3], vec![1., 10., 100., 2., 20., 200.]));
+        let (d, v) =
+            broadcast_mul(&[2, 1], &[10., 100.], &[2, 3], &[1., 2., 3., 4., 5., 6.]).unwrap();
+        assert_eq!((d, v), (vec![2, 3], vec![10., 20., 30., 400., 500., 600.]));
+        let (d, v) = broadcast_mul(&[1, 3], &[1., 2., 3.], &[2, 1], &[10., 100.]).unwrap();
+        assert_eq!((d, v), (vec![2, 3], vec![10., 20., 30., 100., 200., 300.]));
         assert!(broadcast_mul(&[2], &[1., 2.], &[3], &[1., 2., 3.]).is_err());
     }
 
