@@ -33,7 +33,7 @@ fn fold_constant_weights(graph: &mut GraphProto) -> TractResult<usize> {
     let mut consts: HashMap<String, Const> = graph
         .initializer
         .drain(..)
-        .map(|t| (t.name.clone(), Const::Stored(t)))
+        .map(|t| (t.name.clone(), Const::Stored(Box::new(t))))
         .collect();
     let mut kept = Vec::with_capacity(graph.node.len());
     let mut folded = 0;
@@ -70,7 +70,7 @@ type Values = (Vec<i64>, Vec<f32>);
 /// A constant of the graph: as the file stores it, or folded here (kept as numbers until the
 /// end, so a `Mul` after a `Cast` does not decode what the `Cast` just made).
 enum Const {
-    Stored(TensorProto),
+    Stored(Box<TensorProto>),
     Folded(Vec<i64>, Vec<f32>),
 }
 
@@ -99,7 +99,7 @@ impl Const {
 
     fn into_proto(self, name: String) -> TensorProto {
         match self {
-            Const::Stored(t) => t,
+            Const::Stored(t) => *t,
             Const::Folded(dims, values) => {
                 let mut raw_data = Vec::with_capacity(values.len() * 4);
                 for x in &values {
