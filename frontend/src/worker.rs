@@ -321,9 +321,9 @@ impl Frame<'_> {
 }
 
 /// Times `iterations` runs of a benchmark task with the functions the app runs (see
-/// [`BenchTask`]). The frame is converted to RGB once, outside the timings: the comparison is
-/// with onnxruntime's network runs, and the conversion would be the same for both. Set-ups
-/// make fresh objects each time, never the worker's loaded ones.
+/// [`BenchTask`]). The frame is converted to RGB once, outside the timings, as the app's own
+/// timings keep that step apart too (`prep_ms`). Set-ups make fresh objects each time, never
+/// the worker's loaded ones.
 fn bench(
     task: BenchTask,
     iterations: u32,
