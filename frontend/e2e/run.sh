@@ -5,8 +5,10 @@
 #
 #   frontend/e2e/run.sh           the flow test (enroll, recognise, unknown, erase, unknown,
 #                                 withdrawal by the data subject)
-#   frontend/e2e/run.sh --bench   speed in the browser, release builds with and without SIMD
-#                                 (BENCH_VARIANTS="simd" for one of them)
+#   frontend/e2e/run.sh --bench   speed in the browser, release builds with and without SIMD,
+#                                 then the release build against onnxruntime-web on the same
+#                                 models (artifacts/bench-ort.{json,md}); BENCH_VARIANTS picks
+#                                 some of "simd nosimd ort"
 #
 # `cargo xtask test` runs it after `cargo test`, installing what it needs. Needs: chromium,
 # ffmpeg, node/npm. Videos and artifacts go to ignored folders (frontend/e2e/work, frontend/e2e/artifacts);
@@ -27,7 +29,7 @@ need node "Node.js 20"
 CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
 [ -x "$CHROMIUM" ] || { echo "e2e: $CHROMIUM is required (apt-get install chromium chromium-driver)"; exit 1; }
 
-VARIANTS="${BENCH_VARIANTS:-simd nosimd}"
+VARIANTS="${BENCH_VARIANTS:-simd nosimd ort}"
 if [ "$MODE" = bench ]; then
   echo "== build the app (release, wasm-opt: what \`cargo xtask serve\` ships)"
   (cd "$ROOT" && cargo xtask web --release)
@@ -58,6 +60,10 @@ if [ "$MODE" = flow ] && [ -f "$FACES/people/barack_obama/1.jpg" ]; then
   fit="scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2"
   video S1 "$FACES/people/barack_obama/1.jpg" "$fit"
   video S2 "$FACES/people/barack_obama/2.jpg" "$fit"
+fi
+if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" ort "* ]] && [ ! -f "$WORK/A2.rgba" ]; then
+  # The comparison with onnxruntime-web works on one frame of the bench's video, as RGBA.
+  ffmpeg -v error -y -i "$WORK/A2.y4m" -frames:v 1 -f rawvideo -pix_fmt rgba "$WORK/A2.rgba"
 fi
 
 echo "== start the visage service"
@@ -90,12 +96,19 @@ BROWSER_KEY="$("$CARGO_TARGET_DIR/debug/visage" create-key --name browser --scop
 echo "browser key created (scopes enroll,recognize)"
 
 echo "== browser tests ($MODE)"
-(cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --no-audit --no-fund --silent; })
+# The flow test needs playwright-core only; onnxruntime-web (a devDependency) is for the
+# benchmark against it.
+if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" ort "* ]]; then
+  (cd "$HERE" && { [ -d node_modules/playwright-core ] && [ -d node_modules/onnxruntime-web ] || npm ci --no-audit --no-fund --silent; })
+else
+  (cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --omit=dev --no-audit --no-fund --silent; })
+fi
 export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" VISAGE_BROWSER_KEY="$BROWSER_KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
 if [ "$MODE" = bench ]; then
   for v in $VARIANTS; do
     dist="$ROOT/frontend/dist"; [ "$v" = nosimd ] && dist="$ROOT/frontend/dist-nosimd"
-    E2E_MODE=bench E2E_BENCH_LABEL="$v" E2E_DIST="$dist" node "$HERE/test.mjs"
+    mode=bench; [ "$v" = ort ] && mode=bench-ort
+    E2E_MODE=$mode E2E_BENCH_LABEL="$v" E2E_DIST="$dist" node "$HERE/test.mjs"
   done
 else
   E2E_APP_FROM_BACKEND=1 E2E_DIST="$ROOT/frontend/dist" node "$HERE/test.mjs"

@@ -14,9 +14,12 @@
 //
 // Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY (admin),
 // VISAGE_BROWSER_KEY (enroll,recognize),
-// E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench, E2E_BENCH_LABEL, and
+// E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench|bench-ort, E2E_BENCH_LABEL, and
 // E2E_BENCH_CONFIGS: comma-separated page-address queries to measure in turn, e.g.
 // "default,detect_side=256,detect_workers=2" ("default" = the app's own settings).
+// E2E_MODE=bench-ort: the pipeline against onnxruntime-web on the same models (bench-ort.mjs),
+// E2E_ORT_ROUNDS x E2E_ORT_K iterations per row (default 10 x 10) and E2E_ORT_SETUP_ROUNDS
+// set-ups (default 10); writes bench-ort.json and bench-ort.md.
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -46,7 +49,7 @@ const secrets = [KEY, BROWSER_KEY];
 // which compares builds from several directories): a tiny static server for E2E_DIST that
 // forwards /v1/* to the service, so the page still talks to its own origin.
 const FROM_BACKEND = env.E2E_APP_FROM_BACKEND === '1';
-const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.png': 'image/png', '.ico': 'image/x-icon' };
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.mjs': 'text/javascript', '.wasm': 'application/wasm', '.css': 'text/css', '.json': 'application/json', '.png': 'image/png', '.ico': 'image/x-icon' };
 const server = http.createServer((req, res) => {
   if (req.url.startsWith('/v1/')) {
     const up = new URL(req.url, BACKEND);
@@ -58,11 +61,32 @@ const server = http.createServer((req, res) => {
     req.pipe(p);
     return;
   }
+  const extra = MODE === 'bench-ort' && benchOrtFile(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+  if (extra) {
+    if (!fs.existsSync(extra)) { res.writeHead(404); res.end(); return; }
+    res.writeHead(200, { 'content-type': TYPES[path.extname(extra)] || 'application/octet-stream', 'cache-control': 'no-cache' });
+    fs.createReadStream(extra).pipe(res);
+    return;
+  }
   let file = path.join(DIST, decodeURIComponent(new URL(req.url, 'http://x').pathname));
   if (!file.startsWith(DIST) || !fs.existsSync(file) || fs.statSync(file).isDirectory()) file = path.join(DIST, 'index.html');
   res.writeHead(200, { 'content-type': TYPES[path.extname(file)] || 'application/octet-stream', 'cache-control': 'no-cache' });
   fs.createReadStream(file).pipe(res);
 });
+
+/// The benchmark against onnxruntime-web's files beside the app: its page and workers
+/// (/bench/), the frame (/bench/frame.rgba: the first frame of A2.y4m, made by run.sh), the two
+/// ONNX files (/models/) and onnxruntime-web's dist (/ort/, from this folder's node_modules).
+function benchOrtFile(p) {
+  const HERE = path.dirname(new URL(import.meta.url).pathname);
+  const within = (dir, name) => { const f = path.join(dir, name); return f.startsWith(dir + path.sep) ? f : null; };
+  if (p === '/bench/frame.rgba') return path.join(WORK, 'A2.rgba');
+  const m = /^\/bench\/(bench-ort[\w.-]*\.(?:html|mjs))$/.exec(p);
+  if (m) return path.join(HERE, m[1]);
+  if (/^\/models\/[\w.-]+\.onnx$/.test(p)) return within(path.resolve(HERE, '../../models'), p.slice('/models/'.length));
+  if (p.startsWith('/ort/')) return within(path.join(HERE, 'node_modules/onnxruntime-web/dist'), p.slice('/ort/'.length));
+  return null;
+}
 if (!FROM_BACKEND) await new Promise((r) => server.listen(0, '127.0.0.1', r));
 const ORIGIN = FROM_BACKEND ? new URL(BACKEND).origin : `http://127.0.0.1:${server.address().port}`;
 log('app served at', ORIGIN, FROM_BACKEND ? 'by the visage service' : `from ${DIST}; service at ${BACKEND}`);
@@ -468,10 +492,99 @@ async function bench(label, query) {
   log('bench', JSON.stringify(brief));
 }
 
+/// The visage pipeline against onnxruntime-web on the same models in this browser
+/// (bench-ort.mjs has the rows), and the ratio table: bench-ort.json, bench-ort.md.
+async function benchOrt() {
+  const opts = { rounds: Number(env.E2E_ORT_ROUNDS || 10), k: Number(env.E2E_ORT_K || 10), setUpRounds: Number(env.E2E_ORT_SETUP_ROUNDS || 10) };
+  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'visage-e2e-profile-'));
+  const ctx = await chromium.launchPersistentContext(userDataDir, { executablePath: env.CHROMIUM || '/usr/bin/chromium', headless: true, args: FLAGS });
+  try {
+    const page = ctx.pages()[0] || await ctx.newPage();
+    lastPage = page;
+    page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(`${ORIGIN}/bench/bench-ort.html`);
+    await page.waitForFunction(() => window.benchReady === true, null, { timeout: 60_000 });
+    const load_avg_start = load();
+    const t0 = Date.now();
+    log(`visage against onnxruntime-web: ${opts.rounds} rounds of ${opts.k} iterations per row, ${opts.setUpRounds} set-ups (plus a warm-up each)`);
+    const r = await page.evaluate((o) => window.benchOrt(o), opts);
+    const load_avg_end = load();
+    const report = summariseOrt(r, { load_avg_start, load_avg_end, seconds: (Date.now() - t0) / 1000, dist: DIST });
+    fs.writeFileSync(path.join(ART, 'bench-ort.json'), JSON.stringify({ ...report, raw: r }, null, 2));
+    fs.writeFileSync(path.join(ART, 'bench-ort.md'), report.markdown);
+    console.log(report.markdown);
+  } finally {
+    await ctx.close();
+    fs.rmSync(userDataDir, { recursive: true, force: true });
+  }
+}
+
+/// Medians, p90 and ratios of bench-ort.mjs's samples, with the checks that both engines did
+/// the work (the face found, 192-d embeddings).
+function summariseOrt(r, meta) {
+  const c = r.checks;
+  assert(c.visage_faces.length > 0 && c.ort_faces.length > 0, `both engines find a face (visage ${c.visage_faces.length}, onnxruntime ${c.ort_faces.length})`);
+  const iou = (a, b) => {
+    const w = Math.max(0, Math.min(a.x + a.width, b.x + b.width) - Math.max(a.x, b.x));
+    const h = Math.max(0, Math.min(a.y + a.height, b.y + b.height) - Math.max(a.y, b.y));
+    return (w * h) / (a.width * a.height + b.width * b.height - w * h);
+  };
+  const bestIou = iou(c.visage_faces[0].bbox, c.ort_faces[0].bbox);
+  assert(bestIou > 0.7, `onnxruntime finds visage's best face (IoU ${bestIou.toFixed(2)})`);
+  assert(c.visage_embedding_len === 192 && c.ort_embedding_len === 192, `192-d embeddings (visage ${c.visage_embedding_len}, onnxruntime ${c.ort_embedding_len})`);
+  // The minimum too: on a loaded machine it is the least disturbed run of each.
+  const stat = (xs) => ({ p50: pct(xs, 0.5), p90: pct(xs, 0.9), min: Math.min(...xs), n: xs.length });
+  const row = (name, v, o, extra = {}) => {
+    const visage = stat(v), ort = o ? stat(o) : null;
+    const ratio = (k) => (ort ? visage[k] / ort[k] : null);
+    return { row: name, visage, ort, ratio_p50: ratio('p50'), ratio_p90: ratio('p90'), ratio_min: ratio('min'), ...extra };
+  };
+  const parts = (p) => Object.fromEntries(Object.entries(p).map(([k, xs]) => [k, stat(xs)]));
+  const rows = [
+    row('detection, 640x480 frame (visage: resize + YuNet 320x256 + decode + NMS; ORT: YuNet 1x3x256x320 run)', r.samples.detect.visage, r.samples.detect.ort, { ort_parts: parts(r.samples.detect.ort_parts) }),
+    row('embedding job, one face (visage: 480x480 crop + YuNet refine + align + MobileFaceNet; ORT: YuNet 1x3x480x480 + MobileFaceNet 1x3x112x112 runs)', r.samples.embed.visage, r.samples.embed.ort, { ort_parts: parts(r.samples.embed.ort_parts) }),
+    row('set-up, detector (visage: Detector::new + warm_up 640x480 at 320; ORT: InferenceSession.create)', r.set_up.detector.visage, r.set_up.detector.ort, { ort_parts: parts(r.set_up.detector.ort_parts) }),
+    row('set-up, embedder (visage: Embedder::new; ORT: InferenceSession.create)', r.set_up.embedder.visage, r.set_up.embedder.ort, { ort_parts: parts(r.set_up.embedder.ort_parts) }),
+    row('worker load, detect role (the app\'s `ready.load_ms`)', r.load.detect, null),
+    row('worker load, embed role (the app\'s `ready.load_ms`; detector + embedder + the 480x480 plan)', r.load.embed, null),
+  ];
+  const f = (x) => (x == null ? '' : x < 10 ? x.toFixed(2) : x.toFixed(1));
+  const fx = (x) => (x == null ? '' : `${x.toFixed(2)}x`);
+  const md = [
+    '# visage (tract, wasm) against onnxruntime-web, same models, same browser',
+    '',
+    `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC; ${r.user_agent.match(/(Headless)?Chrome\/[\d.]+/)?.[0] ?? r.user_agent}; ` +
+      `navigator.hardwareConcurrency ${r.hardware_concurrency}; load average (1, 5, 15 min) before ${meta.load_avg_start.join(' ')}, after ${meta.load_avg_end.join(' ')}; ` +
+      `${Math.round(meta.seconds)} s.`,
+    `visage: the app's build in ${path.relative(path.resolve(DIST, '../..'), meta.dist)}, in the app's module workers, one thread, SIMD128. ` +
+      `onnxruntime-web ${r.ort.version ?? '1.30.0'}: wasm execution provider, numThreads 1, SIMD, graphOptimizationLevel 'all', in a module worker ` +
+      `(its first session, which also starts its wasm, took ${f(r.ort.first_session_ms)} ms and is not counted).`,
+    `Alternating rounds: ${r.rounds} x ${r.k} iterations per row (visage's ${r.k}, then onnxruntime's), set-ups ${r.set_up_rounds} x 1; a warm-up round of each is discarded. Milliseconds.`,
+    '',
+    '| row | visage p50 | p90 | min | ORT p50 | p90 | min | ratio p50 (visage/ORT) | ratio p90 | ratio min | n per side |',
+    '|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((x) => `| ${x.row} | ${f(x.visage.p50)} | ${f(x.visage.p90)} | ${f(x.visage.min)} | ${f(x.ort?.p50)} | ${f(x.ort?.p90)} | ${f(x.ort?.min)} | ` +
+      `${fx(x.ratio_p50)} | ${fx(x.ratio_p90)} | ${fx(x.ratio_min)} | ${x.visage.n} |`),
+    '',
+    `ORT parts (p50): ${rows.slice(0, 4).map((x, i) => `${['detection', 'embedding', 'detector set-up', 'embedder set-up'][i]}: ` +
+      Object.entries(x.ort_parts).map(([k, v]) => `${k} ${f(v.p50)}`).join(', ')).join('; ')} ` +
+      '(a set-up\'s `first_run`, the new session\'s first run, is not in the row: onnxruntime sizes its buffers then, visage\'s detector set-up builds its plan for the frame size).',
+    `Checks: faces found in the frame at the video setting: visage ${c.visage_faces.length} (best ${c.visage_faces[0].score.toFixed(3)}), ` +
+      `onnxruntime ${c.ort_faces.length} (best ${c.ort_faces[0].score.toFixed(3)}), best boxes IoU ${bestIou.toFixed(3)}; ` +
+      `embeddings 192-d in both, cosine between them ${c.cosine_visage_ort?.toFixed(3)} (the ORT side aligned with a canvas transform).`,
+    '',
+  ].join('\n');
+  const { samples: _s, set_up: _u, load: _l, ...about } = r;
+  return { ...about, ...meta, rows, markdown: md };
+}
+
 // ---- main --------------------------------------------------------------------------------
 let failed = false;
 try {
-  if (MODE === 'bench') {
+  if (MODE === 'bench-ort') {
+    await benchOrt();
+  } else if (MODE === 'bench') {
     for (const c of (env.E2E_BENCH_CONFIGS || 'default').split(',')) {
       await bench(env.E2E_BENCH_LABEL || 'simd', c === 'default' ? '' : c);
     }

@@ -45,6 +45,40 @@ pub enum Request {
     },
     /// Decode a photo (`buf`: the file), find and embed every face.
     Photo { job: u64 },
+    /// Benchmark only (`frontend/e2e/bench-ort.mjs`, which compares the pipeline with
+    /// onnxruntime-web on the same models): run `task` `iterations` times, each timed here in
+    /// the worker with the code the app runs. The app never sends it. `buf`: an RGBA frame of
+    /// `width` x `height` for [`BenchTask::Detect`] and [`BenchTask::EmbedFace`]; `faces`: the
+    /// face to embed (the first); `detect`: what finds (or found) the faces and the plan the
+    /// detector's set-up builds for `width` x `height`; `None`, the app's own for camera frames
+    /// (`LoopConfig::default().detect()`), so the benchmark follows the app's settings.
+    Bench {
+        task: BenchTask,
+        iterations: u32,
+        width: u32,
+        height: u32,
+        #[serde(default)]
+        faces: Vec<Detection>,
+        #[serde(default)]
+        detect: Option<DetectOptions>,
+    },
+}
+
+/// What a [`Request::Bench`] times per iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BenchTask {
+    /// What a `Detect` worker does per frame after RGBA to RGB: [`visage_shared::Detector::detect`]
+    /// (resize, network, decoding, NMS) with the worker's loaded detector.
+    Detect,
+    /// What the `Embed` worker does per face of [`Request::EmbedFaces`] after RGBA to RGB:
+    /// refine on a crop around the face, align, embed, with the worker's loaded models.
+    EmbedFace,
+    /// A fresh detector: parse the model and build the plan for `width` x `height`, as a
+    /// `Detect` worker's `Load` does.
+    SetUpDetector,
+    /// A fresh embedder: parse and optimise MobileFaceNet.
+    SetUpEmbedder,
 }
 
 /// One face of a camera frame, as the detection worker reports it.
@@ -117,6 +151,17 @@ pub enum Reply {
         width: u32,
         height: u32,
         faces: Vec<PhotoFace>,
+        error: Option<String>,
+    },
+    /// The timings of a [`Request::Bench`] (milliseconds, one per iteration), the detector
+    /// options it ran with, and what the last iteration gave, to check it did the work: the
+    /// faces found, or the embedding.
+    Bench {
+        task: BenchTask,
+        detect: DetectOptions,
+        ms: Vec<f64>,
+        faces: Vec<Detection>,
+        embedding: Option<Embedding>,
         error: Option<String>,
     },
 }
@@ -199,6 +244,14 @@ mod tests {
                 detect: DetectOptions::VIDEO,
             },
             Request::Photo { job: 4 },
+            Request::Bench {
+                task: BenchTask::EmbedFace,
+                iterations: 10,
+                width: 640,
+                height: 480,
+                faces: vec![det()],
+                detect: Some(DetectOptions::VIDEO),
+            },
         ];
         for r in reqs {
             let back: Request = serde_json::from_str(&r.to_json()).unwrap();
@@ -246,11 +299,39 @@ mod tests {
                 }],
                 error: None,
             },
+            Reply::Bench {
+                task: BenchTask::Detect,
+                detect: DetectOptions::VIDEO,
+                ms: vec![4.5, 4.25],
+                faces: vec![det()],
+                embedding: Some(embedding()),
+                error: None,
+            },
         ];
         for r in replies {
             let back: Reply = serde_json::from_str(&r.to_json()).unwrap();
             assert_eq!(back, r);
         }
+    }
+
+    #[test]
+    fn a_bench_request_from_the_bench_page_parses() {
+        // As frontend/e2e/bench-ort.mjs writes it: no faces for a set-up, no detector options
+        // (the app's own).
+        let json =
+            r#"{"op":"bench","task":"set_up_detector","iterations":1,"width":640,"height":480}"#;
+        let r: Request = serde_json::from_str(json).unwrap();
+        assert_eq!(
+            r,
+            Request::Bench {
+                task: BenchTask::SetUpDetector,
+                iterations: 1,
+                width: 640,
+                height: 480,
+                faces: vec![],
+                detect: None,
+            }
+        );
     }
 
     #[test]

@@ -11,17 +11,23 @@
 //! Models are parsed and optimised once per worker, on the `Load` message; the wasm itself (with
 //! the models compiled in) is downloaded and compiled once by the page and handed over as a
 //! `WebAssembly.Module`.
+//!
+//! A `Bench` message (never sent by the app) times the same work for the benchmark against
+//! onnxruntime-web (`frontend/e2e/bench-ort.mjs`).
 
 use std::cell::RefCell;
 
+use image::RgbImage;
 use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
 use visage_shared::{
-    AnalyzeOptions, DetectOptions, Detection, Detector, Embedding, Pipeline, Quality, model,
+    AnalyzeOptions, DetectOptions, Detection, Detector, Embedder, Embedding, Pipeline, Quality,
+    model,
 };
 use wasm_bindgen::JsCast;
 use wasm_bindgen::prelude::*;
 
-use crate::proto::{self, FrameFace, PhotoFace, Reply, Request, Role};
+use crate::proto::{self, BenchTask, FrameFace, PhotoFace, Reply, Request, Role};
+use crate::schedule::LoopConfig;
 
 #[derive(Default)]
 struct State {
@@ -147,6 +153,25 @@ fn handle(data: &JsValue) {
             let rgba = (!rgba.is_empty()).then(|| bytes_to_buffer(&rgba));
             post(&reply, rgba.as_ref());
         }
+        Request::Bench {
+            task,
+            iterations,
+            width,
+            height,
+            faces,
+            detect,
+        } => {
+            let rgba = buffer(data, "buf")
+                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+                .unwrap_or_default();
+            let detect = detect.unwrap_or_else(|| LoopConfig::default().detect());
+            let frame = Frame {
+                width,
+                height,
+                rgba: &rgba,
+            };
+            post(&bench(task, iterations, &frame, &faces, &detect), None);
+        }
     }
 }
 
@@ -257,11 +282,7 @@ fn embed_faces(
         let (scale, _, _) = visage_shared::detect::input_size(width, height, detect.max_side);
         Ok(faces
             .iter()
-            .map(|d| {
-                let d = p.detector.refine(&img, d.clone(), scale).ok()?;
-                let face = p.analyze_detection(&img, d).ok()??;
-                Some(face.embedding)
-            })
+            .map(|d| embed_face(p, &img, d, scale))
             .collect::<Vec<_>>())
     });
     let (embeddings, error) = match result {
@@ -274,6 +295,106 @@ fn embed_faces(
         embed_ms: now() - t0,
         error,
     }
+}
+
+/// One face of a camera frame to its embedding: landmarks refined on a crop around the face
+/// (`scale`: the size the detector saw the frame at), then aligned and embedded. `None` when
+/// any step fails.
+fn embed_face(p: &Pipeline, img: &RgbImage, d: &Detection, scale: f32) -> Option<Embedding> {
+    let d = p.detector.refine(img, d.clone(), scale).ok()?;
+    let face = p.analyze_detection(img, d).ok()??;
+    Some(face.embedding)
+}
+
+/// An RGBA frame as a message carries it.
+struct Frame<'a> {
+    width: u32,
+    height: u32,
+    rgba: &'a [u8],
+}
+
+impl Frame<'_> {
+    fn rgb(&self) -> Result<RgbImage, String> {
+        from_rgba(self.width, self.height, self.rgba, &DecodeLimits::default())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Times `iterations` runs of a benchmark task with the functions the app runs (see
+/// [`BenchTask`]). The frame is converted to RGB once, outside the timings, as the app's own
+/// timings keep that step apart too (`prep_ms`). Set-ups make fresh objects each time, never
+/// the worker's loaded ones.
+fn bench(
+    task: BenchTask,
+    iterations: u32,
+    frame: &Frame,
+    faces: &[Detection],
+    detect: &DetectOptions,
+) -> Reply {
+    let mut ms = Vec::with_capacity(iterations as usize);
+    let mut found = Vec::new();
+    let mut embedding = None;
+    let result = STATE.with_borrow(|s| -> Result<(), String> {
+        match task {
+            BenchTask::Detect => {
+                let d = s.detector.as_ref().ok_or("the detector is not loaded")?;
+                let img = frame.rgb()?;
+                found = timed(iterations, &mut ms, || {
+                    d.detect(&img, detect).map_err(|e| e.to_string())
+                })?
+                .unwrap_or_default();
+            }
+            BenchTask::EmbedFace => {
+                let p = s.pipeline.as_ref().ok_or("the embedder is not loaded")?;
+                let img = frame.rgb()?;
+                let face = faces.first().ok_or("no face to embed")?;
+                let (scale, _, _) =
+                    visage_shared::detect::input_size(frame.width, frame.height, detect.max_side);
+                embedding = timed(iterations, &mut ms, || {
+                    embed_face(p, &img, face, scale).ok_or_else(|| "no embedding".to_string())
+                })?;
+            }
+            BenchTask::SetUpDetector => {
+                timed(iterations, &mut ms, || {
+                    let d = Detector::new(model::DETECTOR_ONNX).map_err(|e| e.to_string())?;
+                    d.warm_up(frame.width, frame.height, detect)
+                        .map_err(|e| e.to_string())?;
+                    Ok(d)
+                })?;
+            }
+            BenchTask::SetUpEmbedder => {
+                timed(iterations, &mut ms, || {
+                    Embedder::new(model::EMBEDDER_ONNX).map_err(|e| e.to_string())
+                })?;
+            }
+        }
+        Ok(())
+    });
+    Reply::Bench {
+        task,
+        detect: *detect,
+        ms,
+        faces: found,
+        embedding,
+        error: result.err(),
+    }
+}
+
+/// Runs `run` `iterations` times, each one's milliseconds pushed to `ms`; gives the last
+/// result. Results are dropped outside the timings (freeing a model is not setting one up).
+fn timed<T>(
+    iterations: u32,
+    ms: &mut Vec<f64>,
+    mut run: impl FnMut() -> Result<T, String>,
+) -> Result<Option<T>, String> {
+    let mut last = None;
+    for _ in 0..iterations {
+        let t0 = now();
+        let out = run()?;
+        ms.push(now() - t0);
+        last = Some(out);
+    }
+    Ok(last)
 }
 
 fn analyze_photo(job: u64, bytes: &[u8]) -> (Reply, Vec<u8>) {

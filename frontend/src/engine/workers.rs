@@ -184,6 +184,8 @@ fn on_reply(ui: Ui, role: Role, index: usize, data: &JsValue) {
             }
             embeddings::on_embedded(ui, job, embeddings, embed_ms);
         }
+        // Only the benchmark page sends `Bench` requests.
+        Reply::Bench { .. } => {}
         Reply::Photo { job, .. } => {
             debug_assert_eq!(role, Role::Embed);
             // The whole message goes to the waiting `analyze_photo`, pixels and all.
