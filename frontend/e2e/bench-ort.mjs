@@ -122,6 +122,15 @@ window.benchOrt = async ({ rounds = 10, k = 10, setUpRounds = 10 } = {}) => {
     }
     log(`set-up round ${r}${keep ? '' : ' (warm-up)'}: detector ${vd.ms[0].toFixed(0)} / ${od.ms[0].toFixed(0)} ms, embedder ${ve.ms[0].toFixed(0)} / ${oe.ms[0].toFixed(0)} ms, load ${loads.detect.toFixed(0)} / ${loads.embed.toFixed(0)} ms`);
   }
+  // Where the wasm build spends its time, operator by operator (the native table of the same
+  // plans: shared/examples/profile_plan.rs). Each plan is built fresh in the worker.
+  const profileRuns = 30;
+  const profiles = {};
+  for (const [name, task] of [['detector', 'profile_detector'], ['embedder', 'profile_embedder']]) {
+    const p = await call(det.worker, { meta: JSON.stringify({ op: 'bench', task, iterations: profileRuns, ...FRAME }) });
+    profiles[name] = { median_ms: p.ms[0], runs: profileRuns, ops: p.ops, nodes: p.nodes };
+    log(`profile ${name}: ${p.ms[0].toFixed(2)} ms per run`);
+  }
   det.worker.terminate();
   emb.worker.terminate();
   ortWorker.terminate();
@@ -144,7 +153,7 @@ window.benchOrt = async ({ rounds = 10, k = 10, setUpRounds = 10 } = {}) => {
     },
     ort: { version: ortInit.ort_version, first_session_ms: ortInit.first_create_ms, inputs: ortInit.inputs },
     visage_first_load_ms: { detect: det.load_ms, embed: emb.load_ms },
-    samples, set_up: setUp, load,
+    samples, set_up: setUp, load, profiles,
   };
 };
 

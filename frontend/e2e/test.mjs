@@ -574,9 +574,24 @@ function summariseOrt(r, meta) {
       `onnxruntime ${c.ort_faces.length} (best ${c.ort_faces[0].score.toFixed(3)}), best boxes IoU ${bestIou.toFixed(3)}; ` +
       `embeddings 192-d in both, cosine between them ${c.cosine_visage_ort?.toFixed(3)} (the ORT side aligned with a canvas transform).`,
     '',
+    ...profileTables(r.profiles || {}, f),
   ].join('\n');
   const { samples: _s, set_up: _u, load: _l, ...about } = r;
   return { ...about, ...meta, rows, markdown: md };
+}
+
+/// The per-operator tables of the wasm plans (bench-ort.mjs's `profiles`): milliseconds per run
+/// by operator, then the slowest nodes.
+function profileTables(profiles, f) {
+  const out = [];
+  for (const [name, p] of Object.entries(profiles)) {
+    const sum = p.ops.reduce((s, o) => s + o.ms, 0);
+    out.push(`## Where the wasm ${name} plan spends its time (${p.runs} runs of zeros, median ${f(p.median_ms)} ms per run)`, '',
+      '| operator | ms per run | share |', '|---|---:|---:|',
+      ...p.ops.map((o) => `| ${o.op} | ${o.ms.toFixed(3)} | ${(100 * o.ms / sum).toFixed(1)}% |`), '',
+      'Slowest nodes:', '', ...p.nodes.map((n) => `- ${n.ms.toFixed(3)} ms ${n.op}`), '');
+  }
+  return out;
 }
 
 // ---- main --------------------------------------------------------------------------------

@@ -79,6 +79,19 @@ pub enum BenchTask {
     SetUpDetector,
     /// A fresh embedder: parse and optimise MobileFaceNet.
     SetUpEmbedder,
+    /// Time every node of the detector's plan for `width` x `height` (at `detect`'s size) over
+    /// `iterations` runs of zeros: where the wasm build spends its time, by operator, beside
+    /// the native table of `shared/examples/profile_plan.rs`.
+    ProfileDetector,
+    /// The same for the embedder's 112x112 plan.
+    ProfileEmbedder,
+}
+
+/// A profiled operator (or node) and its milliseconds per run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpTime {
+    pub op: String,
+    pub ms: f64,
 }
 
 /// One face of a camera frame, as the detection worker reports it.
@@ -162,6 +175,12 @@ pub enum Reply {
         ms: Vec<f64>,
         faces: Vec<Detection>,
         embedding: Option<Embedding>,
+        /// For the `profile_*` tasks: milliseconds per run by operator, then the slowest
+        /// nodes (`ms` holds the median whole run).
+        #[serde(default)]
+        ops: Vec<OpTime>,
+        #[serde(default)]
+        nodes: Vec<OpTime>,
         error: Option<String>,
     },
 }
@@ -305,6 +324,11 @@ mod tests {
                 ms: vec![4.5, 4.25],
                 faces: vec![det()],
                 embedding: Some(embedding()),
+                ops: vec![OpTime {
+                    op: "VisageConv3x3Act".into(),
+                    ms: 1.5,
+                }],
+                nodes: vec![],
                 error: None,
             },
         ];

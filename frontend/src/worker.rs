@@ -19,6 +19,7 @@ use std::cell::RefCell;
 
 use image::RgbImage;
 use visage_shared::decode::{DecodeLimits, decode_image, from_rgba};
+use visage_shared::fuse::profile;
 use visage_shared::{
     AnalyzeOptions, DetectOptions, Detection, Detector, Embedder, Embedding, Pipeline, Quality,
     model,
@@ -334,6 +335,7 @@ fn bench(
     let mut ms = Vec::with_capacity(iterations as usize);
     let mut found = Vec::new();
     let mut embedding = None;
+    let (mut ops, mut nodes) = (Vec::new(), Vec::new());
     let result = STATE.with_borrow(|s| -> Result<(), String> {
         match task {
             BenchTask::Detect => {
@@ -367,6 +369,32 @@ fn bench(
                     Embedder::new(model::EMBEDDER_ONNX).map_err(|e| e.to_string())
                 })?;
             }
+            BenchTask::ProfileDetector | BenchTask::ProfileEmbedder => {
+                let shape = if task == BenchTask::ProfileEmbedder {
+                    let s = visage_shared::align::ALIGNED_SIZE as usize;
+                    [1, 3, s, s]
+                } else {
+                    let (_, w, h) = visage_shared::detect::input_size(
+                        frame.width,
+                        frame.height,
+                        detect.max_side,
+                    );
+                    [1, 3, h, w]
+                };
+                let embedder = task == BenchTask::ProfileEmbedder;
+                let plan = profile::pipeline_plan(embedder, shape).map_err(|e| e.to_string())?;
+                let p = profile::profile(&plan, &shape, iterations as usize, &now)
+                    .map_err(|e| e.to_string())?;
+                ms.push(p.median_ms);
+                let time = |(op, ms): (String, f64)| proto::OpTime { op, ms };
+                ops = p.by_op().into_iter().map(time).collect();
+                nodes = p
+                    .nodes
+                    .into_iter()
+                    .take(15)
+                    .map(|n| time((n.desc, n.ms)))
+                    .collect();
+            }
         }
         Ok(())
     });
@@ -376,6 +404,8 @@ fn bench(
         ms,
         faces: found,
         embedding,
+        ops,
+        nodes,
         error: result.err(),
     }
 }

@@ -24,6 +24,7 @@
 
 mod kernels;
 mod ops;
+pub mod profile;
 mod rewrite;
 mod simd;
 mod weights;
