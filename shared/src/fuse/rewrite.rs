@@ -200,38 +200,29 @@ fn pointwise(
     einsum: &EinSum,
 ) -> TractResult<Option<TypedModelPatch>> {
     let node = model.node(id);
-    // The op is matched by type; this string is its parameter, the axes in tract's own
-    // einsum notation (which `AxesMapping` also parses), not a display name.
-    let expr = einsum.axes.to_string();
     if einsum.q_params.is_some()
         || einsum.operating_dt != f32::datum_type()
-        || ![
-            "NIHW,OI->NOHW",
-            "IHW,OI->OHW",
-            "NIHW,OI->OHW",
-            "IHW,OI->NOHW",
-            "IHW,OI->NHWO",
-            "NIHW,OI->NHWO",
-        ]
-        .contains(&expr.as_str())
         || node.inputs.len() != 2
     {
         return Ok(None);
     }
-    let (Some(ishape), Some(weights)) = (
+    let (Some(ishape), Some(eshape), Some(weights)) = (
         shape_of(model, node.inputs[0]),
+        shape_of(model, OutletId::new(id, 0)),
         konst(model, node.inputs[1]),
     ) else {
         return Ok(None);
     };
-    let Some((ci, _, _)) = chw(&ishape) else {
+    let Some(layout) = pointwise_layout(&einsum.axes, &ishape, &eshape) else {
         return Ok(None);
     };
+    let ci = ishape[layout.input_channel];
     let [co, wi] = weights.shape() else {
         return Ok(None);
     };
     let co = *co;
     if *wi != ci
+        || eshape[layout.output_channel] != co
         || ci > MAX_POINTWISE_IN
         || model.outlet_fact(node.inputs[0])?.datum_type != f32::datum_type()
     {
@@ -255,13 +246,8 @@ fn pointwise(
     let Some(oshape) = shape_of(model, OutletId::new(add, 0)) else {
         return Ok(None);
     };
-    let channels_last = expr.ends_with("HWO");
-    let out_dims = if channels_last {
-        hwc(&oshape)
-    } else {
-        chw(&oshape)
-    };
-    if bias.len() != co || out_dims.map(|(c, _, _)| c) != Some(co) {
+    let channels_last = layout.channels_last;
+    if bias.len() != co || oshape != eshape {
         return Ok(None);
     }
     let (act, last) = activation_after(model, add, co).unwrap_or((Act::Linear, add));
@@ -282,6 +268,79 @@ fn pointwise(
     )?;
     patch.shunt_outside(model, OutletId::new(last, 0), out[0])?;
     Ok(Some(patch))
+}
+
+/// Where the channels of a 1x1 convolution's einsum sit (see [`pointwise_layout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PointwiseLayout {
+    /// The input's channel axis: every axis before it has size 1, so the input is `[I, P]`.
+    input_channel: usize,
+    /// The output's channel axis.
+    output_channel: usize,
+    /// The output is `[P, O]` (channel axis last), else `[O, P]`.
+    channels_last: bool,
+}
+
+/// Whether an einsum is a 1x1 convolution the fused op computes, read from its axes rather than
+/// from one spelling: input 1 is the `[O, I]` weights; input 0 holds `I` with only unit axes
+/// before it (channels first), then the positions; the output holds the same positions in the
+/// same order, with `O` first (after unit axes) or last. The positions may be `H, W` or one
+/// merged axis (tract merges them on some targets: the wasm32 build did, and its 1x1
+/// convolutions then stayed with tract's matrix product), and unit axes may appear on one side
+/// only (a batch of 1).
+fn pointwise_layout(
+    axes: &tract_onnx::tract_core::axes::AxesMapping,
+    ishape: &[usize],
+    oshape: &[usize],
+) -> Option<PointwiseLayout> {
+    let (mut k, mut o) = (None, None);
+    // (position in input 0, position in the output) of the axes both hold.
+    let mut shared = Vec::new();
+    for a in axes.iter_all_axes() {
+        if a.inputs.len() != 2 || a.outputs.len() != 1 {
+            return None;
+        }
+        let one = |v: &[usize]| -> Option<Option<usize>> {
+            match v {
+                [] => Some(None),
+                [p] => Some(Some(*p)),
+                _ => None,
+            }
+        };
+        match (one(&a.inputs[0])?, one(&a.inputs[1])?, one(&a.outputs[0])?) {
+            (Some(p0), Some(p1), None) if k.is_none() => k = Some((p0, p1)),
+            (None, Some(p1), Some(po)) if o.is_none() => o = Some((p1, po)),
+            // A unit axis on both sides (a batch of 1) does not change the layout.
+            (Some(p0), None, Some(_)) if ishape.get(p0) == Some(&1) => {}
+            (Some(p0), None, Some(po)) => shared.push((p0, po)),
+            (Some(p0), None, None) if ishape.get(p0) == Some(&1) => {}
+            (None, None, Some(po)) if oshape.get(po) == Some(&1) => {}
+            _ => return None,
+        }
+    }
+    let ((k0, k1), (o1, oo)) = (k?, o?);
+    if (o1, k1) != (0, 1) || ishape[..k0].iter().any(|&d| d != 1) {
+        return None;
+    }
+    shared.sort_unstable();
+    // The positions: after the input's channel axis, in the same order in the output.
+    if shared.first().is_some_and(|&(p0, _)| p0 < k0) || shared.windows(2).any(|w| w[0].1 >= w[1].1)
+    {
+        return None;
+    }
+    let channels_last = match shared.last() {
+        Some(&(_, last)) if oo > last => true,
+        _ => false,
+    };
+    // Channels first: nothing but unit axes before O. Channels last: O after every position.
+    if !channels_last && oshape[..oo].iter().any(|&d| d != 1) {
+        return None;
+    }
+    Some(PointwiseLayout {
+        input_channel: k0,
+        output_channel: oo,
+        channels_last,
+    })
 }
 
 fn conv3x3(model: &TypedModel, id: usize, conv: &Conv) -> TractResult<Option<TypedModelPatch>> {
@@ -421,6 +480,63 @@ mod tests {
     use super::*;
     use crate::fuse::optimise_with;
     use crate::model;
+
+    #[test]
+    fn a_1x1_convolution_is_recognised_in_every_spelling_of_its_axes() {
+        use tract_onnx::tract_core::axes::AxesMapping;
+        let layout = |expr: &str, i: &[usize], o: &[usize]| {
+            let axes: AxesMapping = expr.parse().expect(expr);
+            pointwise_layout(&axes, i, o)
+        };
+        let first = |input_channel, output_channel| {
+            Some(PointwiseLayout {
+                input_channel,
+                output_channel,
+                channels_last: false,
+            })
+        };
+        assert_eq!(
+            layout("IHW,OI->OHW", &[16, 8, 10], &[32, 8, 10]),
+            first(0, 0)
+        );
+        assert_eq!(
+            layout("NIHW,OI->NOHW", &[1, 16, 8, 10], &[1, 32, 8, 10]),
+            first(1, 1)
+        );
+        assert_eq!(
+            layout("NIHW,OI->OHW", &[1, 16, 8, 10], &[32, 8, 10]),
+            first(1, 0)
+        );
+        assert_eq!(
+            layout("IHW,OI->NOHW", &[16, 8, 10], &[1, 32, 8, 10]),
+            first(0, 1)
+        );
+        // Height and width merged into one axis, as tract's wasm32 build declutters YuNet.
+        assert_eq!(layout("IP,OI->OP", &[32, 5120], &[64, 5120]), first(0, 0));
+        assert_eq!(
+            layout("NIP,OI->NOP", &[1, 32, 5120], &[1, 64, 5120]),
+            first(1, 1)
+        );
+        // YuNet's heads: the output channels last.
+        assert_eq!(
+            layout("IHW,OI->HWO", &[64, 32, 40], &[32, 40, 10]),
+            Some(PointwiseLayout {
+                input_channel: 0,
+                output_channel: 2,
+                channels_last: true
+            })
+        );
+        // Not the fused op's layout: a batch, channels-last input, transposed weights or
+        // positions reordered.
+        assert_eq!(
+            layout("NIHW,OI->NOHW", &[2, 16, 8, 10], &[2, 32, 8, 10]),
+            None
+        );
+        assert_eq!(layout("HWI,OI->HWO", &[8, 10, 16], &[8, 10, 32]), None);
+        assert_eq!(layout("IHW,IO->OHW", &[16, 8, 10], &[32, 8, 10]), None);
+        assert_eq!(layout("IHW,OI->OWH", &[16, 8, 10], &[32, 10, 8]), None);
+        assert_eq!(layout("IHW,OI->HOW", &[16, 8, 10], &[8, 32, 10]), None);
+    }
 
     fn load(onnx: &[u8]) -> InferenceModel {
         tract_onnx::onnx()
