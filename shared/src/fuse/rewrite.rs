@@ -328,10 +328,7 @@ fn pointwise_layout(
     {
         return None;
     }
-    let channels_last = match shared.last() {
-        Some(&(_, last)) if oo > last => true,
-        _ => false,
-    };
+    let channels_last = matches!(shared.last(), Some(&(_, last)) if oo > last);
     // Channels first: nothing but unit axes before O. Channels last: O after every position.
     if !channels_last && oshape[..oo].iter().any(|&d| d != 1) {
         return None;
