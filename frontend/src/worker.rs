@@ -91,6 +91,13 @@ fn post(reply: &Reply, buf: Option<&js_sys::ArrayBuffer>) {
     }
 }
 
+/// A copy of the bytes the message moved in `buf` (empty when there are none).
+fn buffer_bytes(data: &JsValue) -> Vec<u8> {
+    buffer(data, "buf")
+        .map(|b| js_sys::Uint8Array::new(&b).to_vec())
+        .unwrap_or_default()
+}
+
 fn bytes_to_buffer(bytes: &[u8]) -> js_sys::ArrayBuffer {
     js_sys::Uint8Array::from(bytes).buffer()
 }
@@ -140,16 +147,12 @@ fn handle(data: &JsValue) {
             faces,
             detect,
         } => {
-            let rgba = buffer(data, "buf")
-                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
-                .unwrap_or_default();
+            let rgba = buffer_bytes(data);
             let reply = embed_faces(job, width, height, &faces, &detect, &rgba);
             post(&reply, None);
         }
         Request::Photo { job } => {
-            let bytes = buffer(data, "buf")
-                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
-                .unwrap_or_default();
+            let bytes = buffer_bytes(data);
             let (reply, rgba) = analyze_photo(job, &bytes);
             let rgba = (!rgba.is_empty()).then(|| bytes_to_buffer(&rgba));
             post(&reply, rgba.as_ref());
@@ -162,9 +165,7 @@ fn handle(data: &JsValue) {
             faces,
             detect,
         } => {
-            let rgba = buffer(data, "buf")
-                .map(|b| js_sys::Uint8Array::new(&b).to_vec())
-                .unwrap_or_default();
+            let rgba = buffer_bytes(data);
             let detect = detect.unwrap_or_else(|| LoopConfig::default().detect());
             let frame = Frame {
                 width,
