@@ -152,6 +152,8 @@ pub struct VerifyQuery {
     pub max_false_match_rate: Option<f64>,
 }
 
+/// The verification itself; the caller has checked that the key sees `person_id`
+/// ([`visible_person`]).
 async fn verify_one(
     state: &AppState,
     caller: &Caller,
@@ -163,7 +165,6 @@ async fn verify_one(
     let disclosure = Disclosure::for_caller(caller, state.threshold_floor);
     let thresholds = disclosure.thresholds(operating_point)?;
     let threshold = thresholds.of(class);
-    visible_person(state, caller, person_id).await?;
     if disclosure != Disclosure::Full {
         spend_verify_budget(state, caller, person_id).await?;
     }
@@ -264,16 +265,10 @@ pub async fn verify(
     if !caller.is_admin() {
         check_plausible(&emb)?;
     }
+    let op = OperatingPoint::parse(req.threshold, req.max_false_match_rate)?;
+    visible_person(&state, &caller, req.person_id).await?;
     Ok(Json(
-        verify_one(
-            &state,
-            &caller,
-            req.person_id,
-            &emb,
-            ProbeClass::Clean,
-            OperatingPoint::parse(req.threshold, req.max_false_match_rate)?,
-        )
-        .await?,
+        verify_one(&state, &caller, req.person_id, &emb, ProbeClass::Clean, op).await?,
     ))
 }
 

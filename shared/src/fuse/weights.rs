@@ -260,12 +260,16 @@ mod tests {
             .to_vec()
     }
 
+    fn proto_of(onnx: &[u8]) -> tract_onnx::pb::ModelProto {
+        tract_onnx::onnx()
+            .proto_model_for_read(&mut std::io::Cursor::new(onnx))
+            .unwrap()
+    }
+
     #[test]
     fn the_embedder_loads_with_its_weights_folded_and_runs_bit_identically() {
         let onnx = tract_onnx::onnx();
-        let mut proto = onnx
-            .proto_model_for_read(&mut std::io::Cursor::new(model::EMBEDDER_ONNX))
-            .unwrap();
+        let mut proto = proto_of(model::EMBEDDER_ONNX);
         let graph = proto.graph.as_mut().unwrap();
         let nodes = graph.node.len();
         let folded = fold_constant_weights(graph).unwrap();
@@ -312,10 +316,7 @@ mod tests {
 
     #[test]
     fn a_model_without_compact_weights_is_unchanged() {
-        let onnx = tract_onnx::onnx();
-        let mut proto = onnx
-            .proto_model_for_read(&mut std::io::Cursor::new(model::DETECTOR_ONNX))
-            .unwrap();
+        let mut proto = proto_of(model::DETECTOR_ONNX);
         let before = proto.clone();
         let graph = proto.graph.as_mut().unwrap();
         assert_eq!(fold_constant_weights(graph).unwrap(), 0);
