@@ -58,11 +58,11 @@ fn main() -> TractResult<()> {
 
 /// Prints the first `limit` nodes of the decluttered graph: name, operator, inputs, shape.
 fn dump(onnx: &[u8], shape: [usize; 4], limit: usize) -> TractResult<()> {
-    let m = tract_onnx::onnx()
+    let mut m = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(onnx))?
         .with_input_fact(0, f32::fact(shape).into())?
-        .into_typed()?
-        .into_decluttered()?;
+        .into_typed()?;
+    visage_shared::fuse::declutter_keeping_layout(&mut m)?;
     for n in m.nodes().iter().take(limit) {
         println!(
             "#{} {} [{}] {:?} inputs {:?} -> {:?}",

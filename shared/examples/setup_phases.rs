@@ -24,8 +24,9 @@ fn phases(onnx: &[u8], shape: [usize; 4]) -> TractResult<Vec<(&'static str, f64)
         .with_input_fact(0, f32::fact(shape).into())?
         .into_typed()?;
     lap("type analysis (into_typed)", &mut out);
-    let mut typed = typed.into_decluttered()?;
-    lap("declutter", &mut out);
+    let mut typed = typed;
+    visage_shared::fuse::declutter_keeping_layout(&mut typed)?;
+    lap("declutter (without the layout pass)", &mut out);
     visage_shared::fuse::fuse(&mut typed)?;
     lap("fuse", &mut out);
     let opt = typed.into_optimized()?;

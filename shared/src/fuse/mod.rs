@@ -9,8 +9,9 @@
 //! loops written so that the compiler vectorises them (AVX2 and FMA on x86_64, chosen at run
 //! time; SIMD128 on wasm32). 1x1 convolutions (matrix products) stay with tract.
 //!
-//! [`fuse`] rewrites a decluttered [`TypedModel`]; everything it does not recognise is left to
-//! tract. The rewrites are exact up to float rounding: the tests check whole models against
+//! [`fuse`] rewrites a decluttered [`TypedModel`] (decluttered by
+//! [`declutter_keeping_layout`], so that the graph is the same on every target); everything it
+//! does not recognise is left to tract. The rewrites are exact up to float rounding: the tests check whole models against
 //! tract's own result (in `rewrite`), and each kernel against sums worked by hand (in
 //! `kernels`).
 //!
@@ -50,10 +51,38 @@ fn optimise_with(
 ) -> TractResult<Arc<TypedRunnableModel>> {
     let mut typed = model
         .with_input_fact(0, f32::fact(input).into())?
-        .into_typed()?
-        .into_decluttered()?;
+        .into_typed()?;
     if with_fusion {
+        declutter_keeping_layout(&mut typed)?;
         fuse(&mut typed)?;
+    } else {
+        typed.declutter()?;
     }
+    // `into_optimized` declutters again (now with the layout pass) before it optimises.
     typed.into_optimized()?.into_runnable()
+}
+
+/// tract's declutter without its layout pass (`ChangeAxes`), the form of the graph that
+/// [`fuse`] rewrites.
+///
+/// Why: that pass moves 3x3 depthwise convolutions of 16 channels or more to channels-last
+/// where tract-linalg has a channels-last depthwise kernel, which it has for wasm32 (and
+/// aarch64) but not for x86_64. In the browser the graph [`fuse`] saw was then another one:
+/// half of YuNet's and MobileFaceNet's layers channels-last, their 1x1 convolutions left to
+/// tract's matrix product with its packing and reshapes, the depthwise ones read and written
+/// with a stride. Fusing first gives every target the same graph and the same fused ops; the
+/// layout pass then runs in [`TypedModel::into_optimized`]'s declutter, on what is left.
+pub fn declutter_keeping_layout(model: &mut TypedModel) -> TractResult<()> {
+    let mut optimizer = tract_onnx::tract_core::optim::Optimizer::declutter();
+    let before = optimizer.passes.len();
+    optimizer
+        .passes
+        .retain(|pass| !format!("{pass:?}").starts_with("ChangeAxes"));
+    // tract names its passes by their type; a rename would silently keep the pass.
+    if optimizer.passes.len() + 1 != before {
+        return Err(tract_onnx::tract_core::internal::format_err!(
+            "tract's declutter has no single ChangeAxes pass to leave out"
+        ));
+    }
+    optimizer.optimize(model)
 }

@@ -563,8 +563,8 @@ mod tests {
         let mut typed = load(onnx)
             .with_input_fact(0, f32::fact(input).into())
             .and_then(|m| m.into_typed())
-            .and_then(|m| m.into_decluttered())
             .expect("typed");
+        crate::fuse::declutter_keeping_layout(&mut typed).expect("declutter");
         let rewrites = fuse(&mut typed).expect("fuse");
         assert_eq!(fused.len(), plain.len());
         let mut worst = 0f32;
@@ -591,7 +591,9 @@ mod tests {
     fn fused_detector_matches_tract() {
         for input in [[1, 3, 256, 320], [1, 3, 96, 128]] {
             let (diff, rewrites) = fused_against_tract(model::DETECTOR_ONNX, input);
-            assert!(rewrites >= 15, "only {rewrites} rewrites");
+            // 57: with tract's layout pass run first (`declutter_keeping_layout` leaves it
+            // out) there were 51, and in wasm fewer still.
+            assert!(rewrites >= 57, "only {rewrites} rewrites");
             assert!(diff < 1e-4, "{input:?}: relative difference {diff}");
         }
     }
