@@ -72,6 +72,12 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
         }
     });
     let purge = purge::spawn(pool.clone(), Duration::from_secs(args.purge_interval_secs));
+    let indexer = store::hnsw::spawn(
+        pool.clone(),
+        Duration::from_secs(args.index_interval_secs),
+        args.exact_search_max_faces,
+        args.index_build_memory.clone(),
+    );
     let host = if args.host.is_unspecified() {
         "127.0.0.1".to_string()
     } else {
@@ -94,6 +100,7 @@ async fn serve_on(args: &ServeArgs, url: &str) -> anyhow::Result<()> {
     tracing::info!(port, "listening");
     app.run_until_stopped(shutdown_signal()).await?;
     purge.abort();
+    indexer.abort();
     pool.close().await;
     Ok(())
 }

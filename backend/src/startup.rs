@@ -180,7 +180,10 @@ impl Application {
             pipeline,
             rate_limits: RateLimits::new(args.rate_per_minute),
             metrics: telemetry::metrics_handle(),
-            ef_search: args.ef_search,
+            search: crate::store::search::Settings {
+                ef_search: args.ef_search,
+                exact_max_faces: args.exact_search_max_faces,
+            },
             failed_auth: FailedAuth::new(args.failed_auth_per_minute),
             budgets: QueryBudgets::new(BudgetSettings {
                 per_key_person_hour: args.verify_budget_per_key_person,

@@ -18,7 +18,8 @@ pub struct Inner {
     pub pipeline: PipelineService,
     pub rate_limits: RateLimits,
     pub metrics: PrometheusHandle,
-    pub ef_search: u32,
+    /// How recognition searches (`ef_search`, the exact-search bound).
+    pub search: crate::store::search::Settings,
     /// Failed authentications per client address.
     pub failed_auth: FailedAuth,
     /// Verification budgets of non-admin keys.

@@ -43,7 +43,10 @@ pub(crate) async fn pass(
         collection: visage_backend::domain::DEFAULT_COLLECTION_ID,
         top_k: 5,
         thresholds: visage_backend::domain::Thresholds::uniform(0.3),
-        ef_search: ef.unwrap_or(100),
+        search: visage_backend::store::search::Settings {
+            ef_search: ef.unwrap_or(100),
+            exact_max_faces: visage_backend::configuration::DEFAULT_EXACT_SEARCH_MAX_FACES,
+        },
         disclosure: visage_backend::oracle::Disclosure::Full,
     };
     let mut lat = Vec::with_capacity(set.len());

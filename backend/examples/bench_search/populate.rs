@@ -6,12 +6,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sqlx::PgPool;
+use visage_backend::domain::DEFAULT_COLLECTION_ID;
 use visage_shared::model::EMBEDDER_ID;
 
 use crate::data::{Data, FACES_PER_ID, sample, stream};
 use crate::server_stats::server_mem;
 
-pub(crate) const INDEX: &str = "faces_embedding_hnsw";
+/// The default collection's HNSW graph (`store::hnsw::index_name(DEFAULT_COLLECTION_ID)`,
+/// checked by `build_index`): the whole bench gallery is that collection.
+pub(crate) const INDEX: &str = "faces_hnsw_00000000000000000000000000000001";
 
 pub(crate) async fn load(
     pool: &PgPool,
@@ -99,6 +102,10 @@ pub(crate) async fn build_index(
     efc: u32,
     mwm: &str,
 ) -> anyhow::Result<(f64, Option<f64>)> {
+    anyhow::ensure!(
+        INDEX == visage_backend::store::hnsw::index_name(DEFAULT_COLLECTION_ID),
+        "INDEX is not the default collection's graph"
+    );
     let mut conn = pool.acquire().await?;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP INDEX IF EXISTS {INDEX}")))
         .execute(&mut *conn)
@@ -131,7 +138,7 @@ pub(crate) async fn build_index(
     };
     let t = Instant::now();
     let r = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "CREATE INDEX {INDEX} ON faces USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc})"
+        "CREATE INDEX {INDEX} ON faces USING hnsw (embedding vector_cosine_ops) WITH (m = {m}, ef_construction = {efc}) WHERE collection_id = '{DEFAULT_COLLECTION_ID}'"
     )))
     .execute(&mut *conn)
     .await;

@@ -66,10 +66,11 @@ pub(crate) async fn block_stats(pool: &PgPool) -> anyhow::Result<(i64, i64, i64)
         .execute(pool)
         .await?;
     let r: (i64, i64, i64) = sqlx::query_as(
-        "SELECT coalesce((SELECT idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = 'faces_embedding_hnsw'), 0),
-                coalesce((SELECT idx_blks_hit FROM pg_statio_user_indexes WHERE indexrelname = 'faces_embedding_hnsw'), 0),
+        "SELECT coalesce((SELECT idx_blks_read FROM pg_statio_user_indexes WHERE indexrelname = $1), 0),
+                coalesce((SELECT idx_blks_hit FROM pg_statio_user_indexes WHERE indexrelname = $1), 0),
                 coalesce((SELECT heap_blks_read FROM pg_statio_user_tables WHERE relname = 'faces'), 0)",
     )
+    .bind(crate::populate::INDEX)
     .fetch_one(pool)
     .await?;
     Ok(r)

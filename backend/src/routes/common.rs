@@ -73,7 +73,7 @@ pub struct MatchParams {
     pub collection: Uuid,
     pub top_k: usize,
     pub thresholds: Thresholds,
-    pub ef_search: u32,
+    pub search: store::search::Settings,
     /// What the caller may see of the result.
     pub disclosure: Disclosure,
 }
@@ -86,13 +86,13 @@ impl MatchParams {
         disclosure: Disclosure,
         top_k: Option<u32>,
         operating_point: Option<OperatingPoint>,
-        ef_search: u32,
+        search: store::search::Settings,
     ) -> Result<Self, ApiError> {
         Ok(Self {
             collection,
             top_k: disclosure.top_k(top_k)?,
             thresholds: disclosure.thresholds(operating_point)?,
-            ef_search,
+            search,
             disclosure,
         })
     }
@@ -121,7 +121,7 @@ pub async fn search_with(
     let threshold = p.thresholds.of(class);
     // Several faces per person: fetch more rows than people wanted, keep each person's best.
     let limit = (p.top_k * 4 + 10).min(1000) as i64;
-    let rows = store::search::nearest(pool, p.collection, emb, p.ef_search, limit, exact).await?;
+    let rows = store::search::nearest(pool, p.collection, emb, p.search, limit, exact).await?;
     let mut out: Vec<Candidate> = Vec::new();
     for r in rows {
         let similarity = (1.0 - r.distance) as f32;

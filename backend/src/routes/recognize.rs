@@ -96,7 +96,7 @@ pub async fn recognize(
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
     let op = OperatingPoint::parse(req.threshold, req.max_false_match_rate)?;
     let collection = caller.collection(&state).await?;
-    let p = MatchParams::new(collection, disclosure, req.top_k, op, state.ef_search)?;
+    let p = MatchParams::new(collection, disclosure, req.top_k, op, state.search)?;
     let embs = parse_embeddings(req.embeddings, MAX_PROBES)?;
     if disclosure != Disclosure::Full {
         for e in &embs {
@@ -129,7 +129,7 @@ pub async fn recognize_image(
     let disclosure = Disclosure::for_caller(&caller, state.threshold_floor);
     let op = OperatingPoint::parse(q.threshold, q.max_false_match_rate)?;
     let collection = caller.collection(&state).await?;
-    let p = MatchParams::new(collection, disclosure, q.top_k, op, state.ef_search)?;
+    let p = MatchParams::new(collection, disclosure, q.top_k, op, state.search)?;
     let analysis = state.pipeline.analyze(body).await?;
     let gate = QualityGate::default();
     // The largest faces first (the pipeline's order); at most MAX_PROBES per image.

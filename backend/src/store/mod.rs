@@ -14,6 +14,7 @@ pub mod audit;
 pub mod collections;
 pub mod consents;
 pub mod faces;
+pub mod hnsw;
 pub mod keys;
 pub mod people;
 pub mod search;

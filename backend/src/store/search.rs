@@ -1,13 +1,11 @@
 //! Nearest faces of one collection, among people with an active consent: exactly for a small
-//! collection, through the HNSW graph of every collection for a large one.
+//! collection, through the collection's own HNSW graph for a large one (`store::hnsw`).
 //!
-//! One HNSW graph holds every collection, and PostgreSQL filters its candidates by collection
-//! afterwards (pgvector's iterative scan goes on while too few pass). Measured with
-//! `backend/examples/bench_collections.rs` (BENCHMARKS.md, "Collections"):
-//! - a small collection among many is found faster and exactly by reading its own faces through
-//!   the btree `faces_collection_idx` than by walking the shared graph;
-//! - a large collection keeps only its share of each candidate list, so `ef_search` is divided
-//!   by that share (capped at 1000) to keep the recall of an unfiltered search.
+//! Measured with `backend/examples/bench_collections.rs` (BENCHMARKS.md, "Collections"): a small
+//! collection is found exactly, and faster, by reading its own faces through the btree
+//! `faces_collection_idx` than by walking a graph; a large one is searched through a partial
+//! HNSW index of its faces alone, as an unfiltered graph (no share of the candidate list lost
+//! to other collections).
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -17,11 +15,18 @@ use sqlx::PgPool;
 use uuid::Uuid;
 use visage_shared::Embedding;
 
-/// Collections of at most this many faces are searched exactly (about 20 ms on 2 cores at
-/// this size; a larger one goes through the HNSW graph).
-pub const EXACT_SEARCH_MAX_FACES: i64 = 20_000;
+use super::hnsw;
 
-/// How long a collection's measured size is reused.
+/// How recognition searches (the service's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// HNSW `ef_search` (10..1000).
+    pub ef_search: u32,
+    /// Collections of at most this many faces are searched exactly.
+    pub exact_max_faces: i64,
+}
+
+/// How long a collection's measured size (graph or not) is reused.
 const SIZE_TTL: Duration = Duration::from_secs(30);
 
 /// One face near the probe.
@@ -34,131 +39,105 @@ pub struct Hit {
     pub distance: f64,
 }
 
-/// A collection's size: its faces (counted up to just past [`EXACT_SEARCH_MAX_FACES`] when
-/// small, in full when large) and its share of all faces.
-#[derive(Debug, Clone, Copy)]
-struct Size {
-    faces: i64,
-    share: f64,
-}
-
-/// The size of `collection`, measured at most every [`SIZE_TTL`] per process (the btree makes
-/// the count an index-only scan; a collection that crosses the bound meanwhile is still
-/// searched correctly, only by the other path).
-async fn size(conn: &mut sqlx::PgConnection, collection: Uuid) -> Result<Size, sqlx::Error> {
-    static SIZES: OnceLock<Mutex<HashMap<Uuid, (Size, Instant)>>> = OnceLock::new();
-    let cache = SIZES.get_or_init(Default::default);
-    if let Some((s, at)) = cache
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .get(&collection)
+/// Whether `collection` is searched through its graph: it holds more than `exact_max_faces`
+/// faces (counted up to just past the bound: the btree makes it an index-only scan of at most
+/// that many entries) and its graph is valid. Measured at most every [`SIZE_TTL`] per process:
+/// a collection that crosses the bound, or whose graph is built, meanwhile is still searched
+/// correctly, only by the other path.
+async fn has_usable_graph(
+    conn: &mut sqlx::PgConnection,
+    collection: Uuid,
+    exact_max_faces: i64,
+) -> Result<bool, sqlx::Error> {
+    /// Per (collection, bound): whether it had a usable graph, and when that was measured.
+    type Seen = HashMap<(Uuid, i64), (bool, Instant)>;
+    static SEEN: OnceLock<Mutex<Seen>> = OnceLock::new();
+    let cache = SEEN.get_or_init(Default::default);
+    let key = (collection, exact_max_faces);
+    if let Some((graph, at)) = cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key)
         && at.elapsed() < SIZE_TTL
     {
-        return Ok(*s);
+        return Ok(*graph);
     }
-    let small: i64 = sqlx::query_scalar!(
+    let faces: i64 = sqlx::query_scalar!(
         r#"SELECT count(*) AS "n!" FROM (SELECT 1 FROM faces WHERE collection_id = $1 LIMIT $2) s"#,
         collection,
-        EXACT_SEARCH_MAX_FACES + 1
+        exact_max_faces + 1
     )
     .fetch_one(&mut *conn)
     .await?;
-    let faces = if small > EXACT_SEARCH_MAX_FACES {
-        sqlx::query_scalar!(
-            r#"SELECT count(*) AS "n!" FROM faces WHERE collection_id = $1"#,
-            collection
-        )
-        .fetch_one(&mut *conn)
-        .await?
-    } else {
-        small
-    };
-    // The table's size as the planner knows it (no full count of every collection).
-    let total: f64 = sqlx::query_scalar!(
-        r#"SELECT greatest(reltuples, 1)::float8 AS "n!" FROM pg_class WHERE oid = 'faces'::regclass"#
-    )
-    .fetch_one(&mut *conn)
-    .await?;
-    let s = Size {
-        faces,
-        share: (faces as f64 / total.max(faces as f64)).clamp(1e-6, 1.0),
-    };
+    let graph = faces > exact_max_faces && hnsw::has_graph(conn, collection).await?;
+    if faces > exact_max_faces && !graph {
+        // Once per measurement, not per search.
+        tracing::warn!(%collection, "a large collection without its HNSW graph yet: searched exactly until it is built");
+    }
     cache
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .insert(collection, (s, Instant::now()));
-    Ok(s)
+        .insert(key, (graph, Instant::now()));
+    Ok(graph)
 }
 
 /// The `limit` faces of `collection` nearest to `emb` (same model, people with an active
-/// consent), nearest first. A collection of at most [`EXACT_SEARCH_MAX_FACES`] faces is
-/// searched exactly; a larger one through the HNSW index with relaxed iterative scans and
-/// `ef_search` (10..1000) divided by the collection's share of all faces. With `exact`, always
-/// an exhaustive scan (the benchmark's reference).
+/// consent), nearest first. A collection of at most `settings.exact_max_faces` faces is searched
+/// exactly, and so is a larger one whose graph is not built yet (with a warning); otherwise its
+/// HNSW graph with relaxed iterative scans. With `exact`, always an exhaustive scan (the
+/// benchmark's reference).
 pub async fn nearest(
     pool: &PgPool,
     collection: Uuid,
     emb: &Embedding,
-    ef_search: u32,
+    settings: Settings,
     limit: i64,
     exact: bool,
 ) -> Result<Vec<Hit>, sqlx::Error> {
     let mut tx = pool.begin().await?;
-    let size = size(&mut tx, collection).await?;
-    let exact = exact || size.faces <= EXACT_SEARCH_MAX_FACES;
+    let graph = !exact && has_usable_graph(&mut tx, collection, settings.exact_max_faces).await?;
     // The session settings are not queries the macros can check (the value of `ef_search`
     // is formatted in): plain `sqlx::query`.
-    if exact {
-        // No index scan: the planner reads the collection through a bitmap scan of its btree
-        // (or the table) and compares every face.
-        sqlx::query("SET LOCAL enable_indexscan = off")
+    let settings_sql: &[&str] = if graph {
+        &[
+            // The partial index applies only where the planner sees the collection's id: a
+            // custom plan for every execution, never the prepared statement's generic one.
+            "SET LOCAL plan_cache_mode = force_custom_plan",
+            // The graph orders the rows: not a scan of the collection's btree and a sort.
+            "SET LOCAL enable_bitmapscan = off",
+            "SET LOCAL enable_seqscan = off",
+            "SET LOCAL hnsw.iterative_scan = relaxed_order",
+        ]
+    } else {
+        // The planner reads the collection through a bitmap scan of its btree (or the table)
+        // and compares every face.
+        &["SET LOCAL enable_indexscan = off"]
+    };
+    for sql in settings_sql {
+        sqlx::query(sqlx::AssertSqlSafe(*sql))
             .execute(&mut *tx)
             .await?;
     }
-    let ef = (f64::from(ef_search.clamp(10, 1000)) / size.share).min(1000.0) as u32;
-    // Integers formatted in, not user text.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SET LOCAL hnsw.ef_search = {}",
-        ef.clamp(10, 1000)
-    )))
-    .execute(&mut *tx)
-    .await?;
-    sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
+    if graph {
+        // An integer formatted in, not user text.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SET LOCAL hnsw.ef_search = {}",
+            settings.ef_search.clamp(10, 1000)
+        )))
         .execute(&mut *tx)
         .await?;
+    }
     let vector = pgvector::Vector::from(emb.vector().to_vec());
-    let rows = if exact {
-        sqlx::query_as!(
-            Hit,
-            r#"SELECT f.id AS face_id, f.person_id, p.display_name, (f.embedding <=> $1) AS "distance!"
+    let rows = sqlx::query_as!(
+        Hit,
+        r#"SELECT f.id AS face_id, f.person_id, p.display_name, (f.embedding <=> $1) AS "distance!"
              FROM faces f JOIN people p ON p.id = f.person_id
              WHERE f.collection_id = $4 AND f.model_id = $2 AND EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = f.person_id)
              ORDER BY f.embedding <=> $1 LIMIT $3"#,
-            vector as _,
-            emb.model(),
-            limit,
-            collection
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    } else {
-        // The same query with the collection test written so that no btree can serve it
-        // (`IS TRUE`): only the HNSW graph orders the rows, whatever the planner estimates
-        // for this collection (the btree's exact path is slow at this size).
-        sqlx::query_as!(
-            Hit,
-            r#"SELECT f.id AS face_id, f.person_id, p.display_name, (f.embedding <=> $1) AS "distance!"
-             FROM faces f JOIN people p ON p.id = f.person_id
-             WHERE (f.collection_id = $4) IS TRUE AND f.model_id = $2 AND EXISTS (SELECT 1 FROM active_consents ac WHERE ac.person_id = f.person_id)
-             ORDER BY f.embedding <=> $1 LIMIT $3"#,
-            vector as _,
-            emb.model(),
-            limit,
-            collection
-        )
-        .fetch_all(&mut *tx)
-        .await?
-    };
+        vector as _,
+        emb.model(),
+        limit,
+        collection
+    )
+    .fetch_all(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(rows)
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use uuid::Uuid;
+use visage_backend::domain::DEFAULT_COLLECTION_ID;
 use visage_backend::scrub::{self, ScrubConfig};
+use visage_backend::store::hnsw;
 
 use crate::helpers::{TestApp, consent, spawn_app};
 
@@ -155,6 +157,11 @@ async fn describe(pool: &PgPool, hits: &[(String, PathBuf)]) -> String {
 }
 
 /// The file of relation `rel` in a list from [`relation_files`].
+/// The HNSW graph of the gallery's collection (the default one).
+fn graph() -> String {
+    hnsw::index_name(DEFAULT_COLLECTION_ID)
+}
+
 fn file_of(list: &[(String, PathBuf)], rel: &str) -> PathBuf {
     list.iter()
         .find(|(r, _)| r == rel)
@@ -228,6 +235,19 @@ async fn enroll_gallery(app: &TestApp) -> Gallery {
             .await
             .expect("stored embedding");
     assert_eq!(in_db.as_slice(), stored.as_slice());
+    // The collection's HNSW graph, as the service's background job builds it for a large
+    // collection (here with a bound of 0 faces: every collection is large).
+    let built = hnsw::build_missing(
+        &app.pool,
+        0,
+        &hnsw::BuildOptions {
+            concurrently: true,
+            memory: "64MB".into(),
+        },
+    )
+    .await
+    .expect("graph built");
+    assert_eq!(built, [DEFAULT_COLLECTION_ID]);
     Gallery {
         target,
         address: address.to_string(),
@@ -256,11 +276,7 @@ async fn assert_present_before(app: &TestApp, dir: &Path, g: &Gallery) {
         describe(&app.pool, &hits).await
     );
     assert!(found_in(&hits, "embedding", &file_of(&faces, "faces")));
-    assert!(found_in(
-        &hits,
-        "embedding",
-        &file_of(&faces, "faces_embedding_hnsw")
-    ));
+    assert!(found_in(&hits, "embedding", &file_of(&faces, &graph())));
     assert!(found_in(
         &hits,
         &format!("evidence {}", g.address),
@@ -394,10 +410,7 @@ async fn large_gallery_way_clears_the_index_in_place() {
     };
     let g = enroll_gallery(&app).await;
     assert_present_before(&app, &dir, &g).await;
-    let hnsw_before = file_of(
-        &relation_files(&app.pool, &dir, "faces").await,
-        "faces_embedding_hnsw",
-    );
+    let hnsw_before = file_of(&relation_files(&app.pool, &dir, "faces").await, &graph());
     sqlx::query("DELETE FROM people WHERE id = $1")
         .bind(g.target)
         .execute(&app.pool)
@@ -413,7 +426,7 @@ async fn large_gallery_way_clears_the_index_in_place() {
     let hits = grep_dir(&dir, &g.needles);
     let faces = relation_files(&app.pool, &dir, "faces").await;
     // The index was not rebuilt: the same file, cleared in place.
-    assert_eq!(file_of(&faces, "faces_embedding_hnsw"), hnsw_before);
+    assert_eq!(file_of(&faces, &graph()), hnsw_before);
     let heap = file_of(&faces, "faces");
     let left: Vec<(String, PathBuf)> = hits.iter().filter(|(_, f)| *f != heap).cloned().collect();
     assert!(

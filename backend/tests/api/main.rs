@@ -9,6 +9,7 @@ mod db_loss;
 mod enroll_cli;
 mod enroll_recognize;
 mod erasure_disk;
+mod graphs;
 mod health;
 mod helpers;
 mod images;
