@@ -6,10 +6,12 @@
 //! collections must be built, rebuilt and searched whole for the sake of the few collections
 //! that need it. At the size issue 15 asks for (100 collections of 10,000 faces and one of
 //! 1,000,000), building it on 2 cores went from 20,000 faces a minute to 10,500 as it grew and
-//! had not finished after an hour for 640,000 of the 2.1M faces; a filtered search of it keeps
-//! only the collection's share of each candidate list, so `ef_search` had to grow as that share
-//! shrank. A partial graph holds the large collection's faces only: built in the time of that
-//! collection, searched as an unfiltered graph, dropped with it.
+//! held 640,000 of the 2M faces after 53 minutes (the large collection's own graph: 18 minutes
+//! for its 1M, BENCHMARKS.md "Collections"); a filtered search of it keeps only the
+//! collection's share of each candidate list, so `ef_search` had to grow as that share shrank;
+//! and every enrolment into a small collection inserted into a graph its searches never use. A
+//! partial graph holds the large collection's faces only: built in the time of that collection,
+//! searched as an unfiltered graph.
 //!
 //! [`build_missing`] builds the graphs that are due; the service runs it in the background
 //! ([`spawn`], `CREATE INDEX CONCURRENTLY`: enrolments and searches go on). Until a collection's
