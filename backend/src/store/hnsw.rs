@@ -73,13 +73,38 @@ pub async fn build_missing(
     let mut built = Vec::new();
     for collection in due {
         let mut conn = pool.acquire().await?;
-        if has_graph(&mut conn, collection).await? {
+        // Several service processes may share the database: one builds a collection's graph
+        // at a time. Without this, a second one would find the first one's build in progress
+        // (an index not valid yet), take it for a failed build's leftover and drop it.
+        let key = lock_key(collection);
+        let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(key)
+            .fetch_one(&mut *conn)
+            .await?;
+        if !locked {
             continue;
         }
-        build(&mut conn, collection, opts).await?;
-        built.push(collection);
+        let result = match has_graph(&mut conn, collection).await {
+            Ok(true) => Ok(false),
+            Ok(false) => build(&mut conn, collection, opts).await.map(|()| true),
+            Err(e) => Err(e),
+        };
+        sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(key)
+            .execute(&mut *conn)
+            .await?;
+        if result? {
+            built.push(collection);
+        }
     }
     Ok(built)
+}
+
+/// The advisory lock of `collection`'s graph build: its id folded to 64 bits, in a range of
+/// its own (the high bits of "hnsw"), so it does not collide with other advisory locks.
+fn lock_key(collection: Uuid) -> i64 {
+    let (hi, lo) = collection.as_u64_pair();
+    ((hi ^ lo) as i64 & 0x0000_FFFF_FFFF_FFFF) | (0x686e_i64 << 48)
 }
 
 /// Builds `collection`'s graph on `conn`.

@@ -72,9 +72,14 @@ async fn a_large_collection_is_searched_through_its_own_graph() {
         people[7].to_string()
     );
     assert_eq!(graph_scans(&app).await, -1, "no graph yet");
-    let built = hnsw::build_missing(&app.pool, EXACT_MAX, &opts)
-        .await
-        .expect("build");
+    // Two service processes looking at once (as two instances on one database would): one
+    // builds, the other leaves it alone.
+    let (a, b) = tokio::join!(
+        hnsw::build_missing(&app.pool, EXACT_MAX, &opts),
+        hnsw::build_missing(&app.pool, EXACT_MAX, &opts)
+    );
+    let mut built = a.expect("build");
+    built.extend(b.expect("build"));
     assert_eq!(built, [DEFAULT_COLLECTION_ID]);
     // Built once: the next look finds it valid.
     assert!(
