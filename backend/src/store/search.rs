@@ -93,37 +93,26 @@ pub async fn nearest(
 ) -> Result<Vec<Hit>, sqlx::Error> {
     let mut tx = pool.begin().await?;
     let graph = !exact && has_usable_graph(&mut tx, collection, settings.exact_max_faces).await?;
-    // The session settings are not queries the macros can check (the value of `ef_search`
-    // is formatted in): plain `sqlx::query`.
-    let settings_sql: &[&str] = if graph {
-        &[
+    // The session settings, sent in one round trip (a hot path): not queries the macros can
+    // check, and `ef_search` is formatted in (an integer, not user text).
+    let settings_sql = if graph {
+        format!(
             // The partial index applies only where the planner sees the collection's id: a
-            // custom plan for every execution, never the prepared statement's generic one.
-            "SET LOCAL plan_cache_mode = force_custom_plan",
-            // The graph orders the rows: not a scan of the collection's btree and a sort.
-            "SET LOCAL enable_bitmapscan = off",
-            "SET LOCAL enable_seqscan = off",
-            "SET LOCAL hnsw.iterative_scan = relaxed_order",
-        ]
+            // custom plan for every execution, never the prepared statement's generic one. The
+            // graph orders the rows: not a scan of the collection's btree and a sort.
+            "SET LOCAL plan_cache_mode = force_custom_plan; SET LOCAL enable_bitmapscan = off; \
+             SET LOCAL enable_seqscan = off; SET LOCAL hnsw.iterative_scan = relaxed_order; \
+             SET LOCAL hnsw.ef_search = {}",
+            settings.ef_search.clamp(10, 1000)
+        )
     } else {
         // The planner reads the collection through a bitmap scan of its btree (or the table)
         // and compares every face.
-        &["SET LOCAL enable_indexscan = off"]
+        "SET LOCAL enable_indexscan = off".to_string()
     };
-    for sql in settings_sql {
-        sqlx::query(sqlx::AssertSqlSafe(*sql))
-            .execute(&mut *tx)
-            .await?;
-    }
-    if graph {
-        // An integer formatted in, not user text.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SET LOCAL hnsw.ef_search = {}",
-            settings.ef_search.clamp(10, 1000)
-        )))
+    sqlx::raw_sql(sqlx::AssertSqlSafe(settings_sql))
         .execute(&mut *tx)
         .await?;
-    }
     let vector = pgvector::Vector::from(emb.vector().to_vec());
     let rows = sqlx::query_as!(
         Hit,
