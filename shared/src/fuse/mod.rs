@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 
-pub use ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct};
+pub use ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct, PointwiseDepthwise};
 pub use rewrite::fuse;
 pub use weights::load_onnx;
 

@@ -190,6 +190,72 @@ impl PointwiseAct {
     }
 }
 
+/// A 1x1 convolution ([`PointwiseAct`]) and the depthwise 3x3 convolution
+/// ([`Conv3x3Act`]) that alone reads its output, in one op: the 1x1 output is computed in
+/// bands that stay in cache instead of being written whole and read back (both models are
+/// made of such pairs; see `kernels::pw_dw`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointwiseDepthwise {
+    pub(super) pw: PointwiseAct,
+    pub(super) dw: Conv3x3Act,
+}
+
+impl Eq for PointwiseDepthwise {}
+
+impl PointwiseDepthwise {
+    /// The pair, if the op computes it: both channels-first, the second depthwise over the
+    /// first's output.
+    pub(super) fn new(pw: PointwiseAct, dw: Conv3x3Act) -> Option<Self> {
+        let (h, w) = dw.in_hw;
+        let fits = !pw.channels_last
+            && !dw.channels_last
+            && dw.group_in == 1
+            && pw.mix.outputs == dw.channels
+            && pw.out_shape.iter().product::<usize>() == dw.channels * h * w;
+        fits.then_some(Self { pw, dw })
+    }
+}
+
+impl Op for PointwiseDepthwise {
+    fn name(&self) -> StaticName {
+        "VisagePointwiseDepthwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        let mut info = self.pw.info()?;
+        info.extend(self.dw.info()?);
+        Ok(info)
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for PointwiseDepthwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = f32s(&inputs[0])?;
+        let (h, w) = self.dw.in_hw;
+        ensure!(
+            input.len() == self.pw.mix.inputs * h * w,
+            "pointwise-depthwise input size"
+        );
+        run_kernel(self, input, &self.dw.out_shape)
+    }
+}
+
+impl TypedOp for PointwiseDepthwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.dw.out_shape)))
+    }
+
+    as_op!();
+}
+
 /// A per-channel activation on its own (PReLU after a 1x1 convolution), one pass instead of
 /// tract's two.
 #[derive(Debug, Clone, PartialEq)]

@@ -13,7 +13,7 @@ use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct, f32s};
+use super::ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct, PointwiseDepthwise, f32s};
 
 /// Rewrites `model` (decluttered) in place with the fused ops (see [`super::ops`]). Returns
 /// how many rewrites it made.
@@ -109,6 +109,7 @@ fn is_fused(node: &TypedNode) -> bool {
         || node.op_is::<PointwiseAct>()
         || node.op_is::<ChannelAct>()
         || node.op_is::<MaxPool2x2>()
+        || node.op_is::<PointwiseDepthwise>()
 }
 
 /// The activation that follows `id`, if it is one this module fuses: returns it with the node
@@ -160,6 +161,9 @@ fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
     if let Some(pool) = node.op_as::<MaxPool>() {
         return max_pool(model, id, pool);
     }
+    if let Some(pw) = node.op_as::<PointwiseAct>() {
+        return pointwise_depthwise(model, id, pw);
+    }
     if let Some(einsum) = node.op_as::<EinSum>()
         && let Some(patch) = pointwise(model, id, einsum)?
     {
@@ -186,6 +190,34 @@ fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
         }
     }
     Ok(None)
+}
+
+/// A fused 1x1 convolution whose output only a fused depthwise convolution reads: the pair
+/// becomes one [`PointwiseDepthwise`]. (The depthwise one is fused after the 1x1 one, as it
+/// comes later in the graph; [`fuse`] looks again after each rewrite, so the pair is found.)
+fn pointwise_depthwise(
+    model: &TypedModel,
+    id: usize,
+    pw: &PointwiseAct,
+) -> TractResult<Option<TypedModelPatch>> {
+    let Some(next) = only_successor(model, id) else {
+        return Ok(None);
+    };
+    let Some(dw) = model.node(next).op_as::<Conv3x3Act>() else {
+        return Ok(None);
+    };
+    if model.node(next).inputs != [OutletId::new(id, 0)] {
+        return Ok(None);
+    }
+    let Some(pair) = PointwiseDepthwise::new(pw.clone(), dw.clone()) else {
+        return Ok(None);
+    };
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::new("visage.pointwise_depthwise");
+    let tap = patch.tap_model(model, node.inputs[0])?;
+    let out = patch.wire_node(format!("{}.pair", model.node(next).name), pair, &[tap])?;
+    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
+    Ok(Some(patch))
 }
 
 /// Most input channels a 1x1 convolution may have to be fused: beyond, tract's own matrix

@@ -123,7 +123,7 @@ pub(super) fn dispatch(f: impl FnOnce(Level)) {
 mod tests {
     /// The sources of the code that runs under `dispatch`: the kernels, and this file (the
     /// `MulAdd` implementations, and `dispatch` itself).
-    const UNDER_DISPATCH: [(&str, &str); 5] = [
+    const UNDER_DISPATCH: [(&str, &str); 6] = [
         ("kernels/mod.rs", include_str!("kernels/mod.rs")),
         ("kernels/conv3x3.rs", include_str!("kernels/conv3x3.rs")),
         (
@@ -131,6 +131,7 @@ mod tests {
             include_str!("kernels/channel_mix.rs"),
         ),
         ("kernels/pool.rs", include_str!("kernels/pool.rs")),
+        ("kernels/pw_dw.rs", include_str!("kernels/pw_dw.rs")),
         ("simd.rs", include_str!("simd.rs")),
     ];
 
@@ -256,11 +257,12 @@ mod tests {
             "activate_in_place",
             "in_channels",
             "run",
-            "rows",
+            "band",
+            "put_row",
             "band_out",
             "taps_flat",
             "store",
-            "weight",
+            "blocks",
             "mul_add",
             "dispatch",
         ] {

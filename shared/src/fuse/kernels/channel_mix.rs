@@ -25,7 +25,14 @@ pub(in crate::fuse) struct ChannelMix {
 /// Outputs and positions a [`ChannelMix`] block computes at once: 4 x 16 floats are 8 AVX2
 /// (4 AVX-512) registers of accumulators.
 const PW_CO: usize = 4;
+#[cfg(not(target_arch = "wasm32"))]
 const PW_P: usize = 16;
+/// On wasm32 a block is 4 x 8 floats: 8 SIMD128 registers of accumulators. The browser's
+/// compiler maps wasm's vectors to the host's 16 XMM registers, and 4 x 16 floats (16
+/// registers) left none for the inputs and weights, so the accumulators were spilled to the
+/// stack on every multiply-add.
+#[cfg(target_arch = "wasm32")]
+const PW_P: usize = 8;
 
 impl ChannelMix {
     /// From `[O, I]` row-major weights. Runs once, when the graph is rewritten (not under
@@ -57,11 +64,43 @@ impl ChannelMix {
     }
 
     /// The first `n` positions of the input rows into `out`, output `o` at `o * pitch`; input
-    /// row `i` is `x[rows[i]..]`. Blocks of [`PW_P`] positions (the input block, `I x 16`
-    /// floats, stays in L1 while every output reads it), [`PW_CO`] outputs at a time,
-    /// accumulators in registers; then the remaining outputs and positions one by one.
+    /// row `i` is `x[rows[i]..]`. Blocks of [`PW_P`] positions (see [`ChannelMix::blocks`]);
+    /// the positions past the last whole block are copied into one zero-padded block and
+    /// computed the same way (one at a time, they cost as much as hundreds of positions in
+    /// blocks: the 1x1 convolutions computed in bands of rows have such remainders).
     #[inline(always)]
     pub(super) fn run<F: MulAdd>(
+        &self,
+        x: &[f32],
+        rows: &[usize],
+        n: usize,
+        out: &mut [f32],
+        pitch: usize,
+    ) {
+        let full_p = n - n % PW_P;
+        self.blocks::<F>(x, rows, full_p, out, pitch);
+        let rest = n - full_p;
+        if rest == 0 {
+            return;
+        }
+        let mut tail_x = vec![0f32; rows.len() * PW_P];
+        for (block, at) in tail_x.chunks_exact_mut(PW_P).zip(rows) {
+            block[..rest].copy_from_slice(&x[at + full_p..at + n]);
+        }
+        let tail_rows: Vec<usize> = (0..rows.len()).map(|i| i * PW_P).collect();
+        let mut tail_out = vec![0f32; self.outputs * PW_P];
+        self.blocks::<F>(&tail_x, &tail_rows, PW_P, &mut tail_out, PW_P);
+        for (co, block) in tail_out.chunks_exact(PW_P).enumerate() {
+            out[co * pitch + full_p..co * pitch + n].copy_from_slice(&block[..rest]);
+        }
+    }
+
+    /// [`ChannelMix::run`] for `n`, a multiple of [`PW_P`]: blocks of [`PW_P`] positions
+    /// (the input block, `I x PW_P` floats, stays in L1 while every output reads it),
+    /// [`PW_CO`] outputs at a time, accumulators in registers; then the remaining outputs one
+    /// by one.
+    #[inline(always)]
+    fn blocks<F: MulAdd>(
         &self,
         x: &[f32],
         rows: &[usize],
@@ -72,8 +111,7 @@ impl ChannelMix {
         let (ci_n, co_n) = (self.inputs, self.outputs);
         let blocks = co_n / PW_CO;
         let tail_w = &self.weights[blocks * PW_CO * ci_n..];
-        let full_p = n - n % PW_P;
-        for p0 in (0..full_p).step_by(PW_P) {
+        for p0 in (0..n).step_by(PW_P) {
             let mut b = 0;
             // Two blocks at once where registers allow: each input load then serves 8 outputs.
             while F::WIDE && b + 1 < blocks {
@@ -130,16 +168,6 @@ impl ChannelMix {
                 }
             }
         }
-        // Positions past the last whole block.
-        for p in full_p..n {
-            for co in 0..co_n {
-                let mut v = self.bias[co];
-                for (ci, at) in rows.iter().enumerate() {
-                    v = F::mul_add(x[at + p], self.weight(co, ci), v);
-                }
-                out[co * pitch + p] = activate(v, self.act.slope(co));
-            }
-        }
     }
 
     /// Activates and stores a block of accumulators: outputs from `co0`, positions from `p0`.
@@ -152,17 +180,6 @@ impl ChannelMix {
             for l in 0..PW_P {
                 o[l] = activate(row[l], slope);
             }
-        }
-    }
-
-    /// The weight of input `ci` for output `co`, in the blocked layout.
-    #[inline(always)]
-    fn weight(&self, co: usize, ci: usize) -> f32 {
-        let blocks = self.outputs / PW_CO;
-        if co < blocks * PW_CO {
-            self.weights[(co / PW_CO) * self.inputs * PW_CO + ci * PW_CO + co % PW_CO]
-        } else {
-            self.weights[blocks * PW_CO * self.inputs + (co - blocks * PW_CO) * self.inputs + ci]
         }
     }
 }

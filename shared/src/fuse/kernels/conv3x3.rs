@@ -18,80 +18,123 @@ impl Conv3x3Act {
 }
 
 impl Kernel for Conv3x3Act {
-    /// The whole op. Each input channel is copied once into a zero-padded plane (for stride 2,
-    /// split into its four even/odd row/column phases), so that every tap is the same plane
-    /// read at a fixed offset. A depthwise output channel is then one long loop of 9
-    /// multiply-adds over the flattened plane (the few columns computed between rows are
-    /// dropped), with bias and activation: narrow planes (14x14 in MobileFaceNet) vectorise as
-    /// well as wide ones. A full convolution is one [`ChannelMix`](super::ChannelMix) product
-    /// whose rows are the input planes at the 9 taps' offsets.
+    /// The whole op. A depthwise convolution runs in bands of output rows, each channel's
+    /// band from a small zero-padded copy of the input rows it reads (see [`Depthwise`]). A
+    /// full convolution copies each input channel once into a zero-padded plane (for stride
+    /// 2, split into its four even/odd row/column phases), then computes each band as one
+    /// [`ChannelMix`](super::ChannelMix) product whose rows are the input planes at the 9
+    /// taps' offsets.
     #[inline(always)]
     fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
-        let (h, w) = self.in_hw;
-        let (oh, ow) = self.out_hw;
-        let (pt, pl) = self.pad_top_left;
-        let s = self.stride;
-        // The padded input: rows -pt..(oh-1)*s+3-pt, columns likewise.
-        let (ph, pw) = ((oh - 1) * s + 3, (ow - 1) * s + 3);
-        // Layout of the plane(s) that the taps read: pitch, rows, planes.
-        let (pitch, rows) = if s == 1 {
-            (pw, ph)
-        } else {
-            (pw.div_ceil(2), ph.div_ceil(2))
-        };
-        let plane_len = pitch * rows;
-        let group_len = plane_len * s * s;
-        // Positions never written below (the padding) stay zero for every channel.
-        let mut planes = vec![0f32; group_len * self.group_in];
-        let cin = self.in_channels();
-        // One padded input row, for stride 2 (then split into even and odd columns).
-        let mut padded = vec![0f32; 2 * pitch];
-        let mut fill = |planes: &mut [f32], c: usize| {
-            if self.channels_last {
-                for y in 0..h.min(ph - pt) {
-                    for x in 0..w.min(pw - pl) {
-                        let (py, px) = (y + pt, x + pl);
-                        let at = if s == 1 {
-                            py * pitch + px
+        if self.group_in == 1 {
+            let dw = Depthwise::new(self, usize::MAX);
+            let mut scratch = dw.scratch();
+            let (h, w) = self.in_hw;
+            for ys in dw.bands() {
+                for c in 0..self.channels {
+                    let src = |y: usize| {
+                        if self.channels_last {
+                            Row::Strided(&input[y * w * self.channels + c..], self.channels)
                         } else {
-                            ((py & 1) * 2 + (px & 1)) * plane_len + (py >> 1) * pitch + (px >> 1)
-                        };
-                        planes[at] = input[(y * w + x) * cin + c];
-                    }
-                }
-                return;
-            }
-            let src = &input[c * h * w..(c + 1) * h * w];
-            for y in 0..h.min(ph - pt) {
-                let py = y + pt;
-                let srow = &src[y * w..y * w + w.min(pw - pl)];
-                if s == 1 {
-                    planes[py * pitch + pl..][..srow.len()].copy_from_slice(srow);
-                } else {
-                    // Copy, then deinterleave pairs: both loops vectorise, a scatter does not.
-                    padded[pl..pl + srow.len()].copy_from_slice(srow);
-                    let base = (py & 1) * 2 * plane_len + (py >> 1) * pitch;
-                    for (phase, start) in [base, base + plane_len].into_iter().enumerate() {
-                        let dst = &mut planes[start..start + pitch];
-                        for (d, pair) in dst.iter_mut().zip(padded.chunks_exact(2)) {
-                            *d = pair[phase];
+                            Row::Plain(&input[(c * h + y) * w..][..w])
                         }
-                    }
+                    };
+                    dw.band::<F>(c, ys.clone(), src, &mut scratch, out);
                 }
             }
-        };
-        if self.group_in > 1 {
-            for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
-                fill(group, c);
+            return;
+        }
+        let Some(mix) = &self.full else { return };
+        let (h, w) = self.in_hw;
+        let g = Geometry::new(self);
+        let group_len = g.plane_len * self.stride * self.stride;
+        // Positions never written below (the padding) stay zero.
+        let mut planes = vec![0f32; group_len * self.group_in];
+        let mut padded = vec![0f32; 2 * g.pitch];
+        // Input rows past the padded input's last are never read.
+        let rows_read = h.min((self.out_hw.0 - 1) * self.stride + 3 - g.pad.0);
+        for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
+            for y in 0..rows_read {
+                let row = if self.channels_last {
+                    Row::Strided(&input[y * w * self.group_in + c..], self.group_in)
+                } else {
+                    Row::Plain(&input[(c * h + y) * w..][..w])
+                };
+                g.put_row(group, &mut padded, y + g.pad.0, 0, row);
             }
         }
-        // Output rows are computed in bands whose flat span stays in L1.
-        let band = (BAND_FLOATS / pitch).clamp(1, oh);
-        let mut full = vec![0f32; (band - 1) * pitch + ow];
-        let layout = Layout {
+        // Per band, the planes at the 9 taps' offsets are the rows of one matrix product,
+        // with bias and activation.
+        let (oh, ow) = self.out_hw;
+        let band = g.band_rows();
+        let band_len = (band - 1) * g.pitch + ow;
+        let mut bands = vec![0f32; self.channels * band_len];
+        for y0 in (0..oh).step_by(band) {
+            let y1 = (y0 + band).min(oh);
+            let n = (y1 - y0 - 1) * g.pitch + ow;
+            let rows: Vec<usize> = (0..self.group_in)
+                .flat_map(|j| g.taps.iter().map(move |&(p, off)| (j, p, off)))
+                .map(|(j, p, off)| j * group_len + p * g.plane_len + off + y0 * g.pitch)
+                .collect();
+            mix.run::<F>(&planes, &rows, n, &mut bands, band_len);
+            for (c, band) in bands.chunks_exact(band_len).enumerate() {
+                self.band_out(out, band, c, y0..y1, g.pitch);
+            }
+        }
+    }
+}
+
+/// One input row of one channel, as [`Geometry::put_row`] reads it.
+pub(super) enum Row<'a> {
+    /// Contiguous values.
+    Plain(&'a [f32]),
+    /// Every `n`th value from the first (a channels-last tensor).
+    Strided(&'a [f32], usize),
+}
+
+/// Where a 3x3 convolution keeps its zero-padded input: the padded rows and columns laid out
+/// so that each of the 9 taps is the same flat plane read at a fixed offset (for stride 2,
+/// four planes: the even/odd row/column phases).
+pub(super) struct Geometry {
+    /// Floats per plane row.
+    pitch: usize,
+    /// Floats per plane (per phase for stride 2).
+    plane_len: usize,
+    /// Padded columns: `(ow - 1) * stride + 3`.
+    padded_w: usize,
+    /// Zero rows and columns before the first input row and column.
+    pad: (usize, usize),
+    stride: usize,
+    in_hw: (usize, usize),
+    /// (plane, offset) of each of the 9 taps.
+    taps: [(usize, usize); 9],
+}
+
+impl Geometry {
+    /// For the whole padded input of `op`.
+    #[inline(always)]
+    fn new(op: &Conv3x3Act) -> Self {
+        let rows = (op.out_hw.0 - 1) * op.stride + 3;
+        Self::with_rows(op, rows)
+    }
+
+    /// For `rows` padded rows (a band's).
+    #[inline(always)]
+    fn with_rows(op: &Conv3x3Act, rows: usize) -> Self {
+        let s = op.stride;
+        let padded_w = (op.out_hw.1 - 1) * s + 3;
+        let (pitch, plane_rows) = if s == 1 {
+            (padded_w, rows)
+        } else {
+            (padded_w.div_ceil(2), rows.div_ceil(2))
+        };
+        Self {
             pitch,
-            plane_len,
-            // (plane, offset) of each tap.
+            plane_len: pitch * plane_rows,
+            padded_w,
+            pad: op.pad_top_left,
+            stride: s,
+            in_hw: op.in_hw,
             taps: std::array::from_fn(|t| {
                 let (ky, kx) = (t / 3, t % 3);
                 if s == 1 {
@@ -100,72 +143,165 @@ impl Kernel for Conv3x3Act {
                     ((ky & 1) * 2 + (kx & 1), (ky >> 1) * pitch + (kx >> 1))
                 }
             }),
-        };
-        if self.group_in == 1 {
-            // Depthwise: one channel's plane at a time.
-            for c in 0..self.channels {
-                fill(&mut planes, c);
-                for y0 in (0..oh).step_by(band) {
-                    let y1 = (y0 + band).min(oh);
-                    self.rows::<F>(&layout, &planes, out, &mut full, c, y0..y1);
+        }
+    }
+
+    /// Output rows per band: the band's flat span stays in L1.
+    #[inline(always)]
+    fn band_rows(&self) -> usize {
+        (BAND_FLOATS / self.pitch).max(1)
+    }
+
+    /// Writes input row `row` (or zeros, for `None`) as padded row `py` (counted from
+    /// `first`, the padded row at the planes' start, even for stride 2) of `planes`. The
+    /// padding columns are never written, so stay zero.
+    #[inline(always)]
+    fn put_row(&self, planes: &mut [f32], padded: &mut [f32], py: usize, first: usize, row: Row) {
+        let pl = self.pad.1;
+        let w = self.in_hw.1.min(self.padded_w - pl);
+        let r = py - first;
+        if self.stride == 1 {
+            let dst = &mut planes[r * self.pitch + pl..][..w];
+            match row {
+                Row::Plain(src) => dst.copy_from_slice(&src[..w]),
+                Row::Strided(src, n) => {
+                    for (x, d) in dst.iter_mut().enumerate() {
+                        *d = src[x * n];
+                    }
                 }
             }
-        } else if let Some(mix) = &self.full {
-            // Full: all input planes are filled; per band, the planes at the 9 taps' offsets
-            // are the rows of one matrix product, with bias and activation.
-            let band_len = full.len();
-            let mut bands = vec![0f32; self.channels * band_len];
-            for y0 in (0..oh).step_by(band) {
-                let y1 = (y0 + band).min(oh);
-                let n = (y1 - y0 - 1) * pitch + ow;
-                let rows: Vec<usize> = (0..self.group_in)
-                    .flat_map(|j| layout.taps.iter().map(move |&(p, off)| (j, p, off)))
-                    .map(|(j, p, off)| j * group_len + p * plane_len + off + y0 * pitch)
-                    .collect();
-                mix.run::<F>(&planes, &rows, n, &mut bands, band_len);
-                for (c, band) in bands.chunks_exact(band_len).enumerate() {
-                    self.band_out(out, band, c, y0..y1, pitch);
+            return;
+        }
+        // Copy, then deinterleave pairs: both loops vectorise, a scatter does not.
+        let dst = &mut padded[pl..pl + w];
+        match row {
+            Row::Plain(src) => dst.copy_from_slice(&src[..w]),
+            Row::Strided(src, n) => {
+                for (x, d) in dst.iter_mut().enumerate() {
+                    *d = src[x * n];
                 }
             }
         }
+        let base = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
+        for (phase, start) in [base, base + self.plane_len].into_iter().enumerate() {
+            let dst = &mut planes[start..start + self.pitch];
+            for (d, pair) in dst.iter_mut().zip(padded.chunks_exact(2)) {
+                *d = pair[phase];
+            }
+        }
+    }
+
+    /// Zeroes padded row `py` (counted from `first`) of `planes`: a padding row.
+    #[inline(always)]
+    fn zero_row(&self, planes: &mut [f32], py: usize, first: usize) {
+        let r = py - first;
+        if self.stride == 1 {
+            planes[r * self.pitch..][..self.pitch].fill(0.0);
+            return;
+        }
+        let base = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
+        planes[base..base + self.pitch].fill(0.0);
+        planes[base + self.plane_len..base + self.plane_len + self.pitch].fill(0.0);
     }
 }
 
-/// Where [`Conv3x3Act::run`] keeps its padded input planes.
-struct Layout {
-    /// Floats per plane row.
-    pitch: usize,
-    plane_len: usize,
-    /// (plane, offset) of each of the 9 taps.
-    taps: [(usize, usize); 9],
+/// A depthwise convolution computed in bands of output rows, one channel at a time: the
+/// input rows a band reads are copied into a small zero-padded plane (in L1), and each
+/// output channel's band is one long loop of 9 multiply-adds over the flattened plane (the
+/// few columns computed between rows are dropped), with bias and activation: narrow planes
+/// (14x14 in MobileFaceNet) vectorise as well as wide ones.
+pub(super) struct Depthwise<'a> {
+    op: &'a Conv3x3Act,
+    g: Geometry,
+    band: usize,
+}
+
+/// The buffers [`Depthwise::band`] works in, allocated once per run.
+pub(super) struct Scratch {
+    planes: Vec<f32>,
+    padded: Vec<f32>,
+    flat: Vec<f32>,
+}
+
+impl<'a> Depthwise<'a> {
+    /// Bands of at most [`BAND_FLOATS`] flat outputs, each reading at most `max_in_rows`
+    /// padded input rows (at least one output row).
+    #[inline(always)]
+    pub(super) fn new(op: &'a Conv3x3Act, max_in_rows: usize) -> Self {
+        let g = Geometry::new(op);
+        let by_input = (max_in_rows.saturating_sub(3) / op.stride + 1).max(1);
+        let band = g.band_rows().min(op.out_hw.0).min(by_input);
+        let g = Geometry::with_rows(op, (band - 1) * op.stride + 3);
+        Self { op, g, band }
+    }
+
+    #[inline(always)]
+    pub(super) fn scratch(&self) -> Scratch {
+        Scratch {
+            // The padding columns are never written: they stay zero.
+            planes: vec![0f32; self.g.plane_len * self.op.stride * self.op.stride],
+            padded: vec![0f32; 2 * self.g.pitch],
+            flat: vec![0f32; (self.band - 1) * self.g.pitch + self.op.out_hw.1],
+        }
+    }
+
+    /// The most input rows a band reads.
+    #[inline(always)]
+    pub(super) fn max_input_rows(&self) -> usize {
+        (self.band - 1) * self.op.stride + 3
+    }
+
+    /// The bands of output rows.
+    #[inline(always)]
+    pub(super) fn bands(&self) -> impl Iterator<Item = std::ops::Range<usize>> + use<> {
+        let (band, oh) = (self.band, self.op.out_hw.0);
+        (0..oh).step_by(band).map(move |y0| y0..(y0 + band).min(oh))
+    }
+
+    /// The input rows that output rows `ys` read (those inside the image).
+    #[inline(always)]
+    pub(super) fn input_rows(&self, ys: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let (s, pt, h) = (self.op.stride, self.op.pad_top_left.0, self.op.in_hw.0);
+        let first = (ys.start * s).saturating_sub(pt);
+        let last = ((ys.end - 1) * s + 3).saturating_sub(pt).min(h);
+        first..last.max(first)
+    }
+
+    /// Output channel `c`, rows `ys`, into `out`; `row(y)` gives channel `c`'s input row `y`.
+    #[inline(always)]
+    pub(super) fn band<'r, F: MulAdd>(
+        &self,
+        c: usize,
+        ys: std::ops::Range<usize>,
+        row: impl Fn(usize) -> Row<'r>,
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        let (s, pt, h) = (self.op.stride, self.op.pad_top_left.0, self.op.in_hw.0);
+        let first = ys.start * s;
+        for py in first..(ys.end - 1) * s + 3 {
+            match py.checked_sub(pt).filter(|&y| y < h) {
+                Some(y) => {
+                    self.g
+                        .put_row(&mut scratch.planes, &mut scratch.padded, py, first, row(y))
+                }
+                None => self.g.zero_row(&mut scratch.planes, py, first),
+            }
+        }
+        let g = &self.g;
+        let n = (ys.len() - 1) * g.pitch + self.op.out_hw.1;
+        let flat = &mut scratch.flat[..n];
+        let k: [f32; 9] = std::array::from_fn(|i| self.op.weights[c * 9 + i]);
+        let src: [&[f32]; 9] = std::array::from_fn(|t| {
+            let (p, off) = g.taps[t];
+            &scratch.planes[p * g.plane_len + off..][..n]
+        });
+        taps_flat::<F>(flat, src, &k, self.op.bias[c], self.op.act.slope(c));
+        self.op.band_out(out, flat, c, ys, g.pitch);
+    }
 }
 
 impl Conv3x3Act {
-    /// Depthwise output channel `c`, rows `ys`: its 9 taps into `full`, then out.
-    /// Inlined, as everything under [`dispatch`](crate::fuse::simd::dispatch) must be:
-    /// compiled outside the FMA function, `f32::mul_add` is a software fallback hundreds of
-    /// times slower.
-    #[inline(always)]
-    fn rows<F: MulAdd>(
-        &self,
-        l: &Layout,
-        planes: &[f32],
-        out: &mut [f32],
-        full: &mut [f32],
-        c: usize,
-        ys: std::ops::Range<usize>,
-    ) {
-        let n = (ys.len() - 1) * l.pitch + self.out_hw.1;
-        let full = &mut full[..n];
-        let k: [f32; 9] = std::array::from_fn(|i| self.weights[c * 9 + i]);
-        let src: [&[f32]; 9] = std::array::from_fn(|t| {
-            let (p, off) = l.taps[t];
-            &planes[p * l.plane_len + off + ys.start * l.pitch..][..n]
-        });
-        taps_flat::<F>(full, src, &k, self.bias[c], self.act.slope(c));
-        self.band_out(out, full, c, ys, l.pitch);
-    }
-
     /// Copies output channel `c`'s rows `ys`, computed flat with row pitch `pitch` in `band`,
     /// to the output tensor.
     #[inline(always)]

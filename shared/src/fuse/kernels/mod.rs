@@ -6,6 +6,7 @@
 mod channel_mix;
 mod conv3x3;
 mod pool;
+mod pw_dw;
 
 pub(super) use channel_mix::ChannelMix;
 

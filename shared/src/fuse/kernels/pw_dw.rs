@@ -1,0 +1,136 @@
+//! A 1x1 convolution and the depthwise 3x3 convolution that reads it, in one pass
+//! ([`PointwiseDepthwise`]): the pattern of every block of both models.
+
+use super::conv3x3::{Depthwise, Row};
+use crate::fuse::ops::PointwiseDepthwise;
+use crate::fuse::simd::{Kernel, MulAdd};
+
+/// Floats of 1x1 output a band keeps (256 KB, a quarter of a core's L2 here): a band of the
+/// depthwise convolution reads at most this many.
+const KEPT_FLOATS: usize = 64 * 1024;
+
+impl Kernel for PointwiseDepthwise {
+    /// Bands of the depthwise convolution's output rows. For each band, the 1x1 convolution
+    /// computes the rows of its output that the band reads and the previous band did not (the
+    /// rows both read are kept), into a buffer that stays in cache; the depthwise convolution
+    /// then reads them from there. The 1x1 output, as large as the input of the next layer,
+    /// is never written to memory whole and read back.
+    #[inline(always)]
+    fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
+        let (h, w) = self.dw.in_hw;
+        let mix = &self.pw.mix;
+        let channels = self.dw.channels;
+        let dw = Depthwise::new(&self.dw, (KEPT_FLOATS / (channels * w)).max(3));
+        let mut scratch = dw.scratch();
+        let cap = dw.max_input_rows();
+        // Channel c's kept rows start at `c * cap * w`; `kept` are the rows held, from the
+        // first.
+        let mut rows = vec![0f32; channels * cap * w];
+        let mut kept = 0..0;
+        for ys in dw.bands() {
+            let need = dw.input_rows(&ys);
+            // Bands go down the image: rows kept from the previous band move to the front.
+            let reuse = need.start.max(kept.start)..kept.end.max(need.start);
+            if !reuse.is_empty() && reuse.start > kept.start {
+                for c in 0..channels {
+                    let from = (c * cap + reuse.start - kept.start) * w;
+                    rows.copy_within(from..from + reuse.len() * w, c * cap * w);
+                }
+            }
+            let new = reuse.end..need.end;
+            if !new.is_empty() {
+                let at: Vec<usize> = (0..mix.inputs).map(|i| (i * h + new.start) * w).collect();
+                let first = (new.start - need.start) * w;
+                mix.run::<F>(input, &at, new.len() * w, &mut rows[first..], cap * w);
+            }
+            kept = need.clone();
+            for c in 0..channels {
+                let row = |y: usize| Row::Plain(&rows[(c * cap + y - need.start) * w..][..w]);
+                dw.band::<F>(c, ys.clone(), row, &mut scratch, out);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::internal::*;
+
+    use crate::fuse::ops::{Act, Conv3x3Act, PointwiseAct, PointwiseDepthwise, f32s};
+
+    /// The fused pair against the two ops run one after the other, on images tall and wide
+    /// enough for several bands (so that rows are kept between bands), with stride 1 and 2,
+    /// odd sizes and each activation.
+    #[test]
+    fn pair_equals_the_two_ops() {
+        let mut seed = 11u32;
+        let mut random = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                    (seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0
+                })
+                .collect()
+        };
+        for (h, w, stride, pad, ci, c) in [
+            (37usize, 700usize, 1usize, (1usize, 1usize), 3usize, 5usize),
+            (41, 601, 2, (1, 1), 4, 3),
+            (30, 900, 2, (0, 0), 2, 6),
+            (9, 7, 1, (1, 1), 5, 4),
+        ] {
+            let (oh, ow) = if stride == 1 {
+                (h, w)
+            } else if pad == (0, 0) {
+                ((h - 1) / 2, (w - 1) / 2)
+            } else {
+                (h.div_ceil(2), w.div_ceil(2))
+            };
+            let slopes = Arc::new(random(c));
+            let pw = PointwiseAct::new(
+                ci,
+                c,
+                &random(ci * c),
+                random(c),
+                Act::PRelu(slopes),
+                tvec!(1, c, h, w),
+                false,
+            );
+            let dw = Conv3x3Act {
+                channels: c,
+                group_in: 1,
+                in_hw: (h, w),
+                out_hw: (oh, ow),
+                stride,
+                pad_top_left: pad,
+                channels_last: false,
+                weights: Arc::new(random(c * 9)),
+                bias: Arc::new(random(c)),
+                act: Act::Relu,
+                out_shape: tvec!(1, c, oh, ow),
+                full: None,
+            };
+            let input: TValue = Tensor::from_shape(&[1, ci, h, w], &random(ci * h * w))
+                .expect("input")
+                .into();
+            let ctx = EvalContext::out_of_plan();
+            let mid = pw.eval(&ctx, tvec!(input.clone())).expect("pointwise");
+            let separate = dw.eval(&ctx, mid).expect("depthwise");
+            let pair = PointwiseDepthwise::new(pw, dw).expect("a pair");
+            let fused = pair.eval(&ctx, tvec!(input)).expect("pair");
+            let (a, b) = (
+                f32s(&fused[0]).expect("f32"),
+                f32s(&separate[0]).expect("f32"),
+            );
+            assert_eq!(a.len(), c * oh * ow);
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                assert!(
+                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                    "{h}x{w} s{stride} at {i}: {x} {y}"
+                );
+            }
+        }
+    }
+}
