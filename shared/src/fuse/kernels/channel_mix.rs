@@ -25,14 +25,7 @@ pub(in crate::fuse) struct ChannelMix {
 /// Outputs and positions a [`ChannelMix`] block computes at once: 4 x 16 floats are 8 AVX2
 /// (4 AVX-512) registers of accumulators.
 const PW_CO: usize = 4;
-#[cfg(not(target_arch = "wasm32"))]
 const PW_P: usize = 16;
-/// On wasm32 a block is 4 x 8 floats: 8 SIMD128 registers of accumulators. The browser's
-/// compiler maps wasm's vectors to the host's 16 XMM registers, and 4 x 16 floats (16
-/// registers) left none for the inputs and weights, so the accumulators were spilled to the
-/// stack on every multiply-add.
-#[cfg(target_arch = "wasm32")]
-const PW_P: usize = 8;
 
 impl ChannelMix {
     /// From `[O, I]` row-major weights. Runs once, when the graph is rewritten (not under
