@@ -309,6 +309,17 @@ fn to_input_tensor(
     let (iw, ih) = img.dimensions();
     let sw = ((iw as f32 * scale).round() as u32).clamp(1, w as u32);
     let sh = ((ih as f32 * scale).round() as u32).clamp(1, h as u32);
+    let plane = w * h;
+    // Filled in place (tract would copy a separate buffer); the zeros are the padding.
+    let inference = |e: TractError| PipelineError::Inference(format!("detector input: {e}"));
+    let mut tensor = Tensor::zero::<f32>(&[1, 3, h, w]).map_err(inference)?;
+    let mut view = tensor.try_as_plain_ram_mut().map_err(inference)?;
+    let data = view.as_slice_mut::<f32>().map_err(inference)?;
+    // A camera frame halved (or shrunk by another whole factor): straight into the tensor.
+    if let Some(factors) = crate::resize::exact_box_factors((iw, ih), (sw, sh)) {
+        crate::resize::box_shrink_bgr_planes(img, factors, data, w, plane);
+        return Ok(tensor);
+    }
     let resized;
     let src = if (sw, sh) == (iw, ih) {
         img
@@ -316,12 +327,6 @@ fn to_input_tensor(
         resized = crate::resize::resize_rgb(img, sw, sh);
         &resized
     };
-    let plane = w * h;
-    // Filled in place (tract would copy a separate buffer); the zeros are the padding.
-    let inference = |e: TractError| PipelineError::Inference(format!("detector input: {e}"));
-    let mut tensor = Tensor::zero::<f32>(&[1, 3, h, w]).map_err(inference)?;
-    let mut view = tensor.try_as_plain_ram_mut().map_err(inference)?;
-    let data = view.as_slice_mut::<f32>().map_err(inference)?;
     let raw = src.as_raw();
     for y in 0..sh as usize {
         let row = &raw[y * sw as usize * 3..(y + 1) * sw as usize * 3];
