@@ -198,6 +198,10 @@ impl PointwiseAct {
 pub struct PointwiseDepthwise {
     pub(super) pw: PointwiseAct,
     pub(super) dw: Conv3x3Act,
+    /// The output is max-pooled 2x2 with stride 2 (YuNet's [`MaxPool2x2`] after a pair),
+    /// as it is written.
+    pub(super) pooled: bool,
+    pub(super) out_shape: TVec<usize>,
 }
 
 impl Eq for PointwiseDepthwise {}
@@ -212,7 +216,24 @@ impl PointwiseDepthwise {
             && dw.group_in == 1
             && pw.mix.outputs == dw.channels
             && pw.out_shape.iter().product::<usize>() == dw.channels * h * w;
-        fits.then_some(Self { pw, dw })
+        let out_shape = dw.out_shape.clone();
+        fits.then_some(Self {
+            pw,
+            dw,
+            pooled: false,
+            out_shape,
+        })
+    }
+
+    /// The pair with `pool` after it, if `pool` reads the pair's output.
+    pub(super) fn with_pool(&self, pool: &MaxPool2x2) -> Option<Self> {
+        let fits =
+            !self.pooled && pool.channels == self.dw.channels && pool.in_hw == self.dw.out_hw;
+        fits.then(|| Self {
+            pooled: true,
+            out_shape: pool.out_shape.clone(),
+            ..self.clone()
+        })
     }
 }
 
@@ -224,6 +245,9 @@ impl Op for PointwiseDepthwise {
     fn info(&self) -> TractResult<Vec<String>> {
         let mut info = self.pw.info()?;
         info.extend(self.dw.info()?);
+        if self.pooled {
+            info.push("max pool 2x2".into());
+        }
         Ok(info)
     }
 
@@ -244,13 +268,13 @@ impl EvalOp for PointwiseDepthwise {
             input.len() == self.pw.mix.inputs * h * w,
             "pointwise-depthwise input size"
         );
-        run_kernel(self, input, &self.dw.out_shape)
+        run_kernel(self, input, &self.out_shape)
     }
 }
 
 impl TypedOp for PointwiseDepthwise {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        Ok(tvec!(inputs[0].datum_type.fact(&*self.dw.out_shape)))
+        Ok(tvec!(inputs[0].datum_type.fact(&*self.out_shape)))
     }
 
     as_op!();

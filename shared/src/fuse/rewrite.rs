@@ -164,6 +164,9 @@ fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
     if let Some(pw) = node.op_as::<PointwiseAct>() {
         return pointwise_depthwise(model, id, pw);
     }
+    if let Some(pair) = node.op_as::<PointwiseDepthwise>() {
+        return pair_then_pool(model, id, pair);
+    }
     if let Some(einsum) = node.op_as::<EinSum>()
         && let Some(patch) = pointwise(model, id, einsum)?
     {
@@ -216,6 +219,31 @@ fn pointwise_depthwise(
     let mut patch = TypedModelPatch::new("visage.pointwise_depthwise");
     let tap = patch.tap_model(model, node.inputs[0])?;
     let out = patch.wire_node(format!("{}.pair", model.node(next).name), pair, &[tap])?;
+    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
+    Ok(Some(patch))
+}
+
+/// A [`PointwiseDepthwise`] whose output only a [`MaxPool2x2`] reads: the pool is done as the
+/// pair writes its output (YuNet's backbone stages end so).
+fn pair_then_pool(
+    model: &TypedModel,
+    id: usize,
+    pair: &PointwiseDepthwise,
+) -> TractResult<Option<TypedModelPatch>> {
+    let Some(next) = only_successor(model, id) else {
+        return Ok(None);
+    };
+    let Some(pooled) = model
+        .node(next)
+        .op_as::<MaxPool2x2>()
+        .and_then(|pool| pair.with_pool(pool))
+    else {
+        return Ok(None);
+    };
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::new("visage.pair_pool");
+    let tap = patch.tap_model(model, node.inputs[0])?;
+    let out = patch.wire_node(format!("{}.pooled", node.name), pooled, &[tap])?;
     patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
     Ok(Some(patch))
 }

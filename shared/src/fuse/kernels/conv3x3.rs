@@ -27,7 +27,7 @@ impl Kernel for Conv3x3Act {
     #[inline(always)]
     fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
         if self.group_in == 1 {
-            let dw = Depthwise::new(self, usize::MAX);
+            let dw = Depthwise::new(self, usize::MAX, false);
             let mut scratch = dw.scratch();
             let (h, w) = self.in_hw;
             for ys in dw.bands() {
@@ -214,6 +214,8 @@ pub(super) struct Depthwise<'a> {
     op: &'a Conv3x3Act,
     g: Geometry,
     band: usize,
+    /// The output is max-pooled 2x2 (stride 2) on its way out.
+    pooled: bool,
 }
 
 /// The buffers [`Depthwise::band`] works in, allocated once per run.
@@ -225,14 +227,23 @@ pub(super) struct Scratch {
 
 impl<'a> Depthwise<'a> {
     /// Bands of at most [`BAND_FLOATS`] flat outputs, each reading at most `max_in_rows`
-    /// padded input rows (at least one output row).
+    /// padded input rows (at least one output row); with `pooled`, the output is max-pooled
+    /// 2x2 as it is written (then a band has an even number of rows, at least two).
     #[inline(always)]
-    pub(super) fn new(op: &'a Conv3x3Act, max_in_rows: usize) -> Self {
+    pub(super) fn new(op: &'a Conv3x3Act, max_in_rows: usize, pooled: bool) -> Self {
         let g = Geometry::new(op);
         let by_input = (max_in_rows.saturating_sub(3) / op.stride + 1).max(1);
-        let band = g.band_rows().min(op.out_hw.0).min(by_input);
+        let mut band = g.band_rows().min(op.out_hw.0).min(by_input);
+        if pooled {
+            band = (band & !1).max(2);
+        }
         let g = Geometry::with_rows(op, (band - 1) * op.stride + 3);
-        Self { op, g, band }
+        Self {
+            op,
+            g,
+            band,
+            pooled,
+        }
     }
 
     #[inline(always)]
@@ -297,7 +308,31 @@ impl<'a> Depthwise<'a> {
             &scratch.planes[p * g.plane_len + off..][..n]
         });
         taps_flat::<F>(flat, src, &k, self.op.bias[c], self.op.act.slope(c));
-        self.op.band_out(out, flat, c, ys, g.pitch);
+        if self.pooled {
+            self.pool_out(out, flat, c, ys);
+        } else {
+            self.op.band_out(out, flat, c, ys, g.pitch);
+        }
+    }
+
+    /// The 2x2 max pool of output channel `c`'s rows `ys` (from an even row), computed flat
+    /// in `flat`, into the pooled output tensor. A last odd row or column is dropped, as a
+    /// valid pool does.
+    #[inline(always)]
+    fn pool_out(&self, out: &mut [f32], flat: &[f32], c: usize, ys: std::ops::Range<usize>) {
+        let (oh, ow) = self.op.out_hw;
+        let (ph, pw) = (oh / 2, ow / 2);
+        let pitch = self.g.pitch;
+        for py in ys.start / 2..(ys.end / 2).min(ph) {
+            let r0 = &flat[(2 * py - ys.start) * pitch..][..2 * pw];
+            let r1 = &flat[(2 * py + 1 - ys.start) * pitch..][..2 * pw];
+            let o = &mut out[(c * ph + py) * pw..][..pw];
+            for (x, v) in o.iter_mut().enumerate() {
+                let top = super::larger(r0[2 * x], r0[2 * x + 1]);
+                let bottom = super::larger(r1[2 * x], r1[2 * x + 1]);
+                *v = super::larger(top, bottom);
+            }
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 //! The 2x2 max pool with stride 2 ([`MaxPool2x2`]).
 
+use super::larger;
 use crate::fuse::ops::MaxPool2x2;
 use crate::fuse::simd::{Kernel, MulAdd};
 
@@ -16,11 +17,11 @@ impl Kernel for MaxPool2x2 {
                 let r0 = &src[2 * oy * w..2 * oy * w + 2 * ow];
                 let r1 = &src[(2 * oy + 1) * w..(2 * oy + 1) * w + 2 * ow];
                 for ((p, a), b) in pair.iter_mut().zip(r0).zip(r1) {
-                    *p = a.max(*b);
+                    *p = larger(*a, *b);
                 }
                 let o = &mut out[(c * oh + oy) * ow..(c * oh + oy + 1) * ow];
                 for (x, v) in o.iter_mut().enumerate() {
-                    *v = pair[2 * x].max(pair[2 * x + 1]);
+                    *v = larger(pair[2 * x], pair[2 * x + 1]);
                 }
             }
         }

@@ -20,7 +20,7 @@ impl Kernel for PointwiseDepthwise {
         let (h, w) = self.dw.in_hw;
         let mix = &self.pw.mix;
         let channels = self.dw.channels;
-        let dw = Depthwise::new(&self.dw, (KEPT_FLOATS / (channels * w)).max(3));
+        let dw = Depthwise::new(&self.dw, (KEPT_FLOATS / (channels * w)).max(3), self.pooled);
         let mut scratch = dw.scratch();
         let cap = dw.max_input_rows();
         // Channel c's kept rows start at `c * cap * w`; `kept` are the rows held, from the
@@ -59,7 +59,7 @@ mod tests {
     use tract_onnx::prelude::*;
     use tract_onnx::tract_core::internal::*;
 
-    use crate::fuse::ops::{Act, Conv3x3Act, PointwiseAct, PointwiseDepthwise, f32s};
+    use crate::fuse::ops::{Act, Conv3x3Act, MaxPool2x2, PointwiseAct, PointwiseDepthwise, f32s};
 
     /// The fused pair against the two ops run one after the other, on images tall and wide
     /// enough for several bands (so that rows are kept between bands), with stride 1 and 2,
@@ -119,18 +119,37 @@ mod tests {
             let mid = pw.eval(&ctx, tvec!(input.clone())).expect("pointwise");
             let separate = dw.eval(&ctx, mid).expect("depthwise");
             let pair = PointwiseDepthwise::new(pw, dw).expect("a pair");
-            let fused = pair.eval(&ctx, tvec!(input)).expect("pair");
+            let fused = pair.eval(&ctx, tvec!(input.clone())).expect("pair");
             let (a, b) = (
                 f32s(&fused[0]).expect("f32"),
                 f32s(&separate[0]).expect("f32"),
             );
             assert_eq!(a.len(), c * oh * ow);
-            for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                assert!(
-                    (x - y).abs() <= 1e-5 * y.abs().max(1.0),
-                    "{h}x{w} s{stride} at {i}: {x} {y}"
-                );
-            }
+            close(a, b, &format!("{h}x{w} s{stride}"));
+            // With the 2x2 max pool after it (odd sizes drop their last row or column).
+            let pool = MaxPool2x2 {
+                channels: c,
+                in_hw: (oh, ow),
+                out_shape: tvec!(1, c, oh / 2, ow / 2),
+            };
+            let pooled = pool.eval(&ctx, separate).expect("pool");
+            let pair = pair.with_pool(&pool).expect("pair and pool");
+            let fused = pair.eval(&ctx, tvec!(input)).expect("pair and pool");
+            let (a, b) = (
+                f32s(&fused[0]).expect("f32"),
+                f32s(&pooled[0]).expect("f32"),
+            );
+            assert_eq!(a.len(), c * (oh / 2) * (ow / 2));
+            close(a, b, &format!("{h}x{w} s{stride} pooled"));
+        }
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!(
+                (x - y).abs() <= 1e-5 * y.abs().max(1.0),
+                "{what} at {i}: {x} {y}"
+            );
         }
     }
 }
