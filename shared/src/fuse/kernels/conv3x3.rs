@@ -18,12 +18,11 @@ impl Conv3x3Act {
 }
 
 impl Kernel for Conv3x3Act {
-    /// The whole op. A depthwise convolution runs in bands of output rows, each channel's
-    /// band from a small zero-padded copy of the input rows it reads (see [`Depthwise`]). A
-    /// full convolution copies each input channel once into a zero-padded plane (for stride
-    /// 2, split into its four even/odd row/column phases), then computes each band as one
-    /// [`ChannelMix`](super::ChannelMix) product whose rows are the input planes at the 9
-    /// taps' offsets.
+    /// The whole op, in bands of output rows, each from a small zero-padded copy of the input
+    /// rows it reads (for stride 2, split into their four even/odd row/column phases; see
+    /// [`Geometry`]). A depthwise convolution computes each channel's band on its own (see
+    /// [`Depthwise`]); a full one computes a band as one [`ChannelMix`](super::ChannelMix)
+    /// product whose rows are the input planes at the 9 taps' offsets.
     #[inline(always)]
     fn run<F: MulAdd>(&self, input: &[f32], out: &mut [f32]) {
         if self.group_in == 1 {
@@ -46,36 +45,42 @@ impl Kernel for Conv3x3Act {
         }
         let Some(mix) = &self.full else { return };
         let (h, w) = self.in_hw;
-        let g = Geometry::new(self);
-        let group_len = g.plane_len * self.stride * self.stride;
-        // Positions never written below (the padding) stay zero.
+        let (oh, ow) = self.out_hw;
+        let (s, pt) = (self.stride, self.pad_top_left.0);
+        let band = Geometry::new(self).band_rows().min(oh);
+        // Per band, the input rows it reads, zero-padded, in planes of their own (small, so
+        // in cache; the padding columns are never written, so stay zero).
+        let g = Geometry::with_rows(self, (band - 1) * s + 3);
+        let group_len = g.plane_len * s * s;
         let mut planes = vec![0f32; group_len * self.group_in];
         let mut padded = vec![0f32; 2 * g.pitch];
-        // Input rows past the padded input's last are never read.
-        let rows_read = h.min((self.out_hw.0 - 1) * self.stride + 3 - g.pad.0);
-        for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
-            for y in 0..rows_read {
-                let row = if self.channels_last {
-                    Row::Strided(&input[y * w * self.group_in + c..], self.group_in)
-                } else {
-                    Row::Plain(&input[(c * h + y) * w..][..w])
-                };
-                g.put_row(group, &mut padded, y + g.pad.0, 0, row);
-            }
-        }
-        // Per band, the planes at the 9 taps' offsets are the rows of one matrix product,
-        // with bias and activation.
-        let (oh, ow) = self.out_hw;
-        let band = g.band_rows();
+        // The planes at the 9 taps' offsets are the rows of one matrix product, with bias
+        // and activation.
+        let rows: Vec<usize> = (0..self.group_in)
+            .flat_map(|j| g.taps.iter().map(move |&(p, off)| (j, p, off)))
+            .map(|(j, p, off)| j * group_len + p * g.plane_len + off)
+            .collect();
         let band_len = (band - 1) * g.pitch + ow;
         let mut bands = vec![0f32; self.channels * band_len];
         for y0 in (0..oh).step_by(band) {
             let y1 = (y0 + band).min(oh);
+            let first = y0 * s;
+            for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
+                for py in first..(y1 - 1) * s + 3 {
+                    match py.checked_sub(pt).filter(|&y| y < h) {
+                        Some(y) => {
+                            let row = if self.channels_last {
+                                Row::Strided(&input[y * w * self.group_in + c..], self.group_in)
+                            } else {
+                                Row::Plain(&input[(c * h + y) * w..][..w])
+                            };
+                            g.put_row(group, &mut padded, py, first, row);
+                        }
+                        None => g.zero_row(group, py, first),
+                    }
+                }
+            }
             let n = (y1 - y0 - 1) * g.pitch + ow;
-            let rows: Vec<usize> = (0..self.group_in)
-                .flat_map(|j| g.taps.iter().map(move |&(p, off)| (j, p, off)))
-                .map(|(j, p, off)| j * group_len + p * g.plane_len + off + y0 * g.pitch)
-                .collect();
             mix.run::<F>(&planes, &rows, n, &mut bands, band_len);
             for (c, band) in bands.chunks_exact(band_len).enumerate() {
                 self.band_out(out, band, c, y0..y1, g.pitch);
