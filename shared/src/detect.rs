@@ -247,8 +247,7 @@ impl Detector {
         let (scale, w, h) = input_size(iw, ih, opts.max_side);
         let input = to_input_tensor(img, scale, w, h)?;
         let plan = self.plan(w, h)?;
-        let outputs = plan
-            .run(tvec!(input.into()))
+        let outputs = crate::fuse::run(&plan, input)
             .map_err(|e| PipelineError::Inference(format!("detector: {e}")))?;
         let mut views = Vec::with_capacity(12);
         for o in outputs.iter() {

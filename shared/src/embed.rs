@@ -155,9 +155,7 @@ impl Embedder {
     /// Embeds one aligned 112x112 face.
     pub fn embed(&self, face: &RgbImage) -> Result<Embedding, PipelineError> {
         let input = to_input_tensor(face)?;
-        let out = self
-            .plan
-            .run(tvec!(input.into()))
+        let out = crate::fuse::run(&self.plan, input)
             .map_err(|e| PipelineError::Inference(format!("embedder: {e}")))?;
         let v = out
             .first()

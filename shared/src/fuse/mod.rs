@@ -62,6 +62,36 @@ fn optimise_with(
     typed.into_optimized()?.into_runnable()
 }
 
+/// Runs a plan of the pipeline on one input, then leaves the CPU's vector state clean.
+///
+/// Why the second part: tract's hand-written AVX-512 matrix kernels (MobileFaceNet's larger 1x1
+/// convolutions) return without `vzeroupper`, so the upper halves of the vector registers stay
+/// dirty, and every instruction of the SSE code after them (the parts of the pipeline compiled
+/// for x86_64's baseline: resizing, packing, decoding, alignment) then pays for that state.
+/// Measured: a 910x1137 photo's detection took 12.4 ms on its own and 18.7 ms right after an
+/// embedding, its resize 4x longer (BENCHMARKS.md). Code compiled by rustc clears the state
+/// itself where it leaves AVX code; this does it after tract.
+pub fn run(plan: &Arc<TypedRunnableModel>, input: Tensor) -> TractResult<TVec<TValue>> {
+    let out = plan.run(tvec!(input.into()));
+    clear_upper_vector_state();
+    out
+}
+
+/// `vzeroupper` where the CPU has AVX (see [`run`]); nothing elsewhere.
+fn clear_upper_vector_state() {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx")]
+        unsafe fn vzeroupper() {
+            std::arch::x86_64::_mm256_zeroupper()
+        }
+        if std::is_x86_feature_detected!("avx") {
+            // SAFETY: the CPU has AVX, the one feature the function is compiled for.
+            unsafe { vzeroupper() }
+        }
+    }
+}
+
 /// tract's declutter without its layout pass (`ChangeAxes`), the form of the graph that
 /// [`fuse`] rewrites.
 ///

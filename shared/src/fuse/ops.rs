@@ -201,6 +201,10 @@ pub struct PointwiseDepthwise {
     /// The output is max-pooled 2x2 with stride 2 (YuNet's [`MaxPool2x2`] after a pair),
     /// as it is written.
     pub(super) pooled: bool,
+    /// A full 3x3 convolution before the pair (each model's first layer), whose output rows
+    /// are computed as the 1x1 convolution needs them: the largest activation of a model is
+    /// then never written whole.
+    pub(super) stem: Option<Conv3x3Act>,
     pub(super) out_shape: TVec<usize>,
 }
 
@@ -221,8 +225,31 @@ impl PointwiseDepthwise {
             pw,
             dw,
             pooled: false,
+            stem: None,
             out_shape,
         })
+    }
+
+    /// The pair with `stem` before it, if the pair reads `stem`'s output.
+    pub(super) fn with_stem(&self, stem: &Conv3x3Act) -> Option<Self> {
+        let fits = self.stem.is_none()
+            && stem.group_in > 1
+            && stem.full.is_some()
+            && !stem.channels_last
+            && stem.channels == self.pw.mix.inputs
+            && stem.out_hw == self.dw.in_hw;
+        fits.then(|| Self {
+            stem: Some(stem.clone()),
+            ..self.clone()
+        })
+    }
+
+    /// Floats of input the op reads.
+    fn input_len(&self) -> usize {
+        match &self.stem {
+            Some(stem) => stem.in_channels() * stem.in_hw.0 * stem.in_hw.1,
+            None => self.pw.mix.inputs * self.dw.in_hw.0 * self.dw.in_hw.1,
+        }
     }
 
     /// The pair with `pool` after it, if `pool` reads the pair's output.
@@ -243,7 +270,11 @@ impl Op for PointwiseDepthwise {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        let mut info = self.pw.info()?;
+        let mut info = match &self.stem {
+            Some(stem) => stem.info()?,
+            None => vec![],
+        };
+        info.extend(self.pw.info()?);
         info.extend(self.dw.info()?);
         if self.pooled {
             info.push("max pool 2x2".into());
@@ -263,9 +294,8 @@ impl EvalOp for PointwiseDepthwise {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let input = f32s(&inputs[0])?;
-        let (h, w) = self.dw.in_hw;
         ensure!(
-            input.len() == self.pw.mix.inputs * h * w,
+            input.len() == self.input_len(),
             "pointwise-depthwise input size"
         );
         run_kernel(self, input, &self.out_shape)

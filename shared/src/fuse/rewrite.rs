@@ -167,6 +167,11 @@ fn rewrite_at(model: &TypedModel, id: usize) -> TractResult<Option<TypedModelPat
     if let Some(pair) = node.op_as::<PointwiseDepthwise>() {
         return pair_then_pool(model, id, pair);
     }
+    if let Some(stem) = node.op_as::<Conv3x3Act>()
+        && stem.group_in > 1
+    {
+        return stem_then_pair(model, id, stem);
+    }
     if let Some(einsum) = node.op_as::<EinSum>()
         && let Some(patch) = pointwise(model, id, einsum)?
     {
@@ -244,6 +249,34 @@ fn pair_then_pool(
     let mut patch = TypedModelPatch::new("visage.pair_pool");
     let tap = patch.tap_model(model, node.inputs[0])?;
     let out = patch.wire_node(format!("{}.pooled", node.name), pooled, &[tap])?;
+    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
+    Ok(Some(patch))
+}
+
+/// A full 3x3 convolution whose output only a [`PointwiseDepthwise`] reads (each model's
+/// first layer): the pair computes it as it goes.
+fn stem_then_pair(
+    model: &TypedModel,
+    id: usize,
+    stem: &Conv3x3Act,
+) -> TractResult<Option<TypedModelPatch>> {
+    let Some(next) = only_successor(model, id) else {
+        return Ok(None);
+    };
+    if model.node(next).inputs != [OutletId::new(id, 0)] {
+        return Ok(None);
+    }
+    let Some(chain) = model
+        .node(next)
+        .op_as::<PointwiseDepthwise>()
+        .and_then(|pair| pair.with_stem(stem))
+    else {
+        return Ok(None);
+    };
+    let node = model.node(id);
+    let mut patch = TypedModelPatch::new("visage.stem_pair");
+    let tap = patch.tap_model(model, node.inputs[0])?;
+    let out = patch.wire_node(format!("{}.stem", model.node(next).name), chain, &[tap])?;
     patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
     Ok(Some(patch))
 }

@@ -43,47 +43,128 @@ impl Kernel for Conv3x3Act {
             }
             return;
         }
-        let Some(mix) = &self.full else { return };
-        let (h, w) = self.in_hw;
-        let (oh, ow) = self.out_hw;
-        let (s, pt) = (self.stride, self.pad_top_left.0);
-        let band = Geometry::new(self).band_rows().min(oh);
-        // Per band, the input rows it reads, zero-padded, in planes of their own (small, so
-        // in cache; the padding columns are never written, so stay zero).
-        let g = Geometry::with_rows(self, (band - 1) * s + 3);
-        let group_len = g.plane_len * s * s;
-        let mut planes = vec![0f32; group_len * self.group_in];
-        let mut padded = vec![0f32; 2 * g.pitch];
-        // The planes at the 9 taps' offsets are the rows of one matrix product, with bias
-        // and activation.
-        let rows: Vec<usize> = (0..self.group_in)
+        if let Some(full) = Full::new(self) {
+            let mut scratch = full.scratch();
+            full.rows::<F>(input, 0..self.out_hw.0, &mut scratch, out, Dest::Tensor);
+        }
+    }
+}
+
+/// Where [`Full::rows`] writes.
+pub(super) enum Dest {
+    /// The op's output tensor.
+    Tensor,
+    /// Channels-first rows from `row0`: channel `c`, row `y` at
+    /// `c * channel_len + (y - row0) * width`.
+    Rows { channel_len: usize, row0: usize },
+}
+
+/// A full 3x3 convolution (few input channels) computed in bands of output rows: per band,
+/// the input rows it reads are copied, zero-padded, into planes of their own (small, so in
+/// cache; for stride 2, split into their four even/odd row/column phases), and the planes at
+/// the 9 taps' offsets are the rows of one [`ChannelMix`](super::ChannelMix) product, with
+/// bias and activation.
+pub(super) struct Full<'a> {
+    op: &'a Conv3x3Act,
+    mix: &'a super::ChannelMix,
+    g: Geometry,
+    band: usize,
+    /// Per band, where each of the product's rows starts in the planes.
+    rows: Vec<usize>,
+}
+
+/// The buffers [`Full::rows`] works in, allocated once per run.
+pub(super) struct FullScratch {
+    planes: Vec<f32>,
+    padded: Vec<f32>,
+    bands: Vec<f32>,
+}
+
+impl<'a> Full<'a> {
+    /// For a prepared full convolution.
+    #[inline(always)]
+    pub(super) fn new(op: &'a Conv3x3Act) -> Option<Self> {
+        let mix = op.full.as_ref()?;
+        let band = Geometry::new(op).band_rows().min(op.out_hw.0);
+        let g = Geometry::with_rows(op, (band - 1) * op.stride + 3);
+        let group_len = g.plane_len * op.stride * op.stride;
+        let rows = (0..op.group_in)
             .flat_map(|j| g.taps.iter().map(move |&(p, off)| (j, p, off)))
             .map(|(j, p, off)| j * group_len + p * g.plane_len + off)
             .collect();
-        let band_len = (band - 1) * g.pitch + ow;
-        let mut bands = vec![0f32; self.channels * band_len];
-        for y0 in (0..oh).step_by(band) {
-            let y1 = (y0 + band).min(oh);
+        Some(Self {
+            op,
+            mix,
+            g,
+            band,
+            rows,
+        })
+    }
+
+    #[inline(always)]
+    pub(super) fn scratch(&self) -> FullScratch {
+        let s = self.op.stride;
+        FullScratch {
+            // The padding columns are never written: they stay zero.
+            planes: vec![0f32; self.g.plane_len * s * s * self.op.group_in],
+            padded: vec![0f32; 2 * self.g.pitch],
+            bands: vec![0f32; self.op.channels * self.band_len()],
+        }
+    }
+
+    #[inline(always)]
+    fn band_len(&self) -> usize {
+        (self.band - 1) * self.g.pitch + self.op.out_hw.1
+    }
+
+    /// Output rows `ys`, in bands, into `out`.
+    #[inline(always)]
+    pub(super) fn rows<F: MulAdd>(
+        &self,
+        input: &[f32],
+        ys: std::ops::Range<usize>,
+        scratch: &mut FullScratch,
+        out: &mut [f32],
+        dest: Dest,
+    ) {
+        let op = self.op;
+        let (h, w) = op.in_hw;
+        let ow = op.out_hw.1;
+        let (s, pt, cin) = (op.stride, op.pad_top_left.0, op.group_in);
+        let g = &self.g;
+        let group_len = g.plane_len * s * s;
+        let band_len = self.band_len();
+        for y0 in ys.clone().step_by(self.band) {
+            let y1 = (y0 + self.band).min(ys.end);
             let first = y0 * s;
-            for (c, group) in planes.chunks_exact_mut(group_len).enumerate() {
+            for (c, group) in scratch.planes.chunks_exact_mut(group_len).enumerate() {
                 for py in first..(y1 - 1) * s + 3 {
                     match py.checked_sub(pt).filter(|&y| y < h) {
                         Some(y) => {
-                            let row = if self.channels_last {
-                                Row::Strided(&input[y * w * self.group_in + c..], self.group_in)
+                            let row = if op.channels_last {
+                                Row::Strided(&input[y * w * cin + c..], cin)
                             } else {
                                 Row::Plain(&input[(c * h + y) * w..][..w])
                             };
-                            g.put_row(group, &mut padded, py, first, row);
+                            g.put_row(group, &mut scratch.padded, py, first, row);
                         }
                         None => g.zero_row(group, py, first),
                     }
                 }
             }
             let n = (y1 - y0 - 1) * g.pitch + ow;
-            mix.run::<F>(&planes, &rows, n, &mut bands, band_len);
-            for (c, band) in bands.chunks_exact(band_len).enumerate() {
-                self.band_out(out, band, c, y0..y1, g.pitch);
+            self.mix
+                .run::<F>(&scratch.planes, &self.rows, n, &mut scratch.bands, band_len);
+            for (c, band) in scratch.bands.chunks_exact(band_len).enumerate() {
+                match dest {
+                    Dest::Tensor => op.band_out(out, band, c, y0..y1, g.pitch),
+                    Dest::Rows { channel_len, row0 } => {
+                        for y in y0..y1 {
+                            out[c * channel_len + (y - row0) * ow..][..ow]
+                                .copy_from_slice(&band[(y - y0) * g.pitch..][..ow]);
+                        }
+                    }
+                }
             }
         }
     }

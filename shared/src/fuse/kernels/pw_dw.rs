@@ -1,7 +1,7 @@
 //! A 1x1 convolution and the depthwise 3x3 convolution that reads it, in one pass
 //! ([`PointwiseDepthwise`]): the pattern of every block of both models.
 
-use super::conv3x3::{Depthwise, Row};
+use super::conv3x3::{Depthwise, Dest, Full, Row};
 use crate::fuse::ops::PointwiseDepthwise;
 use crate::fuse::simd::{Kernel, MulAdd};
 
@@ -27,6 +27,12 @@ impl Kernel for PointwiseDepthwise {
         // first.
         let mut rows = vec![0f32; channels * cap * w];
         let mut kept = 0..0;
+        let stem = self.stem.as_ref().and_then(Full::new);
+        let mut stem_scratch = stem.as_ref().map(|s| s.scratch());
+        let mut stem_rows = match stem {
+            Some(_) => vec![0f32; mix.inputs * cap * w],
+            None => Vec::new(),
+        };
         for ys in dw.bands() {
             let need = dw.input_rows(&ys);
             // Bands go down the image: rows kept from the previous band move to the front.
@@ -39,9 +45,21 @@ impl Kernel for PointwiseDepthwise {
             }
             let new = reuse.end..need.end;
             if !new.is_empty() {
-                let at: Vec<usize> = (0..mix.inputs).map(|i| (i * h + new.start) * w).collect();
                 let first = (new.start - need.start) * w;
-                mix.run::<F>(input, &at, new.len() * w, &mut rows[first..], cap * w);
+                let len = new.len() * w;
+                if let (Some(stem), Some(scratch)) = (&stem, &mut stem_scratch) {
+                    // The stem's output rows that the 1x1 convolution reads, first.
+                    let dest = Dest::Rows {
+                        channel_len: len,
+                        row0: new.start,
+                    };
+                    stem.rows::<F>(input, new.clone(), scratch, &mut stem_rows, dest);
+                    let at: Vec<usize> = (0..mix.inputs).map(|i| i * len).collect();
+                    mix.run::<F>(&stem_rows, &at, len, &mut rows[first..], cap * w);
+                } else {
+                    let at: Vec<usize> = (0..mix.inputs).map(|i| (i * h + new.start) * w).collect();
+                    mix.run::<F>(input, &at, len, &mut rows[first..], cap * w);
+                }
             }
             kept = need.clone();
             for c in 0..channels {
