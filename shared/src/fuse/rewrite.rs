@@ -281,9 +281,16 @@ fn stem_then_pair(
     Ok(Some(patch))
 }
 
-/// Most input channels a 1x1 convolution may have to be fused: beyond, tract's own matrix
-/// product (AVX-512 where the CPU has it) wins (MobileFaceNet's 64 to 512 measured slower).
+/// Most input channels a 1x1 convolution may have to be fused. Natively every 1x1
+/// convolution of both models: fused, and paired with the depthwise convolution after it,
+/// MobileFaceNet's with 128 to 512 inputs beat tract's AVX-512 matrix product (the model
+/// 7.2 -> 6.4 ms), where on their own they had measured slower. In the browser, tract's
+/// matrix product and the fused op measured the same for those (about 40 ms for the
+/// embedding job either way), so it keeps tract's.
+#[cfg(target_arch = "wasm32")]
 const MAX_POINTWISE_IN: usize = 64;
+#[cfg(not(target_arch = "wasm32"))]
+const MAX_POINTWISE_IN: usize = 512;
 
 /// A 1x1 convolution as tract declutters it: `EinSum` of the input and the `[O, I]` weights,
 /// then `Add` of the bias, then maybe an activation.
@@ -670,6 +677,52 @@ mod tests {
             }
         }
         (worst, rewrites)
+    }
+
+    /// The fused graph of `onnx`: how many nodes run each op (by name).
+    fn fused_ops(onnx: &[u8], input: [usize; 4]) -> std::collections::HashMap<String, usize> {
+        let mut typed = load(onnx)
+            .with_input_fact(0, f32::fact(input).into())
+            .and_then(|m| m.into_typed())
+            .expect("typed");
+        crate::fuse::declutter_keeping_layout(&mut typed).expect("declutter");
+        fuse(&mut typed).expect("fuse");
+        let mut ops = std::collections::HashMap::new();
+        for node in typed.nodes() {
+            let name = match node.op_as::<PointwiseDepthwise>() {
+                Some(p) if p.stem.is_some() => "stem+pair".to_string(),
+                Some(p) if p.pooled => "pair+pool".to_string(),
+                _ => node.op.name().to_string(),
+            };
+            *ops.entry(name).or_default() += 1;
+        }
+        ops
+    }
+
+    /// Both models are made of 1x1 + depthwise pairs, and YuNet's stem and a pool go into
+    /// them: the structure the speed rests on (BENCHMARKS.md), checked so that a change in
+    /// tract's graph or in the matching cannot lose it silently. Natively no 3x3 or 1x1
+    /// convolution is left to tract.
+    #[test]
+    fn the_models_become_pairs() {
+        let count = |ops: &std::collections::HashMap<String, usize>, name: &str| {
+            ops.get(name).copied().unwrap_or(0)
+        };
+        let yunet = fused_ops(model::DETECTOR_ONNX, [1, 3, 256, 320]);
+        let pairs = count(&yunet, "VisagePointwiseDepthwise");
+        assert_eq!(count(&yunet, "stem+pair"), 1, "{yunet:?}");
+        // The pools whose input nothing else reads (the others' input also feeds the neck).
+        assert!(count(&yunet, "pair+pool") >= 1, "{yunet:?}");
+        assert!(pairs >= 20, "{yunet:?}");
+        for tract_op in ["Conv", "EinSum", "MaxPool"] {
+            assert_eq!(count(&yunet, tract_op), 0, "{yunet:?}");
+        }
+        let mfn = fused_ops(model::EMBEDDER_ONNX, [1, 3, 112, 112]);
+        assert!(count(&mfn, "VisagePointwiseDepthwise") >= 15, "{mfn:?}");
+        // The one left is the 7x7 global depthwise convolution at the end (0.02 ms).
+        assert!(count(&mfn, "Conv") <= 1, "{mfn:?}");
+        #[cfg(not(target_arch = "wasm32"))]
+        assert_eq!(count(&mfn, "EinSum"), 0, "{mfn:?}");
     }
 
     #[test]
