@@ -19,7 +19,9 @@
 // "default,detect_side=256,detect_workers=2" ("default" = the app's own settings).
 // E2E_MODE=bench-ort: the pipeline against onnxruntime-web on the same models (bench-ort.mjs),
 // E2E_ORT_ROUNDS x E2E_ORT_K iterations per row (default 10 x 10) and E2E_ORT_SETUP_ROUNDS
-// set-ups (default 10); writes bench-ort.json and bench-ort.md.
+// set-ups (default 10); writes bench-ort.json and bench-ort.md. E2E_CHROMIUM_FLAGS: more
+// Chromium flags, space-separated (e.g. "--js-flags=--no-wasm-inlining" to test a V8 setting;
+// BENCHMARKS.md, the browser against onnxruntime-web).
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
@@ -118,7 +120,8 @@ async function eraseEveryone() {
 
 // ---- browser -----------------------------------------------------------------------------
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream'];
+  '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream',
+  ...(env.E2E_CHROMIUM_FLAGS || '').split(' ').filter(Boolean)];
 const requests = [];
 const consoleErrors = [];
 const consoleAll = [];
