@@ -208,24 +208,10 @@ fn pointwise_depthwise(
     id: usize,
     pw: &PointwiseAct,
 ) -> TractResult<Option<TypedModelPatch>> {
-    let Some(next) = only_successor(model, id) else {
-        return Ok(None);
-    };
-    let Some(dw) = model.node(next).op_as::<Conv3x3Act>() else {
-        return Ok(None);
-    };
-    if model.node(next).inputs != [OutletId::new(id, 0)] {
-        return Ok(None);
-    }
-    let Some(pair) = PointwiseDepthwise::new(pw.clone(), dw.clone()) else {
-        return Ok(None);
-    };
-    let node = model.node(id);
-    let mut patch = TypedModelPatch::new("visage.pointwise_depthwise");
-    let tap = patch.tap_model(model, node.inputs[0])?;
-    let out = patch.wire_node(format!("{}.pair", model.node(next).name), pair, &[tap])?;
-    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
-    Ok(Some(patch))
+    merge_with_successor(model, id, "pair", |next| {
+        let dw = next.op_as::<Conv3x3Act>()?;
+        PointwiseDepthwise::new(pw.clone(), dw.clone())
+    })
 }
 
 /// A [`PointwiseDepthwise`] whose output only a [`MaxPool2x2`] reads: the pool is done as the
@@ -235,22 +221,9 @@ fn pair_then_pool(
     id: usize,
     pair: &PointwiseDepthwise,
 ) -> TractResult<Option<TypedModelPatch>> {
-    let Some(next) = only_successor(model, id) else {
-        return Ok(None);
-    };
-    let Some(pooled) = model
-        .node(next)
-        .op_as::<MaxPool2x2>()
-        .and_then(|pool| pair.with_pool(pool))
-    else {
-        return Ok(None);
-    };
-    let node = model.node(id);
-    let mut patch = TypedModelPatch::new("visage.pair_pool");
-    let tap = patch.tap_model(model, node.inputs[0])?;
-    let out = patch.wire_node(format!("{}.pooled", node.name), pooled, &[tap])?;
-    patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
-    Ok(Some(patch))
+    merge_with_successor(model, id, "pooled", |next| {
+        pair.with_pool(next.op_as::<MaxPool2x2>()?)
+    })
 }
 
 /// A full 3x3 convolution whose output only a [`PointwiseDepthwise`] reads (each model's
@@ -260,23 +233,33 @@ fn stem_then_pair(
     id: usize,
     stem: &Conv3x3Act,
 ) -> TractResult<Option<TypedModelPatch>> {
+    merge_with_successor(model, id, "stem", |next| {
+        next.op_as::<PointwiseDepthwise>()?.with_stem(stem)
+    })
+}
+
+/// Replaces node `id` and the single node reading its output (which reads nothing else) by
+/// the op `merged` makes of that node, if it makes one; the new node is named after `id`'s,
+/// with `suffix`.
+fn merge_with_successor<O: TypedOp>(
+    model: &TypedModel,
+    id: usize,
+    suffix: &str,
+    merged: impl FnOnce(&TypedNode) -> Option<O>,
+) -> TractResult<Option<TypedModelPatch>> {
     let Some(next) = only_successor(model, id) else {
         return Ok(None);
     };
     if model.node(next).inputs != [OutletId::new(id, 0)] {
         return Ok(None);
     }
-    let Some(chain) = model
-        .node(next)
-        .op_as::<PointwiseDepthwise>()
-        .and_then(|pair| pair.with_stem(stem))
-    else {
+    let Some(op) = merged(model.node(next)) else {
         return Ok(None);
     };
     let node = model.node(id);
-    let mut patch = TypedModelPatch::new("visage.stem_pair");
+    let mut patch = TypedModelPatch::new(format!("visage.{suffix}"));
     let tap = patch.tap_model(model, node.inputs[0])?;
-    let out = patch.wire_node(format!("{}.stem", model.node(next).name), chain, &[tap])?;
+    let out = patch.wire_node(format!("{}.{suffix}", node.name), op, &[tap])?;
     patch.shunt_outside(model, OutletId::new(next, 0), out[0])?;
     Ok(Some(patch))
 }
