@@ -309,11 +309,21 @@ fn to_input_tensor(
     let sw = ((iw as f32 * scale).round() as u32).clamp(1, w as u32);
     let sh = ((ih as f32 * scale).round() as u32).clamp(1, h as u32);
     let plane = w * h;
-    // Filled in place (tract would copy a separate buffer); the zeros are the padding.
+    // Filled in place (tract would copy a separate buffer). Not zeroed first: a 640x480 input
+    // has no padding, and zeroing its 3.7 MB cost as much as packing it.
     let inference = |e: TractError| PipelineError::Inference(format!("detector input: {e}"));
-    let mut tensor = Tensor::zero::<f32>(&[1, 3, h, w]).map_err(inference)?;
+    // SAFETY: f32 has no invalid bit patterns, and every element is written before the tensor
+    // is read: the padding just below, the image's pixels after.
+    let mut tensor = unsafe { Tensor::uninitialized::<f32>(&[1, 3, h, w]) }.map_err(inference)?;
     let mut view = tensor.try_as_plain_ram_mut().map_err(inference)?;
     let data = view.as_slice_mut::<f32>().map_err(inference)?;
+    let (sw_, sh_) = (sw as usize, sh as usize);
+    for channel in data.chunks_exact_mut(plane) {
+        for row in channel[..sh_ * w].chunks_exact_mut(w) {
+            row[sw_..].fill(0.0);
+        }
+        channel[sh_ * w..].fill(0.0);
+    }
     // A camera frame halved (or shrunk by another whole factor): straight into the tensor.
     if let Some(factors) = crate::resize::exact_box_factors((iw, ih), (sw, sh)) {
         crate::resize::box_shrink_bgr_planes(img, factors, data, w, plane);
@@ -389,6 +399,45 @@ pub fn decode_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tensor holds the resized image as BGR planes and zeros everywhere else (it is
+    /// allocated without zeroing), on both paths: bilinear, and a whole-factor shrink.
+    #[test]
+    fn the_input_tensor_is_the_image_and_zeros() {
+        let mut seed = 9u32;
+        for (iw, ih, max_side) in [(100u32, 60u32, 64u32), (64, 40, 32), (40, 64, 32)] {
+            let img = RgbImage::from_fn(iw, ih, |_, _| {
+                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+                image::Rgb([
+                    (seed >> 24) as u8 | 1,
+                    (seed >> 16) as u8 | 1,
+                    (seed >> 8) as u8 | 1,
+                ])
+            });
+            let (scale, w, h) = input_size(iw, ih, max_side);
+            let tensor = to_input_tensor(&img, scale, w, h).expect("tensor");
+            let view = tensor.try_as_plain_ram().expect("plain");
+            let data = view.as_slice::<f32>().expect("f32");
+            let (sw, sh) = (
+                (iw as f32 * scale).round() as u32,
+                (ih as f32 * scale).round() as u32,
+            );
+            let resized = crate::resize::resize_rgb(&img, sw, sh);
+            for c in 0..3 {
+                for y in 0..h {
+                    for x in 0..w {
+                        let got = data[(c * h + y) * w + x];
+                        let want = if x < sw as usize && y < sh as usize {
+                            resized.get_pixel(x as u32, y as u32).0[2 - c] as f32
+                        } else {
+                            0.0
+                        };
+                        assert_eq!(got, want, "{iw}x{ih}: channel {c} at {x},{y}");
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn input_size_keeps_aspect_and_pads_to_32() {
