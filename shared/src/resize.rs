@@ -68,7 +68,7 @@ pub fn exact_box_factors(from: (u32, u32), to: (u32, u32)) -> Option<(u32, u32)>
     ((kx > 1 || ky > 1) && (from.0 / kx, from.1 / ky) == (width, height)).then_some((kx, ky))
 }
 
-/// [`box_shrink`] written straight into a planar BGR `f32` tensor (the detector's input), the
+/// `box_shrink` written straight into a planar BGR `f32` tensor (the detector's input), the
 /// same values (rounded to bytes, as [`resize_rgb`] gives them): output row `y`, column `x`,
 /// channel `c` (0 blue, 1 green, 2 red) at `c * plane + y * pitch + x`. For a camera frame
 /// this is the whole of the detector's preparation, in one pass over the frame with the

@@ -15,7 +15,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::ops::{Act, ChannelAct, Conv3x3Act, MaxPool2x2, PointwiseAct, PointwiseDepthwise, f32s};
 
-/// Rewrites `model` (decluttered) in place with the fused ops (see [`super::ops`]). Returns
+/// Rewrites `model` (decluttered) in place with the fused ops (see `fuse::ops`). Returns
 /// how many rewrites it made.
 pub fn fuse(model: &mut TypedModel) -> TractResult<usize> {
     let mut count = 0;

@@ -1,5 +1,8 @@
-//! The 3x3 convolution ([`Conv3x3Act`]): depthwise, as 9 multiply-adds over each padded
-//! input plane; full, as one [`ChannelMix`](super::ChannelMix) product.
+//! The 3x3 convolution ([`Conv3x3Act`]), in bands of output rows, each from a small
+//! zero-padded copy of the input rows it reads ([`Geometry`]): depthwise ([`Depthwise`]), as 9
+//! multiply-adds over each channel's band; full ([`Full`]), as one
+//! [`ChannelMix`](super::ChannelMix) product per band. Both also serve the fused pair of
+//! `pw_dw` (its depthwise half, and its stem).
 
 use super::activate;
 use crate::fuse::ops::Conv3x3Act;
