@@ -64,13 +64,14 @@ fn optimise_with(
 
 /// Runs a plan of the pipeline on one input, then leaves the CPU's vector state clean.
 ///
-/// Why the second part: tract's hand-written AVX-512 matrix kernels (MobileFaceNet's larger 1x1
-/// convolutions) return without `vzeroupper`, so the upper halves of the vector registers stay
-/// dirty, and every instruction of the SSE code after them (the parts of the pipeline compiled
-/// for x86_64's baseline: resizing, packing, decoding, alignment) then pays for that state.
-/// Measured: a 910x1137 photo's detection took 12.4 ms on its own and 18.7 ms right after an
-/// embedding, its resize 4x longer (BENCHMARKS.md). Code compiled by rustc clears the state
-/// itself where it leaves AVX code; this does it after tract.
+/// Why the second part: tract-linalg's hand-written AVX-512 kernels (its matrix products, which
+/// ran MobileFaceNet's larger 1x1 convolutions when this was found) return without
+/// `vzeroupper`, so the upper halves of the vector registers stay dirty, and every instruction
+/// of the SSE code after them (the parts of the pipeline compiled for x86_64's baseline:
+/// resizing, packing, decoding, alignment) then pays for that state. Measured: a 910x1137
+/// photo's detection took 12.4 ms on its own and 18.7 ms right after an embedding, its resize
+/// 4x longer (BENCHMARKS.md). Code compiled by rustc clears the state itself where it leaves
+/// AVX code; this does it after tract, whichever of its kernels a plan still runs.
 pub fn run(plan: &Arc<TypedRunnableModel>, input: Tensor) -> TractResult<TVec<TValue>> {
     let out = plan.run(tvec!(input.into()));
     clear_upper_vector_state();
