@@ -317,12 +317,12 @@ fn to_input_tensor(
     let mut tensor = unsafe { Tensor::uninitialized::<f32>(&[1, 3, h, w]) }.map_err(inference)?;
     let mut view = tensor.try_as_plain_ram_mut().map_err(inference)?;
     let data = view.as_slice_mut::<f32>().map_err(inference)?;
-    let (sw_, sh_) = (sw as usize, sh as usize);
+    let (cols, rows) = (sw as usize, sh as usize);
     for channel in data.chunks_exact_mut(plane) {
-        for row in channel[..sh_ * w].chunks_exact_mut(w) {
-            row[sw_..].fill(0.0);
+        for row in channel[..rows * w].chunks_exact_mut(w) {
+            row[cols..].fill(0.0);
         }
-        channel[sh_ * w..].fill(0.0);
+        channel[rows * w..].fill(0.0);
     }
     // A camera frame halved (or shrunk by another whole factor): straight into the tensor.
     if let Some(factors) = crate::resize::exact_box_factors((iw, ih), (sw, sh)) {
@@ -404,16 +404,11 @@ mod tests {
     /// allocated without zeroing), on both paths: bilinear, and a whole-factor shrink.
     #[test]
     fn the_input_tensor_is_the_image_and_zeros() {
-        let mut seed = 9u32;
+        let mut noise = crate::noise::Noise::new(9);
         for (iw, ih, max_side) in [(100u32, 60u32, 64u32), (64, 40, 32), (40, 64, 32)] {
-            let img = RgbImage::from_fn(iw, ih, |_, _| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                image::Rgb([
-                    (seed >> 24) as u8 | 1,
-                    (seed >> 16) as u8 | 1,
-                    (seed >> 8) as u8 | 1,
-                ])
-            });
+            // No pixel is zero, so that the padding's zeros cannot be mistaken for pixels.
+            let mut img = noise.image(iw, ih);
+            img.pixels_mut().for_each(|p| p.0 = p.0.map(|v| v | 1));
             let (scale, w, h) = input_size(iw, ih, max_side);
             let tensor = to_input_tensor(&img, scale, w, h).expect("tensor");
             let view = tensor.try_as_plain_ram().expect("plain");

@@ -19,6 +19,8 @@ pub mod fixtures;
 pub mod fuse;
 pub mod geometry;
 pub mod model;
+#[cfg(test)]
+mod noise;
 pub mod quality;
 pub mod resize;
 pub mod template;

@@ -177,11 +177,7 @@ mod tests {
     /// down: at most 1 apart (rounding).
     #[test]
     fn bilinear_matches_the_formula() {
-        let mut seed = 3u32;
-        let img = RgbImage::from_fn(37, 23, |_, _| {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
-        });
+        let img = crate::noise::Noise::new(3).image(37, 23);
         for (w, h) in [(20, 13), (50, 40), (37, 11)] {
             let out = bilinear(&img, w, h);
             let (sx, sy) = (37.0 / w as f32, 23.0 / h as f32);
@@ -209,11 +205,7 @@ mod tests {
     /// The planar path gives the bytes of `resize_rgb`, as floats, where it applies.
     #[test]
     fn box_shrink_into_planes_equals_the_image_path() {
-        let mut seed = 5u32;
-        let img = RgbImage::from_fn(643, 482, |_, _| {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            Rgb([(seed >> 24) as u8, (seed >> 16) as u8, (seed >> 8) as u8])
-        });
+        let img = crate::noise::Noise::new(5).image(643, 482);
         assert_eq!(exact_box_factors((643, 482), (321, 241)), Some((2, 2)));
         assert_eq!(exact_box_factors((643, 482), (160, 120)), Some((4, 4)));
         assert_eq!(exact_box_factors((643, 482), (214, 241)), Some((3, 2)));

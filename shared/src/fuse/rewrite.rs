@@ -628,13 +628,7 @@ mod tests {
     /// the largest difference between the outputs, relative to the largest output (or to 1 for
     /// outputs below 1, such as YuNet's tiny objectness scores), with the number of rewrites.
     fn fused_against_tract(onnx: &[u8], input: [usize; 4]) -> (f32, usize) {
-        let mut seed = 7u32;
-        let data: Vec<f32> = (0..input.iter().product())
-            .map(|_| {
-                seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                (seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0
-            })
-            .collect();
+        let data = crate::noise::Noise::new(7).floats(input.iter().product());
         let x: TValue = Tensor::from_shape(&input, &data).expect("input").into();
         let run = |fuse: bool| {
             optimise_with(load(onnx), input, fuse)

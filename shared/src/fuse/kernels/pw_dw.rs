@@ -84,15 +84,8 @@ mod tests {
     /// odd sizes and each activation.
     #[test]
     fn pair_equals_the_two_ops() {
-        let mut seed = 11u32;
-        let mut random = |n: usize| -> Vec<f32> {
-            (0..n)
-                .map(|_| {
-                    seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-                    (seed >> 8) as f32 / (1 << 24) as f32 * 2.0 - 1.0
-                })
-                .collect()
-        };
+        let mut noise = crate::noise::Noise::new(11);
+        let mut random = |n: usize| noise.floats(n);
         for (h, w, stride, pad, ci, c) in [
             (37usize, 700usize, 1usize, (1usize, 1usize), 3usize, 5usize),
             (41, 601, 2, (1, 1), 4, 3),
