@@ -103,7 +103,7 @@ if [ "$MODE" = bench ] && [[ " $VARIANTS " == *" ort "* ]]; then
 else
   (cd "$HERE" && { [ -d node_modules/playwright-core ] || npm ci --omit=dev --no-audit --no-fund --silent; })
 fi
-export VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" VISAGE_BROWSER_KEY="$BROWSER_KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
+export VISAGE_BIN="$CARGO_TARGET_DIR/debug/visage" VISAGE_BACKEND="http://127.0.0.1:$PORT" VISAGE_KEY="$KEY" VISAGE_BROWSER_KEY="$BROWSER_KEY" E2E_WORK="$WORK" E2E_ARTIFACTS="$ART" CHROMIUM
 if [ "$MODE" = bench ]; then
   for v in $VARIANTS; do
     dist="$ROOT/frontend/dist"; [ "$v" = nosimd ] && dist="$ROOT/frontend/dist-nosimd"

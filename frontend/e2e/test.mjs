@@ -13,7 +13,7 @@
 // Settings for the People steps only, as an operator would do.
 //
 // Environment (run.sh sets it): VISAGE_BACKEND (http://127.0.0.1:PORT), VISAGE_KEY (admin),
-// VISAGE_BROWSER_KEY (enroll,recognize),
+// VISAGE_BROWSER_KEY (enroll,recognize), VISAGE_BIN (the service's binary, for `visage embed`),
 // E2E_DIST, E2E_WORK (videos), E2E_ARTIFACTS, E2E_MODE=flow|bench|bench-ort, E2E_BENCH_LABEL, and
 // E2E_BENCH_CONFIGS: comma-separated page-address queries to measure in turn, e.g.
 // "default,detect_side=256,detect_workers=2" ("default" = the app's own settings).
@@ -28,6 +28,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import os from 'node:os';
 import zlib from 'node:zlib';
+import { execFileSync } from 'node:child_process';
 
 const env = process.env;
 const BACKEND = env.VISAGE_BACKEND;
@@ -121,7 +122,7 @@ async function eraseEveryone() {
 // ---- browser -----------------------------------------------------------------------------
 const FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--no-first-run', '--disable-quic', '--use-fake-ui-for-media-stream',
-  ...(env.E2E_CHROMIUM_FLAGS || '').split(' ').filter(Boolean)];
+  ...(env.E2E_CHROMIUM_FLAGS || '').split(env.E2E_CHROMIUM_FLAGS?.includes(';') ? ';' : ' ').filter(Boolean)];
 const requests = [];
 const consoleErrors = [];
 const consoleAll = [];
@@ -168,7 +169,7 @@ async function open(video, { withKey = true, query = '' } = {}) {
   await page.locator('#models-status', { hasText: 'models ready' }).waitFor({ timeout: 240_000 });
   // index.html's loading message is gone once the app is up.
   assert(await page.locator('#boot').count() === 0, 'the loading message is removed when the app mounts');
-  return { ctx, page, close: async () => { await ctx.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); } };
+  return { n, ctx, page, close: async () => { await ctx.close(); fs.rmSync(userDataDir, { recursive: true, force: true }); } };
 }
 
 async function tab(page, name) { await page.locator('nav button', { hasText: name }).click(); }
@@ -263,6 +264,28 @@ async function noCamera(photo, name, faces) {
   await b.page.screenshot({ path: path.join(ART, 'no-camera-photo.png') });
   await b.close();
   log(`without a camera: ${path.basename(photo)} analysed in the browser:`, labels.join(' | '));
+  sameAsNative(b.n, photo);
+}
+
+/// The embeddings browser `n` sent for `photo` (its last /v1/recognize) against the service's
+/// own pipeline on the same file (`visage embed`, native): each browser face must be one of the
+/// native faces at cosine >= 0.999, so templates enrolled in the browser and through the API are
+/// interchangeable. The wasm build has kernels of its own (SIMD128), which only this compares.
+function sameAsNative(n, photo) {
+  const sent = requests.filter((r) => r.browser === n && r.method === 'POST' && new URL(r.url).pathname === '/v1/recognize');
+  assert(sent.length > 0, `the browser asked /v1/recognize about ${path.basename(photo)}`);
+  const browser = JSON.parse(sent.at(-1).body.toString()).embeddings.map((e) => e.vector);
+  const out = execFileSync(env.VISAGE_BIN, ['embed', photo], { encoding: 'utf8', maxBuffer: 64 << 20 });
+  const native = JSON.parse(out).faces.map((f) => f.embedding.vector);
+  assert(browser.length === native.length, `as many faces in the browser (${browser.length}) as natively (${native.length})`);
+  const cos = (a, b) => {
+    const dot = (x, y) => x.reduce((s, v, i) => s + v * y[i], 0);
+    return dot(a, b) / Math.sqrt(dot(a, a) * dot(b, b));
+  };
+  const best = browser.map((v) => Math.max(...native.map((u) => cos(v, u))));
+  const worst = Math.min(...best);
+  assert(worst >= 0.999, `browser and native embeddings of ${path.basename(photo)} agree (cosine per face ${best.map((c) => c.toFixed(5))})`);
+  log(`browser and native embeddings of ${path.basename(photo)}: ${best.length} faces, cosine >= ${worst.toFixed(5)}`);
 }
 
 async function scenario(label, { enrollVideo, sameVideo, otherVideo, viaSettings, photo, paging }) {

@@ -7,7 +7,9 @@
 //! MobileFaceNet), PReLU after 1x1 convolutions (two passes), and YuNet's 2x2 max pools, which
 //! the converter writes as two 1-D pools. The ops here do each in one pass over the data, with
 //! loops written so that the compiler vectorises them (AVX2 and FMA on x86_64, chosen at run
-//! time; SIMD128 on wasm32). 1x1 convolutions (matrix products) stay with tract.
+//! time; SIMD128 on wasm32, where the 1x1 block kernel is written with explicit vector
+//! instructions: see `ChannelMix`). 1x1 convolutions are fused too, with their activation and
+//! mostly with the depthwise convolution after them.
 //!
 //! [`fuse`] rewrites a decluttered [`TypedModel`] (decluttered by
 //! [`declutter_keeping_layout`], so that the graph is the same on every target); everything it

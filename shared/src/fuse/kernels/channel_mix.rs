@@ -105,6 +105,18 @@ impl ChannelMix {
         let blocks = co_n / PW_CO;
         let tail_w = &self.weights[blocks * PW_CO * ci_n..];
         for p0 in (0..n).step_by(PW_P) {
+            // wasm32 with SIMD128 computes the whole blocks its own way (`block_4x8`).
+            #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+            let mut b = {
+                for b in 0..blocks {
+                    let w = &self.weights[b * ci_n * PW_CO..(b + 1) * ci_n * PW_CO];
+                    for p in (p0..p0 + PW_P).step_by(8) {
+                        self.block_4x8(x, rows, p, w, b * PW_CO, out, pitch);
+                    }
+                }
+                blocks
+            };
+            #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
             let mut b = 0;
             // Two blocks at once where registers allow: each input load then serves 8 outputs.
             while F::WIDE && b + 1 < blocks {
@@ -159,6 +171,62 @@ impl ChannelMix {
                 for (l, v) in acc.iter().enumerate() {
                     out[co * pitch + p0 + l] = activate(*v, slope);
                 }
+            }
+        }
+    }
+
+    /// wasm32 with SIMD128: one block of [`PW_CO`] outputs by 8 positions from `p`, written
+    /// with explicit vector instructions, activated and stored; `w` is the block's weights.
+    ///
+    /// Why not the portable loop: the compiler vectorises its 4 x 16 block into 16 vectors of
+    /// accumulators, and the browser's code for x86_64 has 16 vector registers in all, so the
+    /// accumulators went to the stack and back for every input channel. How fast those spills
+    /// ran depended on where the stack happened to be: the embedding job took 1.3x longer
+    /// whenever V8 recompiled one of its callers (BENCHMARKS.md). 4 x 8 keeps 8 accumulators,
+    /// 2 inputs and a weight in registers. (Written with the portable loop, 8 positions are
+    /// 2.2x slower: the compiler then vectorises it badly.)
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    fn block_4x8(
+        &self,
+        x: &[f32],
+        rows: &[usize],
+        p: usize,
+        w: &[f32],
+        co0: usize,
+        out: &mut [f32],
+        pitch: usize,
+    ) {
+        use core::arch::wasm32::*;
+        let bias = &self.bias[co0..co0 + PW_CO];
+        let mut acc: [[v128; 2]; PW_CO] = std::array::from_fn(|r| [f32x4_splat(bias[r]); 2]);
+        for (ci, at) in rows.iter().enumerate() {
+            let xs = &x[at + p..at + p + 8];
+            // SAFETY: `xs` holds 8 floats; wasm's loads need no alignment.
+            let (x0, x1) = unsafe {
+                (
+                    v128_load(xs.as_ptr().cast()),
+                    v128_load(xs.as_ptr().add(4).cast()),
+                )
+            };
+            let ws = &w[ci * PW_CO..ci * PW_CO + PW_CO];
+            for (r, halves) in acc.iter_mut().enumerate() {
+                let wr = f32x4_splat(ws[r]);
+                halves[0] = f32x4_add(halves[0], f32x4_mul(x0, wr));
+                halves[1] = f32x4_add(halves[1], f32x4_mul(x1, wr));
+            }
+        }
+        let zero = f32x4_splat(0.0);
+        for (r, halves) in acc.iter().enumerate() {
+            let co = co0 + r;
+            let slope = f32x4_splat(self.act.slope(co));
+            let o = &mut out[co * pitch + p..co * pitch + p + 8];
+            for (h, v) in halves.iter().enumerate() {
+                // `activate`, lane by lane.
+                let a = v128_bitselect(*v, f32x4_mul(*v, slope), f32x4_gt(*v, zero));
+                // SAFETY: `o` holds 8 floats; wasm's stores need no alignment.
+                unsafe { v128_store(o.as_mut_ptr().add(4 * h).cast(), a) };
             }
         }
     }
