@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::kernels::ChannelMix;
+use super::kernels::{ChannelMix, PairInPlace};
 use super::simd::{dispatch, run_kernel};
 
 /// The activation applied after a fused operator, per channel.
@@ -298,7 +298,13 @@ impl EvalOp for PointwiseDepthwise {
             input.len() == self.input_len(),
             "pointwise-depthwise input size"
         );
-        run_kernel(self, input, &self.out_shape)
+        // Two kernels, each compiled on its own (one function each under `dispatch`): in
+        // one function the two paths made each other slower.
+        if self.in_place() {
+            run_kernel(&PairInPlace(self), input, &self.out_shape)
+        } else {
+            run_kernel(self, input, &self.out_shape)
+        }
     }
 }
 

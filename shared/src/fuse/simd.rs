@@ -136,9 +136,11 @@ mod tests {
     ];
 
     /// The functions in those files that do not run under `dispatch`.
-    const OUTSIDE: [(&str, &str); 4] = [
+    const OUTSIDE: [(&str, &str); 5] = [
         // Lays out the weights, once, when the graph is rewritten.
         ("kernels/channel_mix.rs", "new"),
+        // Chooses the pair's kernel, before `dispatch`.
+        ("kernels/pw_dw.rs", "in_place"),
         // Calls `dispatch`.
         ("simd.rs", "run_kernel"),
         // The `#[target_feature]` functions that `dispatch` compiles its argument into (which

@@ -56,6 +56,12 @@ impl ChannelMix {
         }
     }
 
+    /// Whether `n` positions are whole blocks (no zero-padded remainder block).
+    #[inline(always)]
+    pub(super) fn whole_blocks(&self, n: usize) -> bool {
+        n.is_multiple_of(PW_P)
+    }
+
     /// The first `n` positions of the input rows into `out`, output `o` at `o * pitch`; input
     /// row `i` is `x[rows[i]..]`. Blocks of [`PW_P`] positions (see [`ChannelMix::blocks`]);
     /// the positions past the last whole block are copied into one zero-padded block and

@@ -388,13 +388,68 @@ impl<'a> Depthwise<'a> {
                 None => self.g.zero_row(&mut scratch.planes, py, first),
             }
         }
+        self.compute_band::<F>(c, ys, &scratch.planes, &mut scratch.flat, out);
+    }
+
+    /// Stride 1: floats of one channel's zero-padded band plane (see
+    /// [`Depthwise::band_from_planes`]).
+    #[inline(always)]
+    pub(super) fn plane_len(&self) -> usize {
+        self.g.plane_len
+    }
+
+    /// Stride 1: input row `y` of a band plane whose first padded row is output row `y0`'s
+    /// first, as `(y, where its first value goes)`; `None` for a padding row (all zeros, see
+    /// [`Depthwise::row_span`]). The padding columns of the other rows stay zero: nothing
+    /// writes them.
+    #[inline(always)]
+    pub(super) fn plane_row(&self, y0: usize, py: usize) -> Option<(usize, usize)> {
+        debug_assert_eq!(self.op.stride, 1);
+        let (pt, h) = (self.op.pad_top_left.0, self.op.in_hw.0);
+        py.checked_sub(pt)
+            .filter(|&y| y < h)
+            .map(|y| (y, (py - y0) * self.g.pitch + self.g.pad.1))
+    }
+
+    /// Stride 1: padded row `py` of a band plane whose first padded row is output row `y0`'s
+    /// first, padding columns included, as a range of the plane.
+    #[inline(always)]
+    pub(super) fn row_span(&self, y0: usize, py: usize) -> std::ops::Range<usize> {
+        let at = (py - y0) * self.g.pitch;
+        at..at + self.g.pitch
+    }
+
+    /// Output channel `c`, rows `ys`, from its padded input rows already laid out in `planes`
+    /// as [`Depthwise::band`] lays them out (the fused pair's 1x1 convolution writes them
+    /// there itself, for stride 1), into `out`.
+    #[inline(always)]
+    pub(super) fn band_from_planes<F: MulAdd>(
+        &self,
+        c: usize,
+        ys: std::ops::Range<usize>,
+        planes: &[f32],
+        scratch: &mut Scratch,
+        out: &mut [f32],
+    ) {
+        self.compute_band::<F>(c, ys, planes, &mut scratch.flat, out);
+    }
+
+    #[inline(always)]
+    fn compute_band<F: MulAdd>(
+        &self,
+        c: usize,
+        ys: std::ops::Range<usize>,
+        planes: &[f32],
+        flat: &mut [f32],
+        out: &mut [f32],
+    ) {
         let g = &self.g;
         let n = (ys.len() - 1) * g.pitch + self.op.out_hw.1;
-        let flat = &mut scratch.flat[..n];
+        let flat = &mut flat[..n];
         let k: [f32; 9] = std::array::from_fn(|i| self.op.weights[c * 9 + i]);
         let src: [&[f32]; 9] = std::array::from_fn(|t| {
             let (p, off) = g.taps[t];
-            &scratch.planes[p * g.plane_len + off..][..n]
+            &planes[p * g.plane_len + off..][..n]
         });
         taps_flat::<F>(flat, src, &k, self.op.bias[c], self.op.act.slope(c));
         if self.pooled {

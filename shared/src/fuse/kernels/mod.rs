@@ -9,6 +9,7 @@ mod pool;
 mod pw_dw;
 
 pub(super) use channel_mix::ChannelMix;
+pub(super) use pw_dw::PairInPlace;
 
 use super::ops::{Act, ChannelAct};
 
