@@ -45,6 +45,10 @@ enum Cmd {
         image: Option<PathBuf>,
         #[arg(long, default_value_t = 20)]
         iterations: usize,
+        /// Rounds, taking turns (tract's, then onnxruntime's): each number is the median of
+        /// its rounds, so that a noisy moment weighs on both sides.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Run the evaluation gate on a face set laid out like ../shared/faces.
     Eval {
@@ -265,7 +269,48 @@ fn models(write: bool) -> Result<()> {
     Ok(())
 }
 
-fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
+/// What `cargo xtask bench` compares (issue 16): a row's name, tract's key, onnxruntime's key.
+const COMPARED: [(&str, &str, &str); 7] = [
+    (
+        "detect + align + embed, 640x480 frame at 320 (video)",
+        "full_frame_640x480_video_320_ms",
+        "full_frame_640x480_at_320_ms",
+    ),
+    (
+        "detect + align + embed, 640x480 frame at 640",
+        "full_frame_640x480_at_640_ms",
+        "full_frame_640x480_at_640_ms",
+    ),
+    (
+        "detect + align + embed, photo at 640",
+        "full_photo_640_no_refine_ms",
+        "full_one_face_ms",
+    ),
+    (
+        "detect, frame at 320 (onnxruntime: the network)",
+        "detect_640x480_at_320_ms",
+        "detect_640x480_at_320_ms",
+    ),
+    (
+        "detect, frame at 640 (the same)",
+        "detect_640x480_at_640_ms",
+        "detect_640x480_at_640_ms",
+    ),
+    (
+        "embed, batch 1",
+        "embed_batch1_per_face_ms",
+        "embed_batch1_per_face_ms",
+    ),
+    (
+        "embed, 8 faces, per face",
+        "embed_batch8_per_face_ms",
+        "embed_batch8_per_face_ms",
+    ),
+];
+
+/// tract's pipeline (`bench_pipeline`) and onnxruntime's (`scripts/reference.py bench`) in
+/// `rounds` alternating rounds; prints each side's medians over the rounds and the ratios.
+fn bench(image: Option<PathBuf>, iterations: usize, rounds: usize) -> Result<()> {
     let py = venv()?;
     let mut cargo = cargo();
     cargo.args([
@@ -290,11 +335,85 @@ fn bench(image: Option<PathBuf>, iterations: usize) -> Result<()> {
         cargo.arg("--image").arg(img);
         reference.arg("--image").arg(img);
     }
-    println!("== tract (visage-shared, release, single thread)");
-    run(&mut cargo)?;
-    println!("== onnxruntime (scripts/reference.py, single thread)");
-    run(&mut reference)?;
+    let rounds = rounds.max(1);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        println!("== round {r}/{rounds}: tract (visage-shared, release, single thread)");
+        ours.push(json_output(&mut cargo)?);
+        println!("== round {r}/{rounds}: onnxruntime (scripts/reference.py, single thread)");
+        theirs.push(json_output(&mut reference)?);
+    }
+    let (ours_m, theirs_m) = (medians(&ours), medians(&theirs));
+    println!("== tract, median of {rounds} rounds");
+    println!("{}", serde_json::Value::Object(ours_m.clone()));
+    println!("== onnxruntime, median of {rounds} rounds");
+    println!("{}", serde_json::Value::Object(theirs_m.clone()));
+    println!("== tract / onnxruntime (medians; the ratio in each round)");
+    for (row, a, b) in COMPARED {
+        let (Some(x), Some(y)) = (number(&ours_m, a), number(&theirs_m, b)) else {
+            continue;
+        };
+        let per_round: Vec<String> = ours
+            .iter()
+            .zip(&theirs)
+            .filter_map(|(o, t)| Some(format!("{:.2}", number(o, a)? / number(t, b)?)))
+            .collect();
+        println!(
+            "{row:<56} {x:7.2} {y:7.2} ms  {:.2}x  ({})",
+            x / y,
+            per_round.join(" ")
+        );
+    }
     Ok(())
+}
+
+type JsonMap = serde_json::Map<String, serde_json::Value>;
+
+/// Runs `cmd`, echoes its output, and parses the last line of it that is a JSON object.
+fn json_output(cmd: &mut Command) -> Result<JsonMap> {
+    let out = cmd
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("{cmd:?}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    print!("{text}");
+    if !out.status.success() {
+        bail!("{cmd:?} failed with {}", out.status);
+    }
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.starts_with('{'))
+        .with_context(|| format!("no JSON from {cmd:?}"))?;
+    match serde_json::from_str(line)? {
+        serde_json::Value::Object(m) => Ok(m),
+        other => bail!("expected a JSON object, got {other}"),
+    }
+}
+
+fn number(m: &JsonMap, key: &str) -> Option<f64> {
+    m.get(key)?.as_f64()
+}
+
+/// Per key of the first round: the median over the rounds where every round has a number,
+/// else the first round's value.
+fn medians(rounds: &[JsonMap]) -> JsonMap {
+    let Some(first) = rounds.first() else {
+        return JsonMap::new();
+    };
+    first
+        .iter()
+        .map(|(k, v)| {
+            let mut xs: Vec<f64> = rounds.iter().filter_map(|r| number(r, k)).collect();
+            let v = if xs.len() == rounds.len() && v.is_number() {
+                xs.sort_by(f64::total_cmp);
+                serde_json::json!(xs[xs.len() / 2])
+            } else {
+                v.clone()
+            };
+            (k.clone(), v)
+        })
+        .collect()
 }
 
 /// `visage eval` through cargo (the dev profile the tests built).
@@ -352,7 +471,11 @@ fn eval(faces: PathBuf) -> Result<()> {
 fn main() -> Result<()> {
     match Cli::parse().cmd {
         Cmd::Models { write } => models(write),
-        Cmd::Bench { image, iterations } => bench(image, iterations),
+        Cmd::Bench {
+            image,
+            iterations,
+            rounds,
+        } => bench(image, iterations, rounds),
         Cmd::Eval { faces } => eval(faces),
         Cmd::Contract => contract::run(),
         Cmd::Web {
