@@ -411,6 +411,14 @@ impl<'a> Depthwise<'a> {
             .map(|y| (y, (py - y0) * self.g.pitch + self.g.pad.1))
     }
 
+    /// Stride 1: the input rows among padded rows `padded`.
+    #[inline(always)]
+    pub(super) fn image_rows(&self, padded: &std::ops::Range<usize>) -> std::ops::Range<usize> {
+        let (pt, h) = (self.op.pad_top_left.0, self.op.in_hw.0);
+        let first = padded.start.saturating_sub(pt).min(h);
+        first..padded.end.saturating_sub(pt).clamp(first, h)
+    }
+
     /// Stride 1: padded row `py` of a band plane whose first padded row is output row `y0`'s
     /// first, padding columns included, as a range of the plane.
     #[inline(always)]

@@ -71,19 +71,20 @@ impl Kernel for PointwiseDepthwise {
 }
 
 impl PointwiseDepthwise {
-    /// Whether [`PairInPlace`] computes the pair: stride 1, no stem, and rows of whole blocks
-    /// of the 1x1 kernel. Runs outside `dispatch`.
+    /// Whether [`PairInPlace`] computes the pair: stride 1 and rows of whole blocks of the 1x1
+    /// kernel. Runs outside `dispatch`.
     pub(in crate::fuse) fn in_place(&self) -> bool {
-        self.stem.is_none() && self.dw.stride == 1 && self.pw.mix.whole_blocks(self.dw.in_hw.1)
+        self.dw.stride == 1 && self.pw.mix.whole_blocks(self.dw.in_hw.1)
     }
 }
 
-/// The pair for stride 1 (no stem) where rows are whole blocks of the 1x1 kernel (see
+/// The pair for stride 1 where rows are whole blocks of the 1x1 kernel (see
 /// [`PointwiseDepthwise::in_place`]): the 1x1 convolution writes each output row straight
 /// into the depthwise band's zero-padded planes (one per channel), which the depthwise
 /// convolution then reads in place, instead of going through a buffer of rows and a padded
 /// copy of each (those copies were about a tenth of YuNet's time). Rows two bands read are
-/// kept, moved up.
+/// kept, moved up. With a stem, its output rows that a band needs are computed first, as in
+/// the general kernel.
 pub(in crate::fuse) struct PairInPlace<'a>(pub(in crate::fuse) &'a PointwiseDepthwise);
 
 impl Kernel for PairInPlace<'_> {
@@ -98,6 +99,13 @@ impl Kernel for PairInPlace<'_> {
         let mut planes = vec![0f32; channels * plane];
         let mut scratch = dw.scratch();
         let mut at = vec![0usize; mix.inputs];
+        let stem = pair.stem.as_ref().and_then(Full::new);
+        let mut stem_scratch = stem.as_ref().map(|s| s.scratch());
+        let cap = dw.max_input_rows();
+        let mut stem_rows = match stem {
+            Some(_) => vec![0f32; mix.inputs * cap * w],
+            None => Vec::new(),
+        };
         // The padded rows in the planes, the first at their top.
         let mut held = 0..0;
         for ys in dw.bands() {
@@ -113,13 +121,31 @@ impl Kernel for PairInPlace<'_> {
             } else {
                 rows.clone()
             };
+            // With a stem: its output rows that the fresh rows are, first (`stem_rows` holds
+            // `cap` rows per channel, from the first of them).
+            let ins = dw.image_rows(&fresh);
+            if let (Some(stem), Some(scratch)) = (&stem, &mut stem_scratch) {
+                let dest = Dest::Rows {
+                    channel_len: cap * w,
+                    row0: ins.start,
+                };
+                stem.rows::<F>(input, ins.clone(), scratch, &mut stem_rows, dest);
+            }
             for py in fresh {
                 match dw.plane_row(rows.start, py) {
                     Some((y, first)) => {
-                        for (i, a) in at.iter_mut().enumerate() {
-                            *a = (i * h + y) * w;
-                        }
-                        mix.run::<F>(input, &at, w, &mut planes[first..], plane);
+                        let x = if stem.is_some() {
+                            for (i, a) in at.iter_mut().enumerate() {
+                                *a = (i * cap + y - ins.start) * w;
+                            }
+                            &stem_rows[..]
+                        } else {
+                            for (i, a) in at.iter_mut().enumerate() {
+                                *a = (i * h + y) * w;
+                            }
+                            input
+                        };
+                        mix.run::<F>(x, &at, w, &mut planes[first..], plane);
                     }
                     None => {
                         let span = dw.row_span(rows.start, py);
