@@ -20,8 +20,9 @@
 // E2E_MODE=bench-ort: the pipeline against onnxruntime-web on the same models (bench-ort.mjs),
 // E2E_ORT_ROUNDS x E2E_ORT_K iterations per row (default 10 x 10) and E2E_ORT_SETUP_ROUNDS
 // set-ups (default 10); writes bench-ort.json and bench-ort.md. E2E_CHROMIUM_FLAGS: more
-// Chromium flags, space-separated (e.g. "--js-flags=--no-wasm-inlining" to test a V8 setting;
-// BENCHMARKS.md, the browser against onnxruntime-web).
+// Chromium flags, space-separated, or separated by ';' when one of them holds spaces (e.g.
+// "--js-flags=--prof --logfile=/tmp/v8.log;--no-sandbox" to look at V8; BENCHMARKS.md, the
+// browser against onnxruntime-web).
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import fs from 'node:fs';
