@@ -1,7 +1,7 @@
 //! A 1x1 convolution and the depthwise 3x3 convolution that reads it, in one pass
 //! ([`PointwiseDepthwise`]): the pattern of every block of both models.
 
-use super::conv3x3::{Depthwise, Dest, Full, Row};
+use super::conv3x3::{Depthwise, Dest, Full, FullScratch, Row};
 use crate::fuse::ops::PointwiseDepthwise;
 use crate::fuse::simd::{Kernel, MulAdd};
 
@@ -20,19 +20,13 @@ impl Kernel for PointwiseDepthwise {
         let (h, w) = self.dw.in_hw;
         let mix = &self.pw.mix;
         let channels = self.dw.channels;
-        let dw = Depthwise::new(&self.dw, (KEPT_FLOATS / (channels * w)).max(3), self.pooled);
+        let (dw, mut stem) = self.bands_and_stem();
         let mut scratch = dw.scratch();
         let cap = dw.max_input_rows();
         // Channel c's kept rows start at `c * cap * w`; `kept` are the rows held, from the
         // first.
         let mut rows = vec![0f32; channels * cap * w];
         let mut kept = 0..0;
-        let stem = self.stem.as_ref().and_then(Full::new);
-        let mut stem_scratch = stem.as_ref().map(|s| s.scratch());
-        let mut stem_rows = match stem {
-            Some(_) => vec![0f32; mix.inputs * cap * w],
-            None => Vec::new(),
-        };
         for ys in dw.bands() {
             let need = dw.input_rows(&ys);
             // Bands go down the image: rows kept from the previous band move to the front.
@@ -47,15 +41,15 @@ impl Kernel for PointwiseDepthwise {
             if !new.is_empty() {
                 let first = (new.start - need.start) * w;
                 let len = new.len() * w;
-                if let (Some(stem), Some(scratch)) = (&stem, &mut stem_scratch) {
+                if let Some((stem, scratch, stem_rows)) = &mut stem {
                     // The stem's output rows that the 1x1 convolution reads, first.
                     let dest = Dest::Rows {
                         channel_len: len,
                         row0: new.start,
                     };
-                    stem.rows::<F>(input, new.clone(), scratch, &mut stem_rows, dest);
+                    stem.rows::<F>(input, new.clone(), scratch, stem_rows, dest);
                     let at: Vec<usize> = (0..mix.inputs).map(|i| i * len).collect();
-                    mix.run::<F>(&stem_rows, &at, len, &mut rows[first..], cap * w);
+                    mix.run::<F>(stem_rows, &at, len, &mut rows[first..], cap * w);
                 } else {
                     let at: Vec<usize> = (0..mix.inputs).map(|i| (i * h + new.start) * w).collect();
                     mix.run::<F>(input, &at, len, &mut rows[first..], cap * w);
@@ -70,7 +64,25 @@ impl Kernel for PointwiseDepthwise {
     }
 }
 
+/// A stem ([`Full`]) with its scratch and the buffer of its output rows (`cap` rows per
+/// channel).
+type Stem<'a> = (Full<'a>, FullScratch, Vec<f32>);
+
 impl PointwiseDepthwise {
+    /// What both pair kernels start from: the depthwise convolution in bands whose input rows
+    /// (all channels) fit in [`KEPT_FLOATS`], and the stem, if any, with its buffers.
+    #[inline(always)]
+    fn bands_and_stem(&self) -> (Depthwise<'_>, Option<Stem<'_>>) {
+        let (channels, w) = (self.dw.channels, self.dw.in_hw.1);
+        let dw = Depthwise::new(&self.dw, (KEPT_FLOATS / (channels * w)).max(3), self.pooled);
+        let cap = dw.max_input_rows();
+        let stem = self.stem.as_ref().and_then(Full::new).map(|stem| {
+            let scratch = stem.scratch();
+            (stem, scratch, vec![0f32; self.pw.mix.inputs * cap * w])
+        });
+        (dw, stem)
+    }
+
     /// Whether [`PairInPlace`] computes the pair: stride 1 and rows of whole blocks of the 1x1
     /// kernel. Runs outside `dispatch`.
     pub(in crate::fuse) fn in_place(&self) -> bool {
@@ -93,19 +105,12 @@ impl Kernel for PairInPlace<'_> {
         let pair = self.0;
         let (h, w) = pair.dw.in_hw;
         let mix = &pair.pw.mix;
-        let channels = pair.dw.channels;
-        let dw = Depthwise::new(&pair.dw, (KEPT_FLOATS / (channels * w)).max(3), pair.pooled);
+        let (dw, mut stem) = pair.bands_and_stem();
         let plane = dw.plane_len();
-        let mut planes = vec![0f32; channels * plane];
+        let mut planes = vec![0f32; pair.dw.channels * plane];
         let mut scratch = dw.scratch();
         let mut at = vec![0usize; mix.inputs];
-        let stem = pair.stem.as_ref().and_then(Full::new);
-        let mut stem_scratch = stem.as_ref().map(|s| s.scratch());
         let cap = dw.max_input_rows();
-        let mut stem_rows = match stem {
-            Some(_) => vec![0f32; mix.inputs * cap * w],
-            None => Vec::new(),
-        };
         // The padded rows in the planes, the first at their top.
         let mut held = 0..0;
         for ys in dw.bands() {
@@ -124,17 +129,17 @@ impl Kernel for PairInPlace<'_> {
             // With a stem: its output rows that the fresh rows are, first (`stem_rows` holds
             // `cap` rows per channel, from the first of them).
             let ins = dw.image_rows(&fresh);
-            if let (Some(stem), Some(scratch)) = (&stem, &mut stem_scratch) {
+            if let Some((stem, scratch, stem_rows)) = &mut stem {
                 let dest = Dest::Rows {
                     channel_len: cap * w,
                     row0: ins.start,
                 };
-                stem.rows::<F>(input, ins.clone(), scratch, &mut stem_rows, dest);
+                stem.rows::<F>(input, ins.clone(), scratch, stem_rows, dest);
             }
             for py in fresh {
                 match dw.plane_row(rows.start, py) {
                     Some((y, first)) => {
-                        let x = if stem.is_some() {
+                        let x = if let Some((_, _, stem_rows)) = &stem {
                             for (i, a) in at.iter_mut().enumerate() {
                                 *a = (i * cap + y - ins.start) * w;
                             }
