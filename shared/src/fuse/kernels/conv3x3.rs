@@ -341,7 +341,7 @@ impl<'a> Depthwise<'a> {
             // The padding columns are never written: they stay zero.
             planes: vec![0f32; self.g.plane_len * self.op.stride * self.op.stride],
             padded: vec![0f32; 2 * self.g.pitch],
-            flat: vec![0f32; (self.band - 1) * self.g.pitch + self.op.out_hw.1],
+            flat: self.flat_buffer(),
         }
     }
 
@@ -388,7 +388,7 @@ impl<'a> Depthwise<'a> {
                 None => self.g.zero_row(&mut scratch.planes, py, first),
             }
         }
-        self.compute_band::<F>(c, ys, &scratch.planes, &mut scratch.flat, out);
+        self.band_from_planes::<F>(c, ys, &scratch.planes, &mut scratch.flat, out);
     }
 
     /// Stride 1: floats of one channel's zero-padded band plane (see
@@ -427,23 +427,19 @@ impl<'a> Depthwise<'a> {
         at..at + self.g.pitch
     }
 
-    /// Output channel `c`, rows `ys`, from its padded input rows already laid out in `planes`
-    /// as [`Depthwise::band`] lays them out (the fused pair's 1x1 convolution writes them
-    /// there itself, for stride 1), into `out`.
+    /// The buffer a band's flat output is computed in, before it goes to the output tensor
+    /// (see [`Depthwise::band_from_planes`]).
     #[inline(always)]
-    pub(super) fn band_from_planes<F: MulAdd>(
-        &self,
-        c: usize,
-        ys: std::ops::Range<usize>,
-        planes: &[f32],
-        scratch: &mut Scratch,
-        out: &mut [f32],
-    ) {
-        self.compute_band::<F>(c, ys, planes, &mut scratch.flat, out);
+    pub(super) fn flat_buffer(&self) -> Vec<f32> {
+        vec![0f32; (self.band - 1) * self.g.pitch + self.op.out_hw.1]
     }
 
+    /// Output channel `c`, rows `ys`, from its padded input rows already laid out in `planes`
+    /// as [`Depthwise::band`] lays them out (the fused pair's 1x1 convolution writes them
+    /// there itself, for stride 1), into `out`, by way of `flat` (a
+    /// [`Depthwise::flat_buffer`]).
     #[inline(always)]
-    fn compute_band<F: MulAdd>(
+    pub(super) fn band_from_planes<F: MulAdd>(
         &self,
         c: usize,
         ys: std::ops::Range<usize>,

@@ -108,7 +108,7 @@ impl Kernel for PairInPlace<'_> {
         let (dw, mut stem) = pair.bands_and_stem();
         let plane = dw.plane_len();
         let mut planes = vec![0f32; pair.dw.channels * plane];
-        let mut scratch = dw.scratch();
+        let mut flat = dw.flat_buffer();
         let mut at = vec![0usize; mix.inputs];
         let cap = dw.max_input_rows();
         // The padded rows in the planes, the first at their top.
@@ -162,7 +162,7 @@ impl Kernel for PairInPlace<'_> {
             }
             held = rows;
             for (c, p) in planes.chunks_exact(plane).enumerate() {
-                dw.band_from_planes::<F>(c, ys.clone(), p, &mut scratch, out);
+                dw.band_from_planes::<F>(c, ys.clone(), p, &mut flat, out);
             }
         }
     }
