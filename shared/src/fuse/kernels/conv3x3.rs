@@ -110,7 +110,7 @@ impl<'a> Full<'a> {
         FullScratch {
             // The padding columns are never written: they stay zero.
             planes: vec![0f32; self.g.plane_len * s * s * self.op.group_in],
-            padded: vec![0f32; 2 * self.g.pitch],
+            padded: vec![0f32; self.g.padded_len()],
             bands: vec![0f32; self.op.channels * self.band_len()],
         }
     }
@@ -151,9 +151,10 @@ impl<'a> Full<'a> {
                             };
                             g.put_row(group, &mut scratch.padded, py, first, row);
                         }
-                        None => g.zero_row(group, py, first),
+                        None => g.zero_row(group, &mut scratch.padded, py, first),
                     }
                 }
+                g.split_phases(group, &scratch.padded, (y1 - 1) * s + 3 - first);
             }
             let n = (y1 - y0 - 1) * g.pitch + ow;
             self.mix
@@ -241,28 +242,20 @@ impl Geometry {
         (BAND_FLOATS / self.pitch).max(1)
     }
 
-    /// Writes input row `row` (or zeros, for `None`) as padded row `py` (counted from
-    /// `first`, the padded row at the planes' start, even for stride 2) of `planes`. The
-    /// padding columns are never written, so stay zero.
+    /// Writes input row `row` as padded row `py` (counted from `first`, the padded row at
+    /// the planes' start, even for stride 2): for stride 1 into `planes`, for stride 2 into
+    /// `padded`, from where [`Geometry::split_phases`] moves the band's rows into `planes`.
+    /// The padding columns are never written, so stay zero.
     #[inline(always)]
     fn put_row(&self, planes: &mut [f32], padded: &mut [f32], py: usize, first: usize, row: Row) {
         let pl = self.pad.1;
         let w = self.in_hw.1.min(self.padded_w - pl);
         let r = py - first;
-        if self.stride == 1 {
-            let dst = &mut planes[r * self.pitch + pl..][..w];
-            match row {
-                Row::Plain(src) => dst.copy_from_slice(&src[..w]),
-                Row::Strided(src, n) => {
-                    for (x, d) in dst.iter_mut().enumerate() {
-                        *d = src[x * n];
-                    }
-                }
-            }
-            return;
-        }
-        // Copy, then deinterleave pairs: both loops vectorise, a scatter does not.
-        let dst = &mut padded[pl..pl + w];
+        let dst = if self.stride == 1 {
+            &mut planes[r * self.pitch + pl..][..w]
+        } else {
+            &mut padded[self.padded_row(r) + pl..][..w]
+        };
         match row {
             Row::Plain(src) => dst.copy_from_slice(&src[..w]),
             Row::Strided(src, n) => {
@@ -271,26 +264,59 @@ impl Geometry {
                 }
             }
         }
-        let base = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
-        for (phase, start) in [base, base + self.plane_len].into_iter().enumerate() {
-            let dst = &mut planes[start..start + self.pitch];
-            for (d, pair) in dst.iter_mut().zip(padded.chunks_exact(2)) {
-                *d = pair[phase];
-            }
+    }
+
+    /// Stride 2: where padded row `r` of a band starts in the buffer rows are put in before
+    /// they are split into phases: the even rows one after the other, then the odd ones, each
+    /// `2 * pitch` floats, so that each half is split in one long loop.
+    #[inline(always)]
+    fn padded_row(&self, r: usize) -> usize {
+        (r & 1) * 2 * self.plane_len + (r >> 1) * 2 * self.pitch
+    }
+
+    /// Floats of that buffer (none for stride 1).
+    #[inline(always)]
+    fn padded_len(&self) -> usize {
+        if self.stride == 1 {
+            0
+        } else {
+            4 * self.plane_len
         }
     }
 
-    /// Zeroes padded row `py` (counted from `first`) of `planes`: a padding row.
+    /// Zeroes padded row `py` (counted from `first`): a padding row.
     #[inline(always)]
-    fn zero_row(&self, planes: &mut [f32], py: usize, first: usize) {
+    fn zero_row(&self, planes: &mut [f32], padded: &mut [f32], py: usize, first: usize) {
         let r = py - first;
         if self.stride == 1 {
             planes[r * self.pitch..][..self.pitch].fill(0.0);
+        } else {
+            padded[self.padded_row(r)..][..2 * self.pitch].fill(0.0);
+        }
+    }
+
+    /// Stride 2: splits the first `rows` padded rows, put in `padded`, into the four
+    /// even/odd row/column phase planes. One loop over all the rows of a parity: split row by
+    /// row, MobileFaceNet's short rows (14 to 56 values) were never long enough for the
+    /// vectorised loop, and its stride-2 layers spent most of their time here.
+    #[inline(always)]
+    fn split_phases(&self, planes: &mut [f32], padded: &[f32], rows: usize) {
+        if self.stride == 1 {
             return;
         }
-        let base = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
-        planes[base..base + self.pitch].fill(0.0);
-        planes[base + self.plane_len..base + self.plane_len + self.pitch].fill(0.0);
+        for parity in 0..2 {
+            let n = rows.saturating_sub(parity).div_ceil(2) * self.pitch;
+            let src = &padded[parity * 2 * self.plane_len..][..2 * n];
+            let (even, odd) = planes[2 * parity * self.plane_len..].split_at_mut(self.plane_len);
+            for ((e, o), pair) in even[..n]
+                .iter_mut()
+                .zip(&mut odd[..n])
+                .zip(src.chunks_exact(2))
+            {
+                *e = pair[0];
+                *o = pair[1];
+            }
+        }
     }
 }
 
@@ -340,7 +366,7 @@ impl<'a> Depthwise<'a> {
         Scratch {
             // The padding columns are never written: they stay zero.
             planes: vec![0f32; self.g.plane_len * self.op.stride * self.op.stride],
-            padded: vec![0f32; 2 * self.g.pitch],
+            padded: vec![0f32; self.g.padded_len()],
             flat: self.flat_buffer(),
         }
     }
@@ -385,9 +411,14 @@ impl<'a> Depthwise<'a> {
                     self.g
                         .put_row(&mut scratch.planes, &mut scratch.padded, py, first, row(y))
                 }
-                None => self.g.zero_row(&mut scratch.planes, py, first),
+                None => self
+                    .g
+                    .zero_row(&mut scratch.planes, &mut scratch.padded, py, first),
             }
         }
+        let rows = (ys.end - 1) * s + 3 - first;
+        self.g
+            .split_phases(&mut scratch.planes, &scratch.padded, rows);
         self.band_from_planes::<F>(c, ys, &scratch.planes, &mut scratch.flat, out);
     }
 
