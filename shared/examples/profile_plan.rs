@@ -2,7 +2,8 @@
 //! where the time goes: `cargo run --release -p visage-shared --example profile_plan`.
 //!
 //! Environment: `RUNS` (default 50), `PROFILE_NODES=1` (the 40 slowest nodes too),
-//! `PROFILE_TALL=1` (YuNet on 640x640 and 512x640 inputs too), `DUMP=N` (print the first N
+//! `PROFILE_TALL=1` (YuNet on 640x640 and 512x640 inputs too), `PROFILE_ONLY_640=1` (only
+//! YuNet on 640x480, `RUNS` times: for `perf record`), `DUMP=N` (print the first N
 //! nodes of each decluttered graph instead, as the fusion in `visage_shared::fuse` sees them),
 //! `VISAGE_NO_FUSE=1` (tract's own operators only).
 
@@ -21,7 +22,10 @@ fn profile(name: &str, embedder: bool, shape: [usize; 4], runs: usize) -> TractR
     let t0 = Instant::now();
     let now = || t0.elapsed().as_secs_f64() * 1000.0;
     let p = profile::profile(&plan, &shape, runs, &now)?;
-    println!("== {name} {shape:?}: median {:.2} ms per run", p.median_ms);
+    println!(
+        "== {name} {shape:?}: median {:.2} ms per run, fastest {:.2} ms",
+        p.median_ms, p.fastest_ms
+    );
     let by_op = p.by_op();
     let sum: f64 = by_op.iter().map(|(_, ms)| ms).sum();
     for (op, ms) in by_op {
@@ -46,6 +50,9 @@ fn main() -> TractResult<()> {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(50);
+    if std::env::var_os("PROFILE_ONLY_640").is_some() {
+        return profile("yunet", false, [1, 3, 480, 640], runs);
+    }
     profile("yunet", false, [1, 3, 256, 320], runs)?;
     profile("yunet", false, [1, 3, 480, 640], runs / 4)?;
     if std::env::var("PROFILE_TALL").is_ok() {
