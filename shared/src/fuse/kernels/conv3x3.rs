@@ -243,14 +243,54 @@ impl Geometry {
     }
 
     /// Writes input row `row` as padded row `py` (counted from `first`, the padded row at
-    /// the planes' start, even for stride 2): for stride 1 into `planes`, for stride 2 into
-    /// `padded`, from where [`Geometry::split_phases`] moves the band's rows into `planes`.
-    /// The padding columns are never written, so stay zero.
+    /// the planes' start, even for stride 2) of `planes`. Stride 2 splits rows into their
+    /// even/odd column phases: long rows as they are put, short ones by way of `padded`, a
+    /// band at a time (see [`Geometry::split_phases`]). The padding columns are never
+    /// written, so stay zero.
     #[inline(always)]
     fn put_row(&self, planes: &mut [f32], padded: &mut [f32], py: usize, first: usize, row: Row) {
         let pl = self.pad.1;
         let w = self.in_hw.1.min(self.padded_w - pl);
         let r = py - first;
+        if self.stride == 2 && self.split_as_put() {
+            // Padded column `pl + j` is input column `j`: the even input columns go to one
+            // phase, the odd ones to the other, from where their first lands.
+            let at = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
+            let (p0, p1) = planes[at..].split_at_mut(self.plane_len);
+            let (even, odd) = if pl & 1 == 0 {
+                (&mut p0[pl / 2..self.pitch], &mut p1[pl / 2..self.pitch])
+            } else {
+                (
+                    &mut p1[pl / 2..self.pitch],
+                    &mut p0[pl.div_ceil(2)..self.pitch],
+                )
+            };
+            match row {
+                Row::Plain(src) => {
+                    let src = &src[..w];
+                    for ((e, o), pair) in
+                        even.iter_mut().zip(odd.iter_mut()).zip(src.chunks_exact(2))
+                    {
+                        *e = pair[0];
+                        *o = pair[1];
+                    }
+                    if w % 2 == 1 {
+                        even[w / 2] = src[w - 1];
+                    }
+                }
+                Row::Strided(src, n) => {
+                    for x in 0..w {
+                        let d = if x % 2 == 0 {
+                            &mut even[x / 2]
+                        } else {
+                            &mut odd[x / 2]
+                        };
+                        *d = src[x * n];
+                    }
+                }
+            }
+            return;
+        }
         let dst = if self.stride == 1 {
             &mut planes[r * self.pitch + pl..][..w]
         } else {
@@ -266,18 +306,27 @@ impl Geometry {
         }
     }
 
-    /// Stride 2: where padded row `r` of a band starts in the buffer rows are put in before
-    /// they are split into phases: the even rows one after the other, then the odd ones, each
-    /// `2 * pitch` floats, so that each half is split in one long loop.
+    /// Stride 2: whether rows are split into phases as they are put. Long rows are (one pass
+    /// over the input instead of a copy and a split); rows shorter than a few vectors are
+    /// not: the split's vectorised loop would never run (MobileFaceNet's rows are 14 to 112
+    /// values), so they are split a band at a time.
+    #[inline(always)]
+    fn split_as_put(&self) -> bool {
+        self.padded_w >= 256
+    }
+
+    /// Stride 2: where padded row `r` of a band starts in the buffer short rows are put in
+    /// before they are split into phases: the even rows one after the other, then the odd
+    /// ones, each `2 * pitch` floats, so that each half is split in one long loop.
     #[inline(always)]
     fn padded_row(&self, r: usize) -> usize {
         (r & 1) * 2 * self.plane_len + (r >> 1) * 2 * self.pitch
     }
 
-    /// Floats of that buffer (none for stride 1).
+    /// Floats of that buffer (none where it is not used).
     #[inline(always)]
     fn padded_len(&self) -> usize {
-        if self.stride == 1 {
+        if self.stride == 1 || self.split_as_put() {
             0
         } else {
             4 * self.plane_len
@@ -290,18 +339,22 @@ impl Geometry {
         let r = py - first;
         if self.stride == 1 {
             planes[r * self.pitch..][..self.pitch].fill(0.0);
+        } else if self.split_as_put() {
+            let at = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
+            planes[at..][..self.pitch].fill(0.0);
+            planes[at + self.plane_len..][..self.pitch].fill(0.0);
         } else {
             padded[self.padded_row(r)..][..2 * self.pitch].fill(0.0);
         }
     }
 
-    /// Stride 2: splits the first `rows` padded rows, put in `padded`, into the four
-    /// even/odd row/column phase planes. One loop over all the rows of a parity: split row by
-    /// row, MobileFaceNet's short rows (14 to 56 values) were never long enough for the
-    /// vectorised loop, and its stride-2 layers spent most of their time here.
+    /// Stride 2, short rows: splits the first `rows` padded rows, put in `padded`, into the
+    /// four even/odd row/column phase planes, in one loop over all the rows of a parity
+    /// (split row by row, MobileFaceNet's short rows were never long enough for the
+    /// vectorised loop, and its stride-2 layers spent most of their time there).
     #[inline(always)]
     fn split_phases(&self, planes: &mut [f32], padded: &[f32], rows: usize) {
-        if self.stride == 1 {
+        if self.stride == 1 || self.split_as_put() {
             return;
         }
         for parity in 0..2 {
@@ -619,6 +672,95 @@ mod tests {
             run(op(2, (0, 0), (2, 2), Act::PRelu(Arc::new(vec![0.5])))),
             vec![6. + 2. * 7. - 10., (8. - 10.) * 0.5, -5., -5.]
         );
+    }
+
+    /// Stride 2, depthwise and full, on rows long enough to be split into phases as they are
+    /// put and on short ones (split a band at a time), each padding: channels-last (strided
+    /// rows) gives the channels-first result, and both the direct sums.
+    #[test]
+    fn stride_two_in_either_layout_equals_the_direct_sums() {
+        let mut noise = crate::noise::Noise::new(5);
+        for (h, w, pad, group_in) in [
+            (7usize, 301usize, (1usize, 1usize), 1usize),
+            (6, 300, (0, 0), 1),
+            (9, 20, (1, 1), 1),
+            (5, 290, (1, 1), 3),
+            (8, 33, (0, 0), 3),
+        ] {
+            let channels = 2;
+            let cin = if group_in == 1 { channels } else { group_in };
+            let (oh, ow) = if pad == (0, 0) {
+                ((h - 1) / 2, (w - 1) / 2)
+            } else {
+                (h.div_ceil(2), w.div_ceil(2))
+            };
+            let weights = noise.floats(channels * group_in * 9);
+            let chw = noise.floats(cin * h * w);
+            let op = |channels_last| {
+                Conv3x3Act {
+                    channels,
+                    group_in,
+                    in_hw: (h, w),
+                    out_hw: (oh, ow),
+                    stride: 2,
+                    pad_top_left: pad,
+                    channels_last,
+                    weights: Arc::new(weights.clone()),
+                    bias: Arc::new(vec![0.25, -0.5]),
+                    act: Act::Linear,
+                    out_shape: if channels_last {
+                        tvec!(1, oh, ow, channels)
+                    } else {
+                        tvec!(1, channels, oh, ow)
+                    },
+                    full: None,
+                }
+                .prepared()
+            };
+            // The sums, straight from the definition (zero outside the image).
+            let at = |c: usize, y: isize, x: isize| {
+                if y < 0 || x < 0 || y >= h as isize || x >= w as isize {
+                    0.0
+                } else {
+                    chw[(c * h + y as usize) * w + x as usize]
+                }
+            };
+            let mut direct = vec![0f32; channels * oh * ow];
+            for o in 0..channels {
+                for (y, x) in (0..oh).flat_map(|y| (0..ow).map(move |x| (y, x))) {
+                    let mut v = [0.25f32, -0.5][o];
+                    for (j, c) in if group_in == 1 {
+                        vec![o]
+                    } else {
+                        (0..cin).collect()
+                    }
+                    .into_iter()
+                    .enumerate()
+                    {
+                        for t in 0..9 {
+                            let iy = (2 * y + t / 3) as isize - pad.0 as isize;
+                            let ix = (2 * x + t % 3) as isize - pad.1 as isize;
+                            v += weights[(o * group_in + j) * 9 + t] * at(c, iy, ix);
+                        }
+                    }
+                    direct[(o * oh + y) * ow + x] = v;
+                }
+            }
+            let hwc: Vec<f32> = (0..h * w)
+                .flat_map(|p| (0..cin).map(move |c| (p, c)))
+                .map(|(p, c)| chw[c * h * w + p])
+                .collect();
+            let mut first = vec![0f32; channels * oh * ow];
+            op(false).run::<Separate>(&chw, &mut first);
+            let mut last = vec![0f32; channels * oh * ow];
+            op(true).run::<Separate>(&hwc, &mut last);
+            for (i, d) in direct.iter().enumerate() {
+                let (c, p) = (i / (oh * ow), i % (oh * ow));
+                let what = format!("{h}x{w} pad {pad:?} group {group_in} at {i}");
+                assert!((first[i] - d).abs() < 1e-4, "{what}: {} {d}", first[i]);
+                assert!((last[p * channels + c] - d).abs() < 1e-4, "{what} (last)");
+            }
+        }
     }
 
     /// A full convolution over 2 channels: the centre tap reads x0 + 10 * x1, in either layout.
