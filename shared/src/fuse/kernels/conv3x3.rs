@@ -60,6 +60,9 @@ pub(super) enum Dest {
     /// Channels-first rows from `row0`: channel `c`, row `y` at
     /// `c * channel_len + (y - row0) * width`.
     Rows { channel_len: usize, row0: usize },
+    /// The same with the rows [`Full::pitch`] floats apart, as they are computed (no copy):
+    /// channel `c`, row `y` at `c * channel_len + (y - row0) * pitch`.
+    Pitched { channel_len: usize, row0: usize },
 }
 
 /// A full 3x3 convolution (few input channels) computed in bands of output rows: per band,
@@ -115,6 +118,12 @@ impl<'a> Full<'a> {
         }
     }
 
+    /// Floats between output rows as they are computed (see [`Dest::Pitched`]).
+    #[inline(always)]
+    pub(super) fn pitch(&self) -> usize {
+        self.g.pitch
+    }
+
     #[inline(always)]
     fn band_len(&self) -> usize {
         (self.band - 1) * self.g.pitch + self.op.out_hw.1
@@ -157,6 +166,12 @@ impl<'a> Full<'a> {
                 g.split_phases(group, &scratch.padded, (y1 - 1) * s + 3 - first);
             }
             let n = (y1 - y0 - 1) * g.pitch + ow;
+            if let Dest::Pitched { channel_len, row0 } = dest {
+                let at = (y0 - row0) * g.pitch;
+                self.mix
+                    .run::<F>(&scratch.planes, &self.rows, n, &mut out[at..], channel_len);
+                continue;
+            }
             self.mix
                 .run::<F>(&scratch.planes, &self.rows, n, &mut scratch.bands, band_len);
             for (c, band) in scratch.bands.chunks_exact(band_len).enumerate() {
@@ -168,6 +183,8 @@ impl<'a> Full<'a> {
                                 .copy_from_slice(&band[(y - y0) * g.pitch..][..ow]);
                         }
                     }
+                    // Written straight by the product, above.
+                    Dest::Pitched { .. } => {}
                 }
             }
         }

@@ -78,7 +78,8 @@ impl PointwiseDepthwise {
         let cap = dw.max_input_rows();
         let stem = self.stem.as_ref().and_then(Full::new).map(|stem| {
             let scratch = stem.scratch();
-            (stem, scratch, vec![0f32; self.pw.mix.inputs * cap * w])
+            let rows = vec![0f32; self.pw.mix.inputs * cap * stem.pitch()];
+            (stem, scratch, rows)
         });
         (dw, stem)
     }
@@ -127,11 +128,13 @@ impl Kernel for PairInPlace<'_> {
                 rows.clone()
             };
             // With a stem: its output rows that the fresh rows are, first (`stem_rows` holds
-            // `cap` rows per channel, from the first of them).
+            // `cap` rows per channel, from the first of them, as the stem computes them: its
+            // pitch apart).
             let ins = dw.image_rows(&fresh);
+            let stem_pitch = stem.as_ref().map_or(w, |(stem, _, _)| stem.pitch());
             if let Some((stem, scratch, stem_rows)) = &mut stem {
-                let dest = Dest::Rows {
-                    channel_len: cap * w,
+                let dest = Dest::Pitched {
+                    channel_len: cap * stem_pitch,
                     row0: ins.start,
                 };
                 stem.rows::<F>(input, ins.clone(), scratch, stem_rows, dest);
@@ -141,7 +144,7 @@ impl Kernel for PairInPlace<'_> {
                     Some((y, first)) => {
                         let x = if let Some((_, _, stem_rows)) = &stem {
                             for (i, a) in at.iter_mut().enumerate() {
-                                *a = (i * cap + y - ins.start) * w;
+                                *a = i * cap * stem_pitch + (y - ins.start) * stem_pitch;
                             }
                             &stem_rows[..]
                         } else {
