@@ -62,6 +62,8 @@ fn cli_tracing() {
 }
 
 fn main() -> Result<()> {
+    // Freed activations kept for the next image (see the module).
+    visage_shared::allocator::keep_freed_memory();
     let command = Cli::parse().command;
     // The service commands set up their own tracing (plain or JSON); the pipeline commands log
     // to stderr so their JSON on stdout stays clean.

@@ -24,6 +24,7 @@ fn median_ms(n: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    visage_shared::allocator::keep_freed_memory();
     let args: Vec<String> = std::env::args().collect();
     let arg = |name: &str| {
         args.iter()

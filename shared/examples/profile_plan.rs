@@ -41,6 +41,7 @@ fn profile(name: &str, embedder: bool, shape: [usize; 4], runs: usize) -> TractR
 }
 
 fn main() -> TractResult<()> {
+    visage_shared::allocator::keep_freed_memory();
     let (yunet, mfn) = (model::DETECTOR_ONNX, model::EMBEDDER_ONNX);
     if let Some(limit) = std::env::var("DUMP").ok().and_then(|s| s.parse().ok()) {
         dump(yunet, [1, 3, 256, 320], limit)?;

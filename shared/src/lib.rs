@@ -9,6 +9,8 @@
 //! produce interchangeable embeddings.
 
 pub mod align;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod allocator;
 pub mod api;
 pub mod decode;
 pub mod detect;
