@@ -64,6 +64,19 @@ fn optimise_with(
     typed.into_optimized()?.into_runnable()
 }
 
+/// Runs `f` compiled for the widest vector instructions the CPU has (AVX-512, or AVX2 and FMA;
+/// see `simd::dispatch`), for the pipeline's pixel loops outside the models: packing the
+/// detector's input and resizing. Compiled for x86_64's baseline (SSE2) they get 4 lanes and
+/// no byte shuffles: packing a 640x480 frame took 2.5x as long. `f`, and every function its
+/// loops call, must be `#[inline(always)]`, or that code is compiled for the baseline.
+#[inline(always)]
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    simd::dispatch(
+        #[inline(always)]
+        |_| f(),
+    )
+}
+
 /// Runs a plan of the pipeline on one input, then leaves the CPU's vector state clean.
 ///
 /// Why the second part: tract-linalg's hand-written AVX-512 kernels (its matrix products, which

@@ -94,26 +94,24 @@ pub(super) enum Level {
 /// gives it only 4 lanes and no fused multiply-add. `f`, and everything it calls, must be
 /// `#[inline(always)]` (see the module's documentation).
 #[inline(always)]
-pub(super) fn dispatch(f: impl FnOnce(Level)) {
+pub(super) fn dispatch<R>(f: impl FnOnce(Level) -> R) -> R {
     #[cfg(target_arch = "x86_64")]
     {
         #[target_feature(enable = "avx512f,avx2,fma")]
-        unsafe fn avx512(f: impl FnOnce(Level)) {
+        unsafe fn avx512<R>(f: impl FnOnce(Level) -> R) -> R {
             f(Level::Avx512)
         }
         #[target_feature(enable = "avx2,fma")]
-        unsafe fn avx2(f: impl FnOnce(Level)) {
+        unsafe fn avx2<R>(f: impl FnOnce(Level) -> R) -> R {
             f(Level::Fma)
         }
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { avx512(f) };
-            return;
+            return unsafe { avx512(f) };
         }
         if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
             // SAFETY: as above.
-            unsafe { avx2(f) };
-            return;
+            return unsafe { avx2(f) };
         }
     }
     f(Level::Baseline)
