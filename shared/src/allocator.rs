@@ -14,7 +14,6 @@ const PURGE_DELAY: std::ffi::c_int = 15;
 
 unsafe extern "C" {
     fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
-    fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
 }
 
 /// How long freed memory is kept before it goes back to the OS.
@@ -28,19 +27,23 @@ pub fn keep_freed_memory() {
     unsafe { mi_option_set(PURGE_DELAY, KEEP_FREED_MS) }
 }
 
-/// mimalloc's purge delay now, in milliseconds.
-pub fn purge_delay_ms() -> std::ffi::c_long {
-    // SAFETY: reads an option.
-    unsafe { mi_option_get(PURGE_DELAY) }
-}
-
 #[cfg(test)]
 mod tests {
+    unsafe extern "C" {
+        fn mi_option_get(option: std::ffi::c_int) -> std::ffi::c_long;
+    }
+
+    /// mimalloc's purge delay now, in milliseconds.
+    fn purge_delay_ms() -> std::ffi::c_long {
+        // SAFETY: reads an option.
+        unsafe { mi_option_get(super::PURGE_DELAY) }
+    }
+
     /// Option 15 is the purge delay: its default is mimalloc v3's 1000 ms (v2's is 10, unless
     /// the environment sets it), and setting it takes.
     #[test]
     fn the_purge_delay_is_the_option_set() {
-        let before = super::purge_delay_ms();
+        let before = purge_delay_ms();
         if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
             assert!(
                 before == 1000 || before == 10 || before == super::KEEP_FREED_MS,
@@ -48,6 +51,6 @@ mod tests {
             );
         }
         super::keep_freed_memory();
-        assert_eq!(super::purge_delay_ms(), super::KEEP_FREED_MS);
+        assert_eq!(purge_delay_ms(), super::KEEP_FREED_MS);
     }
 }

@@ -272,8 +272,7 @@ impl Geometry {
         if self.stride == 2 && self.split_as_put() {
             // Padded column `pl + j` is input column `j`: the even input columns go to one
             // phase, the odd ones to the other, from where their first lands.
-            let at = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
-            let (p0, p1) = planes[at..].split_at_mut(self.plane_len);
+            let (p0, p1) = planes[self.phase_row(r)..].split_at_mut(self.plane_len);
             let (even, odd) = if pl & 1 == 0 {
                 (&mut p0[pl / 2..self.pitch], &mut p1[pl / 2..self.pitch])
             } else {
@@ -332,6 +331,13 @@ impl Geometry {
         self.padded_w >= 256
     }
 
+    /// Stride 2: where padded row `r` of a band starts in its even-column phase plane (the
+    /// odd-column one follows, `plane_len` floats on).
+    #[inline(always)]
+    fn phase_row(&self, r: usize) -> usize {
+        (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch
+    }
+
     /// Stride 2: where padded row `r` of a band starts in the buffer short rows are put in
     /// before they are split into phases: the even rows one after the other, then the odd
     /// ones, each `2 * pitch` floats, so that each half is split in one long loop.
@@ -357,7 +363,7 @@ impl Geometry {
         if self.stride == 1 {
             planes[r * self.pitch..][..self.pitch].fill(0.0);
         } else if self.split_as_put() {
-            let at = (r & 1) * 2 * self.plane_len + (r >> 1) * self.pitch;
+            let at = self.phase_row(r);
             planes[at..][..self.pitch].fill(0.0);
             planes[at + self.plane_len..][..self.pitch].fill(0.0);
         } else {

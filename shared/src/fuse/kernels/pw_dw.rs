@@ -112,6 +112,8 @@ impl Kernel for PairInPlace<'_> {
         let mut flat = dw.flat_buffer();
         let mut at = vec![0usize; mix.inputs];
         let cap = dw.max_input_rows();
+        // The stem's rows are `stem_pitch` floats apart, as it computes them.
+        let stem_pitch = stem.as_ref().map_or(0, |(stem, _, _)| stem.pitch());
         // The padded rows in the planes, the first at their top.
         let mut held = 0..0;
         for ys in dw.bands() {
@@ -128,10 +130,8 @@ impl Kernel for PairInPlace<'_> {
                 rows.clone()
             };
             // With a stem: its output rows that the fresh rows are, first (`stem_rows` holds
-            // `cap` rows per channel, from the first of them, as the stem computes them: its
-            // pitch apart).
+            // `cap` rows per channel, from the first of them).
             let ins = dw.image_rows(&fresh);
-            let stem_pitch = stem.as_ref().map_or(w, |(stem, _, _)| stem.pitch());
             if let Some((stem, scratch, stem_rows)) = &mut stem {
                 let dest = Dest::Pitched {
                     channel_len: cap * stem_pitch,
